@@ -1,0 +1,229 @@
+"""Settings: environment (12-factor) over flarestart.toml over defaults, validated once at start.
+
+Every value remembers where it came from, so `flarestart config show` can say it and a bad
+value's error can name the variable or file that set it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from bot import USER_AGENT
+from bot.errors import ConfigError
+
+ENV_PREFIX = "FLARESTART_"
+CONFIG_FILE_NAME = "flarestart.toml"
+# Variables that 12-factor platforms (Heroku and friends) set without our prefix.
+UNPREFIXED_ENV = {"database_url": "DATABASE_URL"}
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FetchSettings(_Section):
+    concurrency: int = Field(16, ge=1, le=512, description="feeds fetched at once")
+    per_host: int = Field(2, ge=1, le=64, description="requests at once to one host")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to open a connection")
+    read_timeout: float = Field(30.0, gt=0, description="seconds between two reads")
+    total_timeout: float = Field(60.0, gt=0, description="seconds for a whole response")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="body size cap")
+    interval_minutes: float = Field(30.0, gt=0, description="base time between two fetches")
+    max_backoff_hours: float = Field(24.0, gt=0, description="longest wait after errors")
+    parse_workers: int = Field(0, ge=0, le=64, description="parser processes; 0 = one per core")
+    user_agent: str = Field(USER_AGENT, min_length=1)
+
+
+class SourceSeed(_Section):
+    """A source the configuration asks for (replaces the shipped defaults when given)."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    topics: list[str] = Field(default_factory=list)
+    weight: float = Field(1.0, gt=0)
+    category: str | None = None
+
+
+class Settings(_Section):
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("flarestart", appauthor=False)),
+        description="where the SQLite database and outbox live",
+    )
+    database_url: str | None = Field(None, description="overrides the SQLite file in data_dir")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    allow_private_urls: bool = Field(
+        False, description="allow private/loopback addresses for untrusted sources"
+    )
+    prune_after_days: int = Field(30, ge=1, description="articles older than this are pruned")
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    sources: list[SourceSeed] | None = Field(
+        None, description="sources to seed on first run (default: FlareStart's own list)"
+    )
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin(self, key: str) -> str:
+        """Where the value of a dotted key came from: 'default', a variable or a file."""
+        return self._origins.get(key, "default")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "flarestart.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+
+def _section_models() -> dict[str, type[_Section]]:
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+    }
+
+
+def env_name(key: str) -> str:
+    """The environment variable for a dotted settings key: fetch.per_host → FLARESTART_FETCH_PER_HOST."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _scalar_keys() -> list[str]:
+    keys = []
+    sections = _section_models()
+    for name in Settings.model_fields:
+        if name in sections:
+            keys += [f"{name}.{sub}" for sub in sections[name].model_fields]
+        elif name != "sources":
+            keys.append(name)
+    return keys
+
+
+def find_config_file(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}CONFIG points at {path}, which is not a file")
+        return path
+    local = Path.cwd() / CONFIG_FILE_NAME
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _check_known(data: Mapping[str, Any], path: Path) -> None:
+    sections = _section_models()
+    for key, value in data.items():
+        if key not in Settings.model_fields:
+            raise ConfigError(f"{path}: unknown setting '{key}'{_did_you_mean(key, Settings.model_fields)}")
+        if key in sections and isinstance(value, Mapping):
+            fields = sections[key].model_fields
+            for sub in value:
+                if sub not in fields:
+                    raise ConfigError(
+                        f"{path}: unknown setting '{sub}' in [{key}]{_did_you_mean(sub, fields)}"
+                    )
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, config_file: Path | None = None
+) -> Settings:
+    """Build the one Settings object. Raises ConfigError naming the bad key and its origin."""
+    env = os.environ if env is None else env
+    path = config_file if config_file is not None else find_config_file(env)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    if path is not None:
+        data = _read_toml(path)
+        _check_known(data, path)
+        for key, value in data.items():
+            values[key] = dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, Mapping):
+                origins.update({f"{key}.{sub}": f"{path} [{key}]" for sub in value})
+            else:
+                origins[key] = str(path)
+    for key in _scalar_keys():
+        names = [env_name(key)]
+        if key in UNPREFIXED_ENV:
+            names.insert(0, UNPREFIXED_ENV[key])
+        for name in names:
+            if env.get(name):
+                section, _, sub = key.rpartition(".")
+                target = values.setdefault(section, {}) if section else values
+                target[sub] = env[name]
+                origins[key] = f"environment {name}"
+                break
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origins)) from None
+    settings._origins = origins
+    return settings
+
+
+def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        top = ".".join(str(part) for part in error["loc"][:2])
+        where = origins.get(key) or origins.get(top) or origins.get(str(error["loc"][0]), "default")
+        given = error.get("input")
+        shown = f", got {given!r}" if not isinstance(given, dict | list) else ""
+        lines.append(f"setting '{key}' from {where}: {error['msg'].lower()}{shown}")
+    return "; ".join(lines)
+
+
+def mask(key: str, value: object) -> object:
+    """Hide secrets: passwords inside URLs and any key named like a secret."""
+    if value is None:
+        return None
+    text = str(value)
+    last = key.rsplit(".", 1)[-1]
+    if any(word in last for word in SECRET_WORDS) and not last.endswith("_file"):
+        return "********"
+    if "://" in text and "@" in text:
+        scheme, rest = text.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:********@{host}" if ":" in creds else text
+    return value
+
+
+def describe(settings: Settings) -> list[tuple[str, object, str]]:
+    """(key, masked value, origin) for every scalar setting, for `config show`."""
+    rows: list[tuple[str, object, str]] = []
+    for key in _scalar_keys():
+        section, _, sub = key.rpartition(".")
+        holder: Any = getattr(settings, section) if section else settings
+        rows.append((key, mask(key, getattr(holder, sub)), settings.origin(key)))
+    rows.append(("database (effective)", mask("database_url", settings.effective_database_url), ""))
+    sources = settings.sources
+    rows.append(
+        ("sources", f"{len(sources)} configured" if sources is not None else "FlareStart defaults",
+         settings.origin("sources"))
+    )
+    return rows

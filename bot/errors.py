@@ -1,0 +1,43 @@
+"""One small error hierarchy. The CLI turns these into one-line messages; anything else is a bug."""
+
+
+class FlareStartError(Exception):
+    """Base of every error the service expects and can explain to a user."""
+
+    exit_code = 1
+
+
+class ConfigError(FlareStartError):
+    """A setting is missing or invalid; the message names the key and where it came from."""
+
+    exit_code = 2
+
+
+class NotFoundError(FlareStartError):
+    """Something asked for by name or id does not exist."""
+
+    exit_code = 3
+
+
+class SourceError(FlareStartError):
+    """A feed source could not be fetched, parsed or added."""
+
+
+class FeedParseError(SourceError):
+    """The bytes are not a feed we can read (or are hostile)."""
+
+
+class UnsafeURLError(SourceError):
+    """The URL is not http(s) or points at a private, loopback or link-local address."""
+
+
+class OPMLError(FlareStartError):
+    """An OPML file is malformed or holds invalid outlines."""
+
+
+class DeliveryTransientError(FlareStartError):
+    """Delivery failed but may work later (timeouts, 4xx SMTP, 429)."""
+
+
+class DeliveryPermanentError(FlareStartError):
+    """Delivery can never work as configured (5xx for the recipient, 404 webhook)."""

@@ -1,0 +1,1 @@
+"""Sources: fetch (httpx) → parse (bytes → entries) → normalize → store. One folder per step."""

@@ -1,0 +1,1 @@
+"""Loopback stand-ins for the internet, shared by tests, benchmarks and the demo."""
