@@ -63,3 +63,12 @@ class Article(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     image_url: str | None = Field(default=None, max_length=2048)
     content_hash: str = Field(max_length=64)
+
+
+class Meta(SQLModel, table=True):
+    """Small facts about the store itself, e.g. whether default sources were seeded once."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = ""

@@ -1,4 +1,4 @@
-"""initial sources and articles
+"""initial sources, articles and meta
 
 Revision ID: 0001
 Revises: (none)
@@ -66,9 +66,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("source_id", "key", name="uq_articles_source_key"),
     )
     op.create_index("ix_articles_published_at", "articles", ["published_at"])
+    op.create_table(
+        "meta",
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("value", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("meta")
     op.drop_index("ix_articles_published_at", "articles")
     op.drop_table("articles")
     op.drop_index("ix_sources_next_fetch_at", "sources")

@@ -1,0 +1,302 @@
+"""The store behind a narrow interface: callers ask for "sources due", "save these entries", never SQL.
+
+SQLite and PostgreSQL differ only inside this module (and the engine factory).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.config import Settings
+from bot.errors import NotFoundError, SourceError
+from bot.sources.types import ParsedEntry
+from bot.store.engine import make_engine
+from bot.store.migrate import upgrade
+from bot.store.models import Article, Meta, Source
+from bot.store.types import utcnow
+
+# Keys per IN (...) query: well under SQLite's 32k variable limit, few round trips.
+KEY_BATCH = 500
+MAX_URL, MAX_KEY, MAX_AUTHOR = 2048, 2100, 500  # the column sizes in models.py
+ARTICLES = Article.__table__  # type: ignore[attr-defined]
+
+
+class DuplicateSourceError(SourceError):
+    """A source with this URL or name is already stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewSource:
+    name: str
+    url: str
+    site_url: str | None = None
+    title: str | None = None
+    topics: tuple[str, ...] = ()
+    weight: float = 1.0
+    category: str | None = None
+    trusted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+        """Open the configured database and bring its schema up to date (migrations run by themselves)."""
+        engine = make_engine(settings.effective_database_url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._session() as session:
+            row = session.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._session() as session:
+            session.merge(Meta(key=key, value=value))
+            session.commit()
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def add_sources(self, sources: Sequence[NewSource]) -> list[Source]:
+        """Add all or nothing: one transaction, a duplicate URL or name names the culprit."""
+        with self._session() as session:
+            rows = [
+                Source(
+                    name=s.name,
+                    url=s.url,
+                    site_url=s.site_url,
+                    title=s.title,
+                    topics=list(s.topics),
+                    weight=s.weight,
+                    category=s.category,
+                    trusted=s.trusted,
+                )
+                for s in sources
+            ]
+            self._check_duplicates(session, sources)
+            session.add_all(rows)
+            try:
+                session.commit()
+            except IntegrityError as exc:  # a concurrent writer won the race
+                raise DuplicateSourceError(f"a source with the same name or URL exists: {exc.orig}") from None
+            return rows
+
+    def add_source(self, source: NewSource) -> Source:
+        return self.add_sources([source])[0]
+
+    def _check_duplicates(self, session: Session, sources: Sequence[NewSource]) -> None:
+        names = [s.name for s in sources]
+        urls = [s.url for s in sources]
+        for label, values in (("name", names), ("URL", urls)):
+            seen: set[str] = set()
+            for value in values:
+                if value in seen:
+                    raise DuplicateSourceError(f"the {label} {value!r} is given twice")
+                seen.add(value)
+        existing = session.exec(
+            select(Source).where(or_(Source.name.in_(names), Source.url.in_(urls)))  # type: ignore[attr-defined]
+        ).all()
+        for row in existing:
+            source: Source = row[0] if not isinstance(row, Source) else row
+            if source.url in urls:
+                raise DuplicateSourceError(f"{source.url} is already a source, named {source.name!r}")
+            raise DuplicateSourceError(f"a source named {source.name!r} already exists ({source.url})")
+
+    def list_sources(self) -> list[Source]:
+        with self._session() as session:
+            return list(session.scalars(select(Source).order_by(Source.name)))
+
+    def get_source(self, ref: str | int) -> Source:
+        """Find a source by id, name or URL; a miss names the closest names."""
+        with self._session() as session:
+            query = select(Source)
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+                found = session.get(Source, int(ref))
+                if found:
+                    return found
+            found = session.scalars(
+                query.where(or_(Source.name == str(ref), Source.url == str(ref)))
+            ).first()
+            if found:
+                return found
+            names = list(session.scalars(select(Source.name)))
+        close = difflib.get_close_matches(str(ref), names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+        raise NotFoundError(f"no source named {ref!r}{hint} (see `flarestart sources list`)")
+
+    def remove_source(self, ref: str | int) -> Source:
+        source = self.get_source(ref)
+        with self._session() as session:
+            session.execute(delete(Source).where(Source.id == source.id))  # type: ignore[arg-type]
+            session.commit()
+        return source
+
+    def update_source(self, source_id: int, **values: Any) -> None:
+        with self._session() as session:
+            session.execute(update(Source).where(Source.id == source_id).values(**values))  # type: ignore[arg-type]
+            session.commit()
+
+    def set_enabled(self, ref: str | int, enabled: bool) -> Source:
+        source = self.get_source(ref)
+        values: dict[str, Any] = {"enabled": enabled}
+        if enabled:  # a re-enabled source is due at once and starts with a clean slate
+            values |= {"disabled_reason": None, "error_count": 0, "next_fetch_at": None}
+        assert source.id is not None
+        self.update_source(source.id, **values)
+        return self.get_source(source.id)
+
+    def sources_due(self, now: datetime, *, refs: Iterable[str] = (), force: bool = False) -> list[Source]:
+        """Enabled sources whose next fetch time has come (all enabled ones with force)."""
+        wanted = [self.get_source(ref) for ref in refs]
+        if wanted:
+            return wanted
+        with self._session() as session:
+            query = select(Source).where(Source.enabled == True)  # noqa: E712
+            if not force:
+                query = query.where(
+                    or_(Source.next_fetch_at == None, Source.next_fetch_at <= now)  # type: ignore[arg-type,operator]  # noqa: E711
+                )
+            return list(session.scalars(query.order_by(Source.id)))
+
+    def next_due_at(self) -> datetime | None:
+        with self._session() as session:
+            return session.scalar(
+                select(func.min(Source.next_fetch_at)).where(Source.enabled == True)  # noqa: E712
+            )
+
+    # -- articles ---------------------------------------------------------------------------
+
+    def save_entries(self, source_id: int, entries: Sequence[ParsedEntry], *, now: datetime) -> SaveCounts:
+        """Insert new entries, update changed ones (same identity), in one transaction per feed.
+
+        The unique (source_id, key) constraint means a crash mid-way can never leave duplicates.
+        """
+        unique: dict[str, ParsedEntry] = {}
+        for entry in entries:
+            unique.setdefault(_fit_key(entry.key), entry)
+        if not unique:
+            return SaveCounts()
+        with self.engine.begin() as conn:
+            known: dict[str, tuple[int, str, datetime]] = {}
+            keys = list(unique)
+            for start in range(0, len(keys), KEY_BATCH):
+                chunk = keys[start : start + KEY_BATCH]
+                rows = conn.execute(
+                    select(ARTICLES.c.key, ARTICLES.c.id, ARTICLES.c.content_hash, ARTICLES.c.published_at)
+                    .where(ARTICLES.c.source_id == source_id)
+                    .where(ARTICLES.c.key.in_(chunk))
+                )
+                known.update({key: (id_, digest, published) for key, id_, digest, published in rows})
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for key, entry in unique.items():
+                published = min(entry.published, now) if entry.published else None
+                if key not in known:
+                    inserts.append(_article_values(source_id, entry, published or now, now))
+                elif known[key][1] != entry.content_hash:
+                    values = _article_values(source_id, entry, published or known[key][2], now)
+                    del values["first_seen_at"], values["source_id"], values["key"]
+                    updates.append({"_id": known[key][0], **values})
+            if inserts:
+                conn.execute(insert(ARTICLES), inserts)
+            if updates:
+                columns = {name: bindparam(name) for name in updates[0] if name != "_id"}
+                conn.execute(
+                    update(ARTICLES).where(ARTICLES.c.id == bindparam("_id")).values(**columns),
+                    updates,
+                )
+        return SaveCounts(len(inserts), len(updates), len(unique) - len(inserts) - len(updates))
+
+    def list_articles(
+        self, *, source: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[tuple[Article, str]]:
+        """Newest first, with each article's source name."""
+        with self._session() as session:
+            query = select(Article, Source.name).join(Source, Source.id == Article.source_id)  # type: ignore[arg-type]
+            if source is not None:
+                source_id = self.get_source(source).id
+                query = query.where(Article.source_id == source_id)
+            if since is not None:
+                query = query.where(Article.published_at >= since)  # type: ignore[arg-type,operator]
+            query = query.order_by(Article.published_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            return [(article, name) for article, name in session.execute(query)]
+
+    def count_articles(self, source_id: int | None = None) -> int:
+        with self._session() as session:
+            query = select(func.count()).select_from(Article)
+            if source_id is not None:
+                query = query.where(Article.source_id == source_id)
+            return int(session.scalar(query) or 0)
+
+    def article_counts(self) -> dict[int, int]:
+        """Articles stored per source id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ARTICLES.c.source_id, func.count()).group_by(ARTICLES.c.source_id)
+            )
+            return {int(source_id): int(count) for source_id, count in rows}
+
+    def prune_articles(self, older_than: datetime) -> int:
+        """Delete articles published before `older_than`; returns how many went."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(ARTICLES).where(ARTICLES.c.published_at < older_than))
+            return int(result.rowcount or 0)
+
+
+def _fit_url(url: str | None) -> str | None:
+    """A URL longer than the column is useless cut short; drop it rather than fail the feed."""
+    return url if url is None or len(url) <= MAX_URL else None
+
+
+def _fit_key(key: str) -> str:
+    if len(key) <= MAX_KEY:
+        return key
+    kind, sep, _ = key.partition(":")
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{kind}:sha256:{digest}" if sep and len(kind) < 10 else f"sha256:{digest}"
+
+
+def _article_values(source_id: int, entry: ParsedEntry, published: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        "source_id": source_id,
+        "key": _fit_key(entry.key),
+        "guid": entry.guid if entry.guid is None or len(entry.guid) <= MAX_URL else entry.guid[:MAX_URL],
+        "url": _fit_url(entry.url),
+        "title": entry.title,
+        "excerpt": entry.excerpt,
+        "author": entry.author[:MAX_AUTHOR] if entry.author else None,
+        "published_at": published,
+        "first_seen_at": now,
+        "updated_at": now,
+        "tags": list(entry.tags),
+        "image_url": _fit_url(entry.image_url),
+        "content_hash": entry.content_hash,
+    }

@@ -1,0 +1,132 @@
+"""The Store interface on both databases: sources, entries saved once, updated in place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.errors import NotFoundError
+from bot.sources.types import ParsedEntry
+from bot.store import DuplicateSourceError, NewSource, Store
+from bot.store.engine import make_engine
+from bot.store.migrate import upgrade
+
+NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    store = Store(engine)
+    yield store
+    store.close()
+
+
+def entry(key: str, **changes: object) -> ParsedEntry:
+    base = ParsedEntry(
+        key=key, guid=key, url=f"https://example.com/{key}", title=f"Title {key}",
+        excerpt="An excerpt.", author="Ada", published=NOW - timedelta(hours=1),
+        tags=("python",), image_url=None, content_hash=f"hash-{key}",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def add(store: Store, name: str = "Blog", url: str = "https://example.com/feed") -> int:
+    source_id = store.add_source(NewSource(name, url)).id
+    assert source_id is not None
+    return source_id
+
+
+def test_duplicate_url_or_name_is_refused_and_nothing_written(store: Store) -> None:
+    add(store)
+    with pytest.raises(DuplicateSourceError, match="already a source"):
+        store.add_source(NewSource("Other", "https://example.com/feed"))
+    with pytest.raises(DuplicateSourceError, match="named 'Blog' already exists"):
+        store.add_sources([NewSource("New", "https://new.example/feed"), NewSource("Blog", "https://b.example/")])
+    assert [s.name for s in store.list_sources()] == ["Blog"]
+
+
+def test_unknown_source_suggests_close_names(store: Store) -> None:
+    add(store, "The Verge", "https://www.theverge.com/rss/index.xml")
+    with pytest.raises(NotFoundError, match="did you mean 'The Verge'"):
+        store.get_source("The Verg")
+    assert store.get_source("https://www.theverge.com/rss/index.xml").name == "The Verge"
+
+
+def test_entries_are_stored_once_and_counted(store: Store) -> None:
+    source_id = add(store)
+    first = store.save_entries(source_id, [entry("a"), entry("b"), entry("a")], now=NOW)
+    assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
+    again = store.save_entries(source_id, [entry("a"), entry("b")], now=NOW)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    assert store.count_articles() == 2
+
+
+def test_changed_entry_updates_in_place_and_keeps_identity(store: Store) -> None:
+    source_id = add(store)
+    store.save_entries(source_id, [entry("a")], now=NOW)
+    [(before, _)] = store.list_articles()
+    later = NOW + timedelta(hours=2)
+    counts = store.save_entries(
+        source_id, [entry("a", title="Corrected title", content_hash="hash-a2")], now=later
+    )
+    assert (counts.new, counts.updated) == (0, 1)
+    [(after, name)] = store.list_articles()
+    assert name == "Blog"
+    assert after.id == before.id
+    assert after.title == "Corrected title"
+    assert after.first_seen_at == NOW
+    assert after.updated_at == later
+
+
+def test_dates_missing_or_in_the_future_are_clamped_to_now(store: Store) -> None:
+    source_id = add(store)
+    store.save_entries(
+        source_id, [entry("undated", published=None), entry("future", published=NOW + timedelta(days=3))],
+        now=NOW,
+    )
+    published = {a.key: a.published_at for a, _ in store.list_articles()}
+    assert published == {"undated": NOW, "future": NOW}
+
+
+def test_same_key_in_two_sources_is_two_articles(store: Store) -> None:
+    one, two = add(store, "One", "https://one.example/feed"), add(store, "Two", "https://two.example/feed")
+    store.save_entries(one, [entry("x")], now=NOW)
+    store.save_entries(two, [entry("x")], now=NOW)
+    assert store.article_counts() == {one: 1, two: 1}
+
+
+def test_oversized_keys_and_urls_do_not_fail_the_feed(store: Store) -> None:
+    source_id = add(store)
+    huge = entry("guid:" + "g" * 5000, url="https://e.example/" + "p" * 3000, content_hash="h1")
+    first = store.save_entries(source_id, [huge], now=NOW)
+    again = store.save_entries(source_id, [huge], now=NOW)
+    assert (first.new, again.unchanged) == (1, 1)
+    [(article, _)] = store.list_articles()
+    assert article.url is None
+    assert article.key.startswith("guid:sha256:") and len(article.key) <= 2100
+
+
+def test_sources_due_respects_schedule_and_enabled(store: Store) -> None:
+    due, later, off = add(store, "Due", "https://d/"), add(store, "Later", "https://l/"), add(store, "Off", "https://o/")
+    store.update_source(later, next_fetch_at=NOW + timedelta(minutes=30))
+    store.update_source(off, enabled=False)
+    assert [s.id for s in store.sources_due(NOW)] == [due]
+    assert {s.id for s in store.sources_due(NOW, force=True)} == {due, later}
+    assert store.next_due_at() is None or store.next_due_at() <= NOW + timedelta(minutes=30)
+    assert [s.name for s in store.sources_due(NOW, refs=["Off"])] == ["Off"]
+
+
+def test_prune_removes_only_old_articles_and_removing_a_source_cascades(store: Store) -> None:
+    source_id = add(store)
+    store.save_entries(
+        source_id, [entry("old", published=NOW - timedelta(days=40)), entry("new")], now=NOW
+    )
+    assert store.prune_articles(NOW - timedelta(days=30)) == 1
+    assert [a.key for a, _ in store.list_articles()] == ["new"]
+    store.remove_source("Blog")
+    assert store.count_articles() == 0
