@@ -12,8 +12,10 @@ corpus folder served with validators, in its own process) and by `flarestart dem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +31,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]  # lower-cased names
+    client: tuple[str, int] = ("", 0)  # the peer's (address, port): one port per connection
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -93,12 +96,22 @@ def endless(chunk: bytes = b"<item>" + b"x" * 65_536 + b"</item>") -> Iterator[b
         yield chunk
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up early (size caps, timeouts) are part of the script, not errors.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FixtureServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -123,7 +136,10 @@ class FixtureServer:
             return [r for r in self.requests if r.path == path]
 
     def start(self) -> FixtureServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -156,7 +172,10 @@ class FixtureServer:
 
             def do_GET(self) -> None:
                 request = Request(
-                    "GET", self.path, {k.lower(): v for k, v in self.headers.items()}
+                    "GET",
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    (str(self.client_address[0]), int(self.client_address[1])),
                 )
                 response = server._respond(request)
                 try:
@@ -222,10 +241,8 @@ def main() -> None:
     # The first line tells a parent process where we listen; then one URL a line.
     print(server.base_url, flush=True)
     print("\n".join(urls), flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
