@@ -149,9 +149,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, *, config_file: Path | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, *, config_file: Path | None = None) -> Settings:
     """Build the one Settings object. Raises ConfigError naming the bad key and its origin."""
     env = os.environ if env is None else env
     path = config_file if config_file is not None else find_config_file(env)
@@ -223,7 +221,10 @@ def describe(settings: Settings) -> list[tuple[str, object, str]]:
     rows.append(("database (effective)", mask("database_url", settings.effective_database_url), ""))
     sources = settings.sources
     rows.append(
-        ("sources", f"{len(sources)} configured" if sources is not None else "FlareStart defaults",
-         settings.origin("sources"))
+        (
+            "sources",
+            f"{len(sources)} configured" if sources is not None else "FlareStart defaults",
+            settings.origin("sources"),
+        )
     )
     return rows

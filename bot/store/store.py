@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -22,12 +22,13 @@ from bot.sources.types import ParsedEntry
 from bot.store.engine import make_engine
 from bot.store.migrate import upgrade
 from bot.store.models import Article, Meta, Source
-from bot.store.types import utcnow
 
 # Keys per IN (...) query: well under SQLite's 32k variable limit, few round trips.
 KEY_BATCH = 500
 MAX_URL, MAX_KEY, MAX_AUTHOR = 2048, 2100, 500  # the column sizes in models.py
-ARTICLES = Article.__table__  # type: ignore[attr-defined]
+# Queries use the tables' typed columns (SQLModel's class attributes confuse type checkers).
+SOURCES: Table = Source.__table__  # type: ignore[attr-defined]
+ARTICLES: Table = Article.__table__  # type: ignore[attr-defined]
 
 
 class DuplicateSourceError(SourceError):
@@ -121,33 +122,31 @@ class Store:
                 if value in seen:
                     raise DuplicateSourceError(f"the {label} {value!r} is given twice")
                 seen.add(value)
-        existing = session.exec(
-            select(Source).where(or_(Source.name.in_(names), Source.url.in_(urls)))  # type: ignore[attr-defined]
+        existing = session.scalars(
+            select(Source).where(or_(SOURCES.c.name.in_(names), SOURCES.c.url.in_(urls)))
         ).all()
-        for row in existing:
-            source: Source = row[0] if not isinstance(row, Source) else row
+        for source in existing:
             if source.url in urls:
                 raise DuplicateSourceError(f"{source.url} is already a source, named {source.name!r}")
             raise DuplicateSourceError(f"a source named {source.name!r} already exists ({source.url})")
 
     def list_sources(self) -> list[Source]:
         with self._session() as session:
-            return list(session.scalars(select(Source).order_by(Source.name)))
+            return list(session.scalars(select(Source).order_by(SOURCES.c.name)))
 
     def get_source(self, ref: str | int) -> Source:
         """Find a source by id, name or URL; a miss names the closest names."""
         with self._session() as session:
-            query = select(Source)
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
                 found = session.get(Source, int(ref))
                 if found:
                     return found
             found = session.scalars(
-                query.where(or_(Source.name == str(ref), Source.url == str(ref)))
+                select(Source).where(or_(SOURCES.c.name == str(ref), SOURCES.c.url == str(ref)))
             ).first()
             if found:
                 return found
-            names = list(session.scalars(select(Source.name)))
+            names = [str(name) for name in session.scalars(select(SOURCES.c.name))]
         close = difflib.get_close_matches(str(ref), names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
         raise NotFoundError(f"no source named {ref!r}{hint} (see `flarestart sources list`)")
@@ -155,13 +154,13 @@ class Store:
     def remove_source(self, ref: str | int) -> Source:
         source = self.get_source(ref)
         with self._session() as session:
-            session.execute(delete(Source).where(Source.id == source.id))  # type: ignore[arg-type]
+            session.execute(delete(SOURCES).where(SOURCES.c.id == source.id))
             session.commit()
         return source
 
     def update_source(self, source_id: int, **values: Any) -> None:
         with self._session() as session:
-            session.execute(update(Source).where(Source.id == source_id).values(**values))  # type: ignore[arg-type]
+            session.execute(update(SOURCES).where(SOURCES.c.id == source_id).values(**values))
             session.commit()
 
     def set_enabled(self, ref: str | int, enabled: bool) -> Source:
@@ -179,18 +178,17 @@ class Store:
         if wanted:
             return wanted
         with self._session() as session:
-            query = select(Source).where(Source.enabled == True)  # noqa: E712
+            query = select(Source).where(SOURCES.c.enabled.is_(True))
             if not force:
-                query = query.where(
-                    or_(Source.next_fetch_at == None, Source.next_fetch_at <= now)  # type: ignore[arg-type,operator]  # noqa: E711
-                )
-            return list(session.scalars(query.order_by(Source.id)))
+                query = query.where(or_(SOURCES.c.next_fetch_at.is_(None), SOURCES.c.next_fetch_at <= now))
+            return list(session.scalars(query.order_by(SOURCES.c.id)))
 
     def next_due_at(self) -> datetime | None:
-        with self._session() as session:
-            return session.scalar(
-                select(func.min(Source.next_fetch_at)).where(Source.enabled == True)  # noqa: E712
+        with self.engine.connect() as conn:
+            due: datetime | None = conn.scalar(
+                select(func.min(SOURCES.c.next_fetch_at)).where(SOURCES.c.enabled.is_(True))
             )
+            return due
 
     # -- articles ---------------------------------------------------------------------------
 
@@ -210,7 +208,12 @@ class Store:
             for start in range(0, len(keys), KEY_BATCH):
                 chunk = keys[start : start + KEY_BATCH]
                 rows = conn.execute(
-                    select(ARTICLES.c.key, ARTICLES.c.id, ARTICLES.c.content_hash, ARTICLES.c.published_at)
+                    select(
+                        ARTICLES.c.key,
+                        ARTICLES.c.id,
+                        ARTICLES.c.content_hash,
+                        ARTICLES.c.published_at,
+                    )
                     .where(ARTICLES.c.source_id == source_id)
                     .where(ARTICLES.c.key.in_(chunk))
                 )
@@ -228,7 +231,7 @@ class Store:
             if inserts:
                 conn.execute(insert(ARTICLES), inserts)
             if updates:
-                columns = {name: bindparam(name) for name in updates[0] if name != "_id"}
+                columns: dict[str, Any] = {n: bindparam(n) for n in updates[0] if n != "_id"}
                 conn.execute(
                     update(ARTICLES).where(ARTICLES.c.id == bindparam("_id")).values(**columns),
                     updates,
@@ -240,28 +243,25 @@ class Store:
     ) -> list[tuple[Article, str]]:
         """Newest first, with each article's source name."""
         with self._session() as session:
-            query = select(Article, Source.name).join(Source, Source.id == Article.source_id)  # type: ignore[arg-type]
+            query = select(Article, SOURCES.c.name).join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
             if source is not None:
-                source_id = self.get_source(source).id
-                query = query.where(Article.source_id == source_id)
+                query = query.where(ARTICLES.c.source_id == self.get_source(source).id)
             if since is not None:
-                query = query.where(Article.published_at >= since)  # type: ignore[arg-type,operator]
-            query = query.order_by(Article.published_at.desc()).limit(limit)  # type: ignore[attr-defined]
-            return [(article, name) for article, name in session.execute(query)]
+                query = query.where(ARTICLES.c.published_at >= since)
+            query = query.order_by(ARTICLES.c.published_at.desc(), ARTICLES.c.id.desc()).limit(limit)
+            return [(article, str(name)) for article, name in session.execute(query)]
 
     def count_articles(self, source_id: int | None = None) -> int:
         with self._session() as session:
-            query = select(func.count()).select_from(Article)
+            query = select(func.count()).select_from(ARTICLES)
             if source_id is not None:
-                query = query.where(Article.source_id == source_id)
+                query = query.where(ARTICLES.c.source_id == source_id)
             return int(session.scalar(query) or 0)
 
     def article_counts(self) -> dict[int, int]:
         """Articles stored per source id."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ARTICLES.c.source_id, func.count()).group_by(ARTICLES.c.source_id)
-            )
+            rows = conn.execute(select(ARTICLES.c.source_id, func.count()).group_by(ARTICLES.c.source_id))
             return {int(source_id): int(count) for source_id, count in rows}
 
     def prune_articles(self, older_than: datetime) -> int:

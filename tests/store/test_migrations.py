@@ -19,7 +19,8 @@ def test_upgrade_from_empty_reaches_head_and_matches_models(database_url: str) -
         assert after == head_revision()
         with engine.connect() as connection:
             diff = compare_metadata(
-                MigrationContext.configure(connection, opts={"compare_type": True}), SQLModel.metadata
+                MigrationContext.configure(connection, opts={"compare_type": True}),
+                SQLModel.metadata,
             )
         assert diff == [], f"migrations and models disagree: {diff}"
     finally:

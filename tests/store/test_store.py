@@ -28,9 +28,16 @@ def store(database_url: str) -> Iterator[Store]:
 
 def entry(key: str, **changes: object) -> ParsedEntry:
     base = ParsedEntry(
-        key=key, guid=key, url=f"https://example.com/{key}", title=f"Title {key}",
-        excerpt="An excerpt.", author="Ada", published=NOW - timedelta(hours=1),
-        tags=("python",), image_url=None, content_hash=f"hash-{key}",
+        key=key,
+        guid=key,
+        url=f"https://example.com/{key}",
+        title=f"Title {key}",
+        excerpt="An excerpt.",
+        author="Ada",
+        published=NOW - timedelta(hours=1),
+        tags=("python",),
+        image_url=None,
+        content_hash=f"hash-{key}",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -46,7 +53,9 @@ def test_duplicate_url_or_name_is_refused_and_nothing_written(store: Store) -> N
     with pytest.raises(DuplicateSourceError, match="already a source"):
         store.add_source(NewSource("Other", "https://example.com/feed"))
     with pytest.raises(DuplicateSourceError, match="named 'Blog' already exists"):
-        store.add_sources([NewSource("New", "https://new.example/feed"), NewSource("Blog", "https://b.example/")])
+        store.add_sources(
+            [NewSource("New", "https://new.example/feed"), NewSource("Blog", "https://b.example/")]
+        )
     assert [s.name for s in store.list_sources()] == ["Blog"]
 
 
@@ -86,7 +95,8 @@ def test_changed_entry_updates_in_place_and_keeps_identity(store: Store) -> None
 def test_dates_missing_or_in_the_future_are_clamped_to_now(store: Store) -> None:
     source_id = add(store)
     store.save_entries(
-        source_id, [entry("undated", published=None), entry("future", published=NOW + timedelta(days=3))],
+        source_id,
+        [entry("undated", published=None), entry("future", published=NOW + timedelta(days=3))],
         now=NOW,
     )
     published = {a.key: a.published_at for a, _ in store.list_articles()}
@@ -94,7 +104,10 @@ def test_dates_missing_or_in_the_future_are_clamped_to_now(store: Store) -> None
 
 
 def test_same_key_in_two_sources_is_two_articles(store: Store) -> None:
-    one, two = add(store, "One", "https://one.example/feed"), add(store, "Two", "https://two.example/feed")
+    one, two = (
+        add(store, "One", "https://one.example/feed"),
+        add(store, "Two", "https://two.example/feed"),
+    )
     store.save_entries(one, [entry("x")], now=NOW)
     store.save_entries(two, [entry("x")], now=NOW)
     assert store.article_counts() == {one: 1, two: 1}
@@ -112,7 +125,11 @@ def test_oversized_keys_and_urls_do_not_fail_the_feed(store: Store) -> None:
 
 
 def test_sources_due_respects_schedule_and_enabled(store: Store) -> None:
-    due, later, off = add(store, "Due", "https://d/"), add(store, "Later", "https://l/"), add(store, "Off", "https://o/")
+    due, later, off = (
+        add(store, "Due", "https://d/"),
+        add(store, "Later", "https://l/"),
+        add(store, "Off", "https://o/"),
+    )
     store.update_source(later, next_fetch_at=NOW + timedelta(minutes=30))
     store.update_source(off, enabled=False)
     assert [s.id for s in store.sources_due(NOW)] == [due]
@@ -123,9 +140,7 @@ def test_sources_due_respects_schedule_and_enabled(store: Store) -> None:
 
 def test_prune_removes_only_old_articles_and_removing_a_source_cascades(store: Store) -> None:
     source_id = add(store)
-    store.save_entries(
-        source_id, [entry("old", published=NOW - timedelta(days=40)), entry("new")], now=NOW
-    )
+    store.save_entries(source_id, [entry("old", published=NOW - timedelta(days=40)), entry("new")], now=NOW)
     assert store.prune_articles(NOW - timedelta(days=30)) == 1
     assert [a.key for a, _ in store.list_articles()] == ["new"]
     store.remove_source("Blog")

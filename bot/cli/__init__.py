@@ -1,0 +1,152 @@
+"""The `flarestart` command: one entry point, a sub-command per job, errors in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.table import Table
+
+from bot import __version__
+from bot.cli import fetching, sources
+from bot.cli.common import console, err_console, open_store, print_json, state
+from bot.config import describe, load_settings
+from bot.errors import FlareStartError
+from bot.logs import setup_logging
+from bot.store.engine import make_engine
+from bot.store.migrate import current_revision, head_revision, upgrade
+
+app = typer.Typer(
+    name="flarestart",
+    help="FlareStart bot: where developers start their day. Gathers tech feeds, ranks them "
+    "per subscriber and delivers digests.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(sources.app, name="sources")
+app.add_typer(fetching.articles_app, name="articles")
+app.command("fetch")(fetching.fetch)
+app.command("prune")(fetching.prune)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"flarestart {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Settings file (default: ./flarestart.toml)."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Settings come from the environment, then flarestart.toml, then defaults."""
+    if config is not None:
+        state.settings = load_settings(config_file=config)
+        setup_logging(state.settings.log_level, state.settings.log_format)
+
+
+@app.command()
+def run() -> None:
+    """Run the service: keeps every source fetched on schedule until Ctrl-C or SIGTERM.
+
+    Example: FLARESTART_DATA_DIR=./data flarestart run
+    """
+    from bot.daemon import run_daemon
+
+    settings = state.get_settings()
+    with open_store() as store:
+        count = len(store.list_sources())
+        where = settings.effective_database_url if settings.database_url else settings.database_path
+        err_console.print(
+            f"[bold]FlareStart {__version__}[/] running on {where} with {count} source(s). Ctrl-C stops."
+        )
+        asyncio.run(run_daemon(store, settings))
+
+
+@config_app.command("show")
+def config_show(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show every setting, its value (secrets masked) and where it came from.
+
+    Example: FLARESTART_FETCH_CONCURRENCY=8 flarestart config show
+    """
+    rows = describe(state.get_settings())
+    if json:
+        print_json(
+            [
+                {
+                    "key": k,
+                    "value": v if isinstance(v, int | float | bool | None) else str(v),
+                    "origin": o,
+                }
+                for k, v, o in rows
+            ]
+        )
+        return
+    table = Table(title="Effective settings", title_justify="left")
+    for column in ("key", "value", "from"):
+        table.add_column(column, overflow="fold")
+    for key, value, origin in rows:
+        table.add_row(key, str(value), origin)
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (also done at every start). Example: flarestart db upgrade"""
+    engine = make_engine(state.get_settings().effective_database_url)
+    try:
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        console.print(f"Database is up to date (revision {after}).")
+    else:
+        console.print(f"Database upgraded from {before or 'empty'} to {after}.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of this code."""
+    engine = make_engine(state.get_settings().effective_database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database: {current or 'empty'}; code: {head_revision()}")
+
+
+def main() -> None:
+    """Console-script entry: expected errors become one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except FlareStartError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["app", "main", "open_store"]

@@ -1,0 +1,89 @@
+"""What every command shares: the one Settings object, the store, output for people and scripts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+from bot.sources.defaults import seed_sources
+from bot.store import Store
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class AppState:
+    settings: Settings | None = None
+
+    def get_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = load_settings()
+            setup_logging(self.settings.log_level, self.settings.log_format)
+        return self.settings
+
+
+state = AppState()
+
+
+@contextmanager
+def open_store(*, seed: bool = True) -> Iterator[Store]:
+    """The configured store, migrated, with the first run's sources seeded."""
+    store = Store.open(state.get_settings())
+    try:
+        if seed:
+            seed_sources(store, state.get_settings())
+        yield store
+    finally:
+        store.close()
+
+
+def print_json(data: Any) -> None:
+    """JSON for scripts: plain stdout, no colours, dates as ISO 8601."""
+    typer.echo(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """'90m', '24h', '30d', '2w' → timedelta; anything else is a one-line error naming the option."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"{option} {text!r}: expected a number and a unit, like 30m, 24h, 30d or 2w")
+    return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """'3h ago' / 'in 25m' / '-' for tables people read."""
+    if moment is None:
+        return "-"
+    delta = (now or datetime.now(UTC)) - moment
+    seconds = delta.total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        text = f"{int(seconds)}s"
+    return f"in {text}" if future else f"{text} ago"

@@ -1,0 +1,157 @@
+"""`flarestart fetch`, `articles list` and `prune`: the ingestion engine from the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
+from bot.sources.ingest import SourceReport, ingest_sources
+from bot.store.models import Source
+from bot.store.types import utcnow
+
+STATUS_STYLE = {
+    "updated": "green",
+    "unchanged": "dim",
+    "not_modified": "dim",
+    "failed": "red",
+    "gone": "red",
+}
+
+
+def fetch(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help="Only this source (name or URL); repeatable."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Fetch every enabled source, due or not.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the per-source reports as JSON.")] = False,
+) -> None:
+    """Fetch the sources that are due, then show what each one gave.
+
+    Exits 0 when the run completed, even if some feeds failed (see the table).
+
+    Example: flarestart fetch --all
+    """
+    settings = state.get_settings()
+    with open_store() as store:
+        progress = Progress(
+            TextColumn("[bold]Fetching"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+            disable=json,
+        )
+        task = progress.add_task("", total=None)
+
+        def started(sources: list[Source]) -> None:
+            progress.update(task, total=len(sources))
+
+        def advanced(report: SourceReport) -> None:
+            progress.update(task, advance=1, description=report.source[:40])
+
+        with progress:
+            reports = asyncio.run(
+                ingest_sources(
+                    store,
+                    settings,
+                    refs=source or (),
+                    force=all_,
+                    on_start=started,
+                    on_progress=advanced,
+                )
+            )
+        next_due = store.next_due_at()
+    if json:
+        print_json([asdict(r) for r in reports])
+        return
+    if not reports:
+        console.print(f"Nothing is due. Next fetch {ago(next_due)}; `flarestart fetch --all` fetches now.")
+        return
+    _print_reports(reports)
+
+
+def _print_reports(reports: list[SourceReport]) -> None:
+    table = Table(title="Fetch summary", title_justify="left")
+    for column in ("source", "result", "new", "updated", "unchanged", "time", "reason"):
+        table.add_column(
+            column,
+            overflow="fold",
+            justify="right" if column in ("new", "updated", "unchanged", "time") else "left",
+        )
+    order = {"failed": 0, "gone": 1, "updated": 2, "unchanged": 3, "not_modified": 4}
+    for r in sorted(reports, key=lambda r: (order[r.status], r.source.lower())):
+        result = "304" if r.status == "not_modified" else r.status
+        reason = r.error or (f"moved to {r.moved_to}" if r.moved_to else "") or (r.warning or "")
+        table.add_row(
+            r.source,
+            f"[{STATUS_STYLE[r.status]}]{result}[/]",
+            str(r.new),
+            str(r.updated),
+            str(r.unchanged),
+            f"{r.elapsed:.2f}s",
+            reason[:100],
+        )
+    console.print(table)
+    failed = sum(r.status in ("failed", "gone") for r in reports)
+    console.print(
+        f"{len(reports)} sources: {sum(r.new for r in reports)} new articles, "
+        f"{sum(r.updated for r in reports)} updated, "
+        f"{sum(r.status == 'not_modified' for r in reports)} not modified, "
+        + (f"[red]{failed} failed[/]" if failed else "0 failed")
+    )
+
+
+articles_app = typer.Typer(help="Look at the stored articles.", no_args_is_help=True)
+
+
+@articles_app.command("list")
+def articles_list(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only newer than this, e.g. 24h or 7d.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show stored articles, newest first. Example: flarestart articles list --since 24h --source Dev.to"""
+    cutoff = utcnow() - parse_duration(since, option="--since") if since else None
+    with open_store() as store:
+        rows = store.list_articles(source=source, since=cutoff, limit=limit)
+    if json:
+        print_json(
+            [{**article.model_dump(exclude={"content_hash"}), "source": name} for article, name in rows]
+        )
+        return
+    table = Table(title=f"{len(rows)} articles", title_justify="left")
+    for column in ("published", "source", "title", "tags"):
+        table.add_column(column, overflow="fold")
+    for article, name in rows:
+        table.add_row(
+            ago(article.published_at),
+            name,
+            f"[link={article.url}]{article.title}[/link]",
+            ", ".join(article.tags[:4]),
+        )
+    console.print(table)
+
+
+def prune(
+    older_than: Annotated[
+        str | None, typer.Option(help="Age limit, e.g. 30d (default: prune_after_days setting).")
+    ] = None,
+) -> None:
+    """Delete articles published before the age limit. Example: flarestart prune --older-than 30d"""
+    settings = state.get_settings()
+    age = parse_duration(older_than, option="--older-than") if older_than else None
+    cutoff = utcnow() - (age or timedelta(days=settings.prune_after_days))
+    with open_store() as store:
+        removed = store.prune_articles(cutoff)
+    console.print(f"Removed {removed} article(s) published before {cutoff:%Y-%m-%d %H:%M} UTC.")

@@ -1,0 +1,61 @@
+"""`flarestart fetch`, `articles list`, `prune`: a summary per source, exit 0 when the run ran."""
+
+from __future__ import annotations
+
+from bot.testing.httpserver import FixtureServer, Response, static
+from tests.cli.conftest import Runner
+
+FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Loop</title>
+<item><title>Release &amp; notes</title><link>https://loop.example/r1?utm_source=x&amp;id=3</link>
+<guid>r1</guid><pubDate>Fri, 27 Nov 2026 06:00:00 GMT</pubDate><category>Python</category>
+<description>&lt;script&gt;alert(1)&lt;/script&gt;Faster &lt;b&gt;builds&lt;/b&gt;.</description></item>
+<item><title>Old news</title><link>https://loop.example/old</link><guid>old</guid>
+<pubDate>Mon, 01 Jan 2024 06:00:00 GMT</pubDate></item>
+</channel></rss>"""
+
+
+def test_fetch_reports_each_source_and_exits_zero_despite_failures(
+    cli: Runner, feed_server: FixtureServer
+) -> None:
+    good = feed_server.add("/feed.xml", static(FEED, "application/rss+xml"))
+    assert cli("sources", "add", good, "--name", "Loop").code == 0
+    feed_server.add("/dying.xml", static(FEED, "application/rss+xml"))
+    assert cli("sources", "add", feed_server.url("/dying.xml"), "--name", "Dying").code == 0
+    feed_server.add("/dying.xml", Response(500, b"down"))
+
+    result = cli("fetch", "--all", "--json")
+    assert result.code == 0, result.err
+    reports = {r["source"]: r for r in result.json()}
+    assert (reports["Loop"]["status"], reports["Loop"]["new"]) == ("updated", 2)
+    assert reports["Dying"]["status"] == "failed" and "500" in reports["Dying"]["error"]
+
+    table = cli("fetch", "--all")
+    assert table.code == 0
+    assert "Fetch summary" in table.out and "304" in table.out and "failed" in table.out
+
+    articles = cli("articles", "list", "--json").json()
+    first = next(a for a in articles if a["guid"] == "r1")
+    assert first["title"] == "Release & notes"
+    assert first["url"] == "https://loop.example/r1?id=3"
+    assert "alert" not in first["excerpt"] and "Faster builds." in first["excerpt"]
+    assert first["tags"] == ["Python"] and first["source"] == "Loop"
+
+
+def test_nothing_due_says_when_next(cli: Runner, feed_server: FixtureServer) -> None:
+    cli("sources", "add", feed_server.add("/feed.xml", static(FEED)), "--name", "Loop")
+    assert cli("fetch").code == 0
+    again = cli("fetch")
+    assert again.code == 0 and "Nothing is due" in again.out
+
+
+def test_articles_since_and_prune(cli: Runner, feed_server: FixtureServer) -> None:
+    cli("sources", "add", feed_server.add("/feed.xml", static(FEED)), "--name", "Loop")
+    cli("fetch", "--all")
+    assert len(cli("articles", "list", "--json").json()) == 2
+    recent = cli("articles", "list", "--since", "1000d", "--source", "Loop", "--json").json()
+    assert {a["guid"] for a in recent} >= {"r1"}
+    bad = cli("articles", "list", "--since", "yesterday")
+    assert bad.code != 0 and "--since" in bad.err
+    pruned = cli("prune", "--older-than", "365d")
+    assert pruned.code == 0 and "Removed 1 article" in pruned.out
+    assert [a["guid"] for a in cli("articles", "list", "--json").json()] == ["r1"]
