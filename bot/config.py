@@ -22,7 +22,12 @@ from bot.errors import ConfigError
 ENV_PREFIX = "FLARESTART_"
 CONFIG_FILE_NAME = "flarestart.toml"
 # Variables that 12-factor platforms (Heroku and friends) set without our prefix.
-UNPREFIXED_ENV = {"database_url": "DATABASE_URL"}
+UNPREFIXED_ENV = {
+    "database_url": "DATABASE_URL",
+    "secret_key": "SECRET_KEY",
+    "email.smtp_url": "SMTP_URL",
+    "web.port": "PORT",
+}
 SECRET_WORDS = ("password", "secret", "token", "key")
 
 
@@ -43,6 +48,55 @@ class FetchSettings(_Section):
     user_agent: str = Field(USER_AGENT, min_length=1)
 
 
+class RankingSettings(_Section):
+    half_life_hours: float = Field(12.0, gt=0, description="freshness half-life")
+    story_window_hours: float = Field(48.0, gt=0, description="same-story clustering window")
+    max_items: int = Field(10, ge=1, le=50, description="items in a digest unless a subscriber says")
+    max_per_source: int = Field(2, ge=1, description="items from one source in one digest")
+
+
+class EmailSettings(_Section):
+    smtp_url: str | None = Field(
+        None, description="smtp://user:pass@host:587 (STARTTLS) or smtps://…:465; unset = outbox"
+    )
+    allow_plain: bool = Field(False, description="allow SMTP without TLS (local relays, tests)")
+    from_address: str = Field("FlareStart <digest@flarestart.localhost>", min_length=3)
+    reply_to: str | None = None
+    subject: str = Field(
+        "{top_title} · your developer morning",
+        description="subject template: {top_title}, {date}, {count}, {name}",
+    )
+    postal_address: str = Field(
+        "FlareStart, 1 Example Street, Springfield", description="the sender's postal address (footer)"
+    )
+    list_id: str = Field("FlareStart digest <digest.flarestart.localhost>")
+    unsubscribe_mailto: str | None = Field(
+        None, description="mailto address for List-Unsubscribe (default: the From address)"
+    )
+    connections: int = Field(4, ge=1, le=64, description="SMTP connections in parallel")
+    rate_per_second: float | None = Field(None, gt=0, description="messages per second at most")
+    timeout: float = Field(30.0, gt=0, description="seconds for one SMTP command")
+    dkim_private_key_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    template_dir: Path | None = Field(None, description="your own templates, tried before ours")
+    quiet_day: Literal["skip", "note"] = Field("skip", description="what an empty digest does")
+
+
+class DeliverySettings(_Section):
+    catch_up_hours: float = Field(6.0, ge=0, description="send a missed digest this late at most")
+    max_attempts: int = Field(5, ge=1, description="tries for one delivery before it fails")
+    lease_seconds: float = Field(120.0, gt=0, description="how long a claimed job stays ours")
+    workers: int = Field(4, ge=1, le=64, description="jobs run at once by one process")
+    bounce_limit: int = Field(3, ge=1, description="permanent failures in a row before bouncing")
+
+
+class WebSettings(_Section):
+    base_url: str = Field("http://localhost:8000", description="public URL of `flarestart serve`")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
 class SourceSeed(_Section):
     """A source the configuration asks for (replaces the shipped defaults when given)."""
 
@@ -51,6 +105,15 @@ class SourceSeed(_Section):
     topics: list[str] = Field(default_factory=list)
     weight: float = Field(1.0, gt=0)
     category: str | None = None
+
+
+class UserTopic(_Section):
+    """A topic of the user's own: `[[topics]] name = "Rust in Prod", phrases = ["rust in production"]`."""
+
+    name: str = Field(min_length=1)
+    slug: str | None = None
+    phrases: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
 
 
 class Settings(_Section):
@@ -65,16 +128,29 @@ class Settings(_Section):
         False, description="allow private/loopback addresses for untrusted sources"
     )
     prune_after_days: int = Field(30, ge=1, description="articles older than this are pruned")
+    secret_key: str | None = Field(
+        None, min_length=16, description="signs unsubscribe/confirm links; unset = a key kept in data_dir"
+    )
+    subscribers_dir: Path = Field(Path("subscribers"), description="TOML subscriber files to sync")
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    ranking: RankingSettings = Field(default_factory=RankingSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     sources: list[SourceSeed] | None = Field(
         None, description="sources to seed on first run (default: FlareStart's own list)"
     )
+    topics: list[UserTopic] = Field(default_factory=list, description="your own topics")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def origin(self, key: str) -> str:
         """Where the value of a dotted key came from: 'default', a variable or a file."""
         return self._origins.get(key, "default")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
 
     @property
     def database_path(self) -> Path:
@@ -104,7 +180,7 @@ def _scalar_keys() -> list[str]:
     for name in Settings.model_fields:
         if name in sections:
             keys += [f"{name}.{sub}" for sub in sections[name].model_fields]
-        elif name != "sources":
+        elif name not in ("sources", "topics"):
             keys.append(name)
     return keys
 

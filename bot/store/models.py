@@ -63,6 +63,8 @@ class Article(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     image_url: str | None = Field(default=None, max_length=2048)
     content_hash: str = Field(max_length=64)
+    # [{"slug", "weight", "terms"}] from ranking.topics; NULL until tagged.
+    topics: list[dict[str, object]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Meta(SQLModel, table=True):
@@ -72,3 +74,99 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=100)
     value: str = ""
+
+
+class Subscriber(SQLModel, table=True):
+    """A reader and what they want. Preferences are plain JSON so files, CLI and chat share them."""
+
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, unique=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)  # IANA name
+    delivery_time: str = Field(default="07:00", max_length=5)  # local HH:MM
+    frequency: str = Field(default="daily", max_length=20)  # daily | weekdays | weekly:mon … weekly:sun
+    topics: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    muted_topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    muted_keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    muted_sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    source_weights: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    max_items: int = 10
+    # active | paused | pending (awaiting double opt-in) | bouncing | unsubscribed
+    status: str = Field(default="active", max_length=20, index=True)
+    origin: str = Field(default="cli", max_length=500)  # "file:subscribers/team.toml", "cli", "web", "chat"
+    consecutive_bounces: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    confirmed_at: datetime | None = Field(default=None, sa_column=_utc())
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=_utc())
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger of digests: one row per (subscriber, period, channel), so nothing is sent twice."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint(
+            "subscriber_id", "period", "channel", name="uq_deliveries_subscriber_period_channel"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False)
+    )
+    period: str = Field(max_length=20)  # "2026-11-27" (daily) or "2026-W48" (weekly)
+    channel: str = Field(max_length=20)  # email | slack | discord | outbox
+    status: str = Field(default="pending", max_length=20, index=True)  # pending|sending|sent|failed|skipped
+    attempts: int = 0
+    last_error: str | None = None
+    message_id: str | None = Field(default=None, max_length=300)
+    article_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_utc())
+
+
+class SentArticle(SQLModel, table=True):
+    """Subscriber × article: written after a send so an article never reaches a reader twice."""
+
+    __tablename__ = "sent_articles"
+
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
+    article_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+class Job(SQLModel, table=True):
+    """Work as rows: claimed atomically with a lease, finished only by the worker holding it.
+
+    `unique_key` deduplicates recurring work: the clock inserts (task, run_at) once, however many
+    workers run the clock.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(max_length=100)
+    payload: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    unique_key: str | None = Field(default=None, unique=True, max_length=300)
+    status: str = Field(default="queued", max_length=20)  # queued | running | done | failed
+    run_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    attempts: int = 0
+    max_attempts: int = 5
+    locked_by: str | None = Field(default=None, max_length=200)
+    locked_until: datetime | None = Field(default=None, sa_column=_utc())
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=_utc())

@@ -1,0 +1,1 @@
+"""Ranking: topics (taxonomy, tagging), stories (same-story clusters), score (per subscriber)."""
