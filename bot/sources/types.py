@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from bot.ranking.types import TopicMatch
+
 FetchOutcome = Literal["ok", "not_modified", "gone", "error"]
 
 
@@ -42,6 +44,7 @@ class ParsedEntry:
     tags: tuple[str, ...] = ()
     image_url: str | None = None
     content_hash: str = ""
+    topics: tuple[TopicMatch, ...] = ()  # filled by the tagger on ingest
 
 
 @dataclass(frozen=True, slots=True)

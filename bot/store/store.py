@@ -18,10 +18,11 @@ from sqlmodel import Session
 
 from bot.config import Settings
 from bot.errors import NotFoundError, SourceError
+from bot.ranking.types import TopicMatch
 from bot.sources.types import ParsedEntry
 from bot.store.engine import make_engine
 from bot.store.migrate import upgrade
-from bot.store.models import Article, Meta, Source
+from bot.store.models import Article, Delivery, Meta, Source
 
 # Keys per IN (...) query: well under SQLite's 32k variable limit, few round trips.
 KEY_BATCH = 500
@@ -29,6 +30,7 @@ MAX_URL, MAX_KEY, MAX_AUTHOR = 2048, 2100, 500  # the column sizes in models.py
 # Queries use the tables' typed columns (SQLModel's class attributes confuse type checkers).
 SOURCES: Table = Source.__table__  # type: ignore[attr-defined]
 ARTICLES: Table = Article.__table__  # type: ignore[attr-defined]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 
 
 class DuplicateSourceError(SourceError):
@@ -45,6 +47,24 @@ class NewSource:
     weight: float = 1.0
     category: str | None = None
     trusted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArticle:
+    """An article with what ranking and digests need of it and of its source."""
+
+    id: int
+    source_id: int
+    source_name: str
+    source_weight: float
+    url: str | None
+    title: str
+    excerpt: str
+    author: str | None
+    published: datetime
+    tags: tuple[str, ...]
+    image_url: str | None
+    topics: tuple[TopicMatch, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +271,52 @@ class Store:
             query = query.order_by(ARTICLES.c.published_at.desc(), ARTICLES.c.id.desc()).limit(limit)
             return [(article, str(name)) for article, name in session.execute(query)]
 
+    def recent_articles(self, since: datetime, *, until: datetime | None = None) -> list[StoredArticle]:
+        """Articles published in [since, until] from enabled sources: the day's candidates."""
+        a, s = ARTICLES.c, SOURCES.c
+        query = (
+            select(
+                a.id,
+                a.source_id,
+                s.name,
+                s.weight,
+                a.url,
+                a.title,
+                a.excerpt,
+                a.author,
+                a.published_at,
+                a.tags,
+                a.image_url,
+                a.topics,
+            )
+            .join(SOURCES, s.id == a.source_id)
+            .where(a.published_at >= since, s.enabled.is_(True))
+            .order_by(a.id)
+        )
+        if until is not None:
+            query = query.where(a.published_at <= until)
+        with self.engine.connect() as conn:
+            return [
+                StoredArticle(
+                    id=row[0],
+                    source_id=row[1],
+                    source_name=row[2],
+                    source_weight=row[3],
+                    url=row[4],
+                    title=row[5],
+                    excerpt=row[6],
+                    author=row[7],
+                    published=row[8],
+                    tags=tuple(row[9] or ()),
+                    image_url=row[10],
+                    topics=tuple(
+                        TopicMatch(t["slug"], float(t["weight"]), tuple(t.get("terms", ())))
+                        for t in (row[11] or ())
+                    ),
+                )
+                for row in conn.execute(query)
+            ]
+
     def count_articles(self, source_id: int | None = None) -> int:
         with self._session() as session:
             query = select(func.count()).select_from(ARTICLES)
@@ -265,9 +331,18 @@ class Store:
             return {int(source_id): int(count) for source_id, count in rows}
 
     def prune_articles(self, older_than: datetime) -> int:
-        """Delete articles published before `older_than`; returns how many went."""
+        """Delete articles published before `older_than`, except those a digest still being
+        delivered refers to; returns how many went."""
         with self.engine.begin() as conn:
-            result = conn.execute(delete(ARTICLES).where(ARTICLES.c.published_at < older_than))
+            keep: set[int] = set()
+            for (ids,) in conn.execute(
+                select(DELIVERIES.c.article_ids).where(DELIVERIES.c.status.in_(("pending", "sending")))
+            ):
+                keep.update(ids or ())
+            query = delete(ARTICLES).where(ARTICLES.c.published_at < older_than)
+            if keep:
+                query = query.where(ARTICLES.c.id.not_in(sorted(keep)))
+            result = conn.execute(query)
             return int(result.rowcount or 0)
 
 
@@ -299,4 +374,9 @@ def _article_values(source_id: int, entry: ParsedEntry, published: datetime, now
         "tags": list(entry.tags),
         "image_url": _fit_url(entry.image_url),
         "content_hash": entry.content_hash,
+        "topics": [
+            {"slug": t.slug, "weight": round(t.weight, 4), "terms": list(t.terms)} for t in entry.topics
+        ]
+        if entry.topics
+        else None,
     }

@@ -145,3 +145,42 @@ def test_prune_removes_only_old_articles_and_removing_a_source_cascades(store: S
     assert [a.key for a, _ in store.list_articles()] == ["new"]
     store.remove_source("Blog")
     assert store.count_articles() == 0
+
+
+def test_prune_keeps_articles_a_pending_delivery_needs(store: Store) -> None:
+    from sqlmodel import Session
+
+    from bot.store.models import Delivery, Subscriber
+
+    source_id = add(store)
+    store.save_entries(
+        source_id,
+        [entry("a", published=NOW - timedelta(days=40)), entry("b", published=NOW - timedelta(days=40))],
+        now=NOW,
+    )
+    ids = {a.key: a.id for a, _ in store.list_articles()}
+    with Session(store.engine) as session:
+        subscriber = Subscriber(email="ada@example.com")
+        session.add(subscriber)
+        session.flush()
+        assert subscriber.id is not None
+        session.add(
+            Delivery(
+                subscriber_id=subscriber.id, period="2026-11-27", channel="email", article_ids=[ids["a"]]
+            )
+        )
+        session.commit()
+    assert store.prune_articles(NOW - timedelta(days=30)) == 1
+    assert [a.key for a, _ in store.list_articles()] == ["a"]
+
+
+def test_recent_articles_carry_topics_and_source(store: Store) -> None:
+    from bot.ranking.types import TopicMatch
+
+    source_id = add(store)
+    tagged = entry("t", topics=(TopicMatch("python", 0.9, ("Python",)),))
+    store.save_entries(source_id, [tagged, entry("old", published=NOW - timedelta(days=3))], now=NOW)
+    [article] = store.recent_articles(NOW - timedelta(hours=24))
+    assert (article.source_name, article.title) == ("Blog", "Title t")
+    assert article.topics == (TopicMatch("python", 0.9, ("Python",)),)
+    assert article.published == NOW - timedelta(hours=1)
