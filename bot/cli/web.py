@@ -1,0 +1,54 @@
+"""`flarestart serve`: the web endpoints (unsubscribe, confirm, health) under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bot.cli.common import err_console, open_store, state
+from bot.web.secret import SECRET_FILE_NAME
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: web.host; 0.0.0.0 on a platform).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: web.port, or PORT).")
+    ] = None,
+) -> None:
+    """Serve one-click unsubscribe, double opt-in confirmation and /healthz until Ctrl-C or SIGTERM.
+
+    Example: flarestart serve --host 0.0.0.0 --port 8000
+    """
+    import uvicorn
+
+    from bot.web.app import create_app
+
+    settings = state.get_settings()
+    # Open (and migrate) once here, so a bad DATABASE_URL is a one-line error, not a server trace.
+    with open_store(seed=False):
+        pass
+    app = create_app(settings)
+    bind_host = host or settings.web.host
+    bind_port = port or settings.web.port
+    err_console.print(
+        f"[bold]FlareStart web[/] on http://{bind_host}:{bind_port}, links point at "
+        f"{settings.web.base_url}. Ctrl-C stops.",
+        highlight=False,
+    )
+    if settings.secret_key is None:
+        err_console.print(
+            f"Links are signed with the key in {settings.data_dir / SECRET_FILE_NAME}; set SECRET_KEY "
+            "when the web and the worker do not share that folder.",
+            highlight=False,
+        )
+    uvicorn.run(
+        app,
+        host=bind_host,
+        port=bind_port,
+        log_config=None,  # our logging, set up by the CLI
+        access_log=False,  # access lines would log link tokens; the app logs what happened instead
+        server_header=False,
+    )

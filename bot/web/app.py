@@ -1,0 +1,355 @@
+"""The web side of the subscriber lifecycle, as one small ASGI app (Starlette, run by uvicorn).
+
+    GET  /u/{token}        a page with an Unsubscribe button; changes nothing (mail scanners
+                           prefetch links, so a GET must never unsubscribe)
+    POST /u/{token}        RFC 8058 one-click unsubscribe from mail providers
+                           (`List-Unsubscribe=One-Click`) and the page's button: 200, no redirect,
+                           idempotent
+    GET  /confirm/{token}  double opt-in: pending → active
+    GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
+
+The signed token is the only authority: request bodies are read under a small cap and otherwise
+ignored, so a provider's form-encoded or multipart body and our own form all work. A forged,
+stale or expired token gets a plain error page and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.config import Settings
+from bot.errors import NotFoundError
+from bot.store import Store
+from bot.store.models import Subscriber
+from bot.store.subscribers import SubscriberStore
+from bot.web.secret import resolve_secret
+from bot.web.tokens import (
+    CONFIRM_PATH,
+    MAX_AGE,
+    UNSUBSCRIBE_PATH,
+    InvalidTokenError,
+    Purpose,
+    TokenClaims,
+    read_token_claims,
+)
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
+# A one-click body is 26 bytes; a multipart one a couple of hundred. Nothing more is needed.
+MAX_BODY_BYTES = 4096
+# A token made this long before its subscriber's row is for an earlier subscriber with the same
+# id (SQLite can reuse the highest id after a delete). The slack covers clocks of other hosts.
+STALE_SLACK = timedelta(minutes=5)
+
+log = logging.getLogger(__name__)
+
+
+class SubscriberAccess(Protocol):
+    """What the web needs from the subscriber store (SubscriberStore; tests may pass others)."""
+
+    def get(self, ref: str | int, /) -> Subscriber: ...
+
+    def set_status(self, subscriber_id: int, status: str, /, *, now: datetime) -> Subscriber: ...
+
+
+StoreFactory = Callable[[Engine], SubscriberAccess]
+
+
+class BodyTooLargeError(Exception):
+    """The request body is over MAX_BODY_BYTES."""
+
+
+def create_app(settings: Settings, *, store_factory: StoreFactory | None = None) -> Starlette:
+    """The web app. The store is opened (and migrated) when the server starts, closed when it stops.
+
+    `store_factory` builds the subscriber store from the engine (default: SubscriberStore).
+    """
+    pages = Pages(TEMPLATE_DIR)
+    web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore)
+    app = Starlette(
+        routes=[
+            Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
+            Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
+            Route("/healthz", web.healthz, methods=["GET"]),
+        ],
+        middleware=[Middleware(SecurityHeaders, headers=pages.security_headers)],
+        exception_handlers={
+            InvalidTokenError: web.invalid_token,
+            NotFoundError: web.not_found,
+            BodyTooLargeError: web.too_large,
+            HTTPException: web.http_error,
+            Exception: web.server_error,
+        },
+        lifespan=web.lifespan,
+    )
+    return app
+
+
+class Pages:
+    """Jinja2 pages from templates/web, autoescaped, and the headers that must go with them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(directory),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        # The one inline <style> is allowed by its hash, so the policy needs no 'unsafe-inline'
+        # and allows no script at all.
+        style = self.env.get_template("_style.html.j2").render()
+        style_hash = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
+        self.security_headers: dict[str, str] = {
+            "Content-Security-Policy": (
+                f"default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; "
+                "base-uri 'none'; frame-ancestors 'none'"
+            ),
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            # The token in the URL must not leak to other sites, caches or search engines.
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+            "X-Robots-Tag": "noindex, nofollow",
+        }
+
+    def render(self, template: str, /, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+        html = self.env.get_template(template).render(**context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def error(
+        self,
+        status_code: int,
+        title: str,
+        message: str,
+        hint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        response = self.render(
+            "error.html.j2", status_code=status_code, title=title, message=message, hint=hint
+        )
+        response.headers.update(headers or {})
+        return response
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
+        self.app = app
+        self.headers = dict(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
+
+
+def mask_email(email: str | None) -> str | None:
+    """'ada@example.com' → 'a***@example.com': enough to recognise, not enough to harvest."""
+    if not email:
+        return None
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
+class _Web:
+    def __init__(self, settings: Settings, secret: bytes, pages: Pages, factory: StoreFactory) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.pages = pages
+        self.factory = factory
+        self.store: Store | None = None
+        self._subscribers: SubscriberAccess | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        store = await run_in_threadpool(Store.open, self.settings)
+        self.store, self._subscribers = store, self.factory(store.engine)
+        app.state.store = store
+        log.info("web app started", extra={"base_url": self.settings.web.base_url})
+        try:
+            yield
+        finally:
+            self.store = self._subscribers = None
+            store.close()
+
+    @property
+    def subscribers(self) -> SubscriberAccess:
+        if self._subscribers is None:
+            raise RuntimeError("the web app's store is not open: run the app with its lifespan")
+        return self._subscribers
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def unsubscribe_link(self, request: Request) -> Response:
+        # One route for both methods, so a 405 lists them both in Allow.
+        if request.method == "POST":
+            return await self.unsubscribe(request)
+        return await self.unsubscribe_page(request)
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        subscriber = await run_in_threadpool(self._find, self._claims(request, "unsubscribe"))
+        if subscriber.status == "unsubscribed":
+            return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
+        return self.pages.render(
+            "unsubscribe.html.j2", name=subscriber.name, address=mask_email(subscriber.email)
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        claims = self._claims(request, "unsubscribe")
+        body = await _read_body(request, MAX_BODY_BYTES)
+        via = "page" if b"via=page" in body else "one-click" if b"One-Click" in body else "post"
+        subscriber = await run_in_threadpool(self._unsubscribe, claims, via)
+        return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
+
+    async def confirm(self, request: Request) -> Response:
+        subscriber, outcome = await run_in_threadpool(self._confirm, self._claims(request, "confirm"))
+        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self._ping)
+        except Exception:
+            log.warning("health check: the database does not answer", exc_info=True)
+            return JSONResponse({"status": "error", "database": "error"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    # -- the work, in a worker thread (the store is synchronous) -----------------------------
+
+    def _find(self, claims: TokenClaims) -> Subscriber:
+        subscriber = self.subscribers.get(claims.subscriber_id)
+        if claims.issued_at + STALE_SLACK < subscriber.created_at:
+            raise InvalidTokenError("stale", "the link was made for an earlier subscriber")
+        return subscriber
+
+    def _unsubscribe(self, claims: TokenClaims, via: str) -> Subscriber:
+        subscriber = self._find(claims)
+        if subscriber.status == "unsubscribed":
+            log.info("unsubscribe again: already unsubscribed", extra={"subscriber": claims.subscriber_id})
+            return subscriber
+        previous = subscriber.status
+        subscriber = self.subscribers.set_status(claims.subscriber_id, "unsubscribed", now=_now())
+        log.info("unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": previous, "via": via})
+        return subscriber
+
+    def _confirm(self, claims: TokenClaims) -> tuple[Subscriber, str]:
+        subscriber = self._find(claims)
+        if subscriber.status == "unsubscribed":
+            log.info("confirm refused: unsubscribed", extra={"subscriber": claims.subscriber_id})
+            return subscriber, "unsubscribed"
+        if subscriber.status != "pending":
+            return subscriber, "already"
+        subscriber = self.subscribers.set_status(claims.subscriber_id, "active", now=_now())
+        log.info("confirmed", extra={"subscriber": claims.subscriber_id})
+        return subscriber, "confirmed"
+
+    def _ping(self) -> None:
+        if self.store is None:
+            raise RuntimeError("the web app's store is not open")
+        with self.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def _claims(self, request: Request, purpose: Purpose) -> TokenClaims:
+        token = str(request.path_params["token"])
+        return read_token_claims(self.secret, token, purpose=purpose, max_age=MAX_AGE[purpose], now=_now())
+
+    # -- errors -----------------------------------------------------------------------------
+
+    async def invalid_token(self, request: Request, exc: Exception) -> Response:
+        reason = exc.reason if isinstance(exc, InvalidTokenError) else "unknown"
+        log.info("refused a link", extra={"reason": reason, "path": _route_name(request)})
+        if reason == "expired":
+            return self.pages.error(
+                400,
+                "This link has expired",
+                "Confirmation links work for seven days, and this one is older.",
+                "Sign up again and we will send you a fresh link.",
+            )
+        return self.pages.error(
+            400,
+            "This link does not work",
+            "It may be incomplete, or it was changed on its way to you. Nothing was changed.",
+            "Copy the whole link from the email, or use the link in the newest email we sent you.",
+        )
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.pages.error(
+            404,
+            "Subscription not found",
+            "We have no subscription for this link any more, so we send nothing to it.",
+        )
+
+    async def too_large(self, request: Request, exc: Exception) -> Response:
+        return self.pages.error(413, "Request too large", "This page takes no more than a short form.")
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            return self.pages.error(404, "Page not found", "There is nothing at this address.")
+        if exc.status_code == 405:
+            return self.pages.error(
+                405, "Method not allowed", "This address does not take that kind of request.", None, headers
+            )
+        return self.pages.error(exc.status_code, "Request refused", str(exc.detail), None, headers)
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        # Starlette sends this from outside the middleware stack: add the headers here.
+        return self.pages.error(
+            500,
+            "Something went wrong",
+            "It is our fault, not yours, and nothing was changed. Please try again in a few minutes.",
+            None,
+            self.pages.security_headers,
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLargeError
+    return bytes(body)
+
+
+def _route_name(request: Request) -> str:
+    return "confirm" if request.url.path.startswith("/confirm/") else "unsubscribe"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,171 @@
+"""Signed links for the subscriber lifecycle: one-click unsubscribe and double opt-in confirmation.
+
+Nothing is stored on the server: a token carries what it is for, whom it concerns and when it was
+made, and an HMAC over those with the secret key proves we made it. The format is
+
+    token     = base64url(payload) "." base64url(signature)      (no padding, URL-safe)
+    payload   = version (1 byte) | purpose (1) | subscriber id (8) | issued at (8, Unix seconds)
+    signature = HMAC-SHA256(secret, DOMAIN + payload), first 16 bytes
+
+about 47 characters. Unsubscribe tokens never expire (links in old mails must keep working);
+confirmation tokens expire after CONFIRM_MAX_AGE.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
+
+from bot.errors import FlareStartError
+
+Purpose = Literal["unsubscribe", "confirm"]
+Reason = Literal["malformed", "forged", "wrong_purpose", "expired", "stale"]
+
+CONFIRM_MAX_AGE = timedelta(days=7)
+# How long a token of each purpose stays valid; None = forever.
+MAX_AGE: dict[Purpose, timedelta | None] = {"unsubscribe": None, "confirm": CONFIRM_MAX_AGE}
+UNSUBSCRIBE_PATH = "/u/{token}"
+CONFIRM_PATH = "/confirm/{token}"
+
+_VERSION = 1
+_PURPOSE_CODES: dict[Purpose, int] = {"unsubscribe": 1, "confirm": 2}
+_PURPOSES_BY_CODE = {code: purpose for purpose, code in _PURPOSE_CODES.items()}
+_PAYLOAD = struct.Struct(">BBQQ")
+_MAC_BYTES = 16
+# Keeps these MACs apart from anything else that might one day be signed with the same key.
+_DOMAIN = b"flarestart-link\x00"
+# Well above a real token (24 + 1 + 22 characters); anything longer is not worth decoding.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}")
+
+
+class InvalidTokenError(FlareStartError):
+    """A link token we cannot honour. `reason` says why; the link must change nothing."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says."""
+
+    purpose: Purpose
+    subscriber_id: int
+    issued_at: datetime
+
+
+def make_token(
+    secret: bytes,
+    *,
+    purpose: Purpose,
+    subscriber_id: int,
+    issued_at: datetime | None = None,
+) -> str:
+    """A URL-safe token that lets whoever holds it act on one subscriber for one purpose."""
+    _check_secret(secret)
+    if purpose not in _PURPOSE_CODES:
+        raise ValueError(f"unknown token purpose {purpose!r}; expected one of {get_args(Purpose)}")
+    if subscriber_id < 1:
+        raise ValueError(f"subscriber id must be positive, got {subscriber_id}")
+    moment = datetime.now(UTC) if issued_at is None else issued_at
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: give issued_at a time zone")
+    payload = _PAYLOAD.pack(_VERSION, _PURPOSE_CODES[purpose], subscriber_id, int(moment.timestamp()))
+    return f"{_encode(payload)}.{_encode(_sign(secret, payload))}"
+
+
+def read_token(
+    secret: bytes,
+    token: str,
+    *,
+    purpose: Purpose,
+    max_age: timedelta | None,
+    now: datetime,
+) -> int:
+    """The subscriber id of a valid token; raises InvalidTokenError (forged, wrong_purpose,
+    expired, malformed) otherwise."""
+    return read_token_claims(secret, token, purpose=purpose, max_age=max_age, now=now).subscriber_id
+
+
+def read_token_claims(
+    secret: bytes,
+    token: str,
+    *,
+    purpose: Purpose,
+    max_age: timedelta | None,
+    now: datetime,
+) -> TokenClaims:
+    """Verify a token and return everything it says (read_token returns only the subscriber id)."""
+    _check_secret(secret)
+    if not _TOKEN_SHAPE.fullmatch(token):
+        raise InvalidTokenError("malformed", "the link is incomplete or damaged")
+    encoded_payload, encoded_mac = token.split(".")
+    try:
+        payload, mac = _decode(encoded_payload), _decode(encoded_mac)
+    except ValueError:
+        raise InvalidTokenError("malformed", "the link is incomplete or damaged") from None
+    if len(mac) != _MAC_BYTES:
+        raise InvalidTokenError("malformed", "the link is incomplete or damaged")
+    if not hmac.compare_digest(mac, _sign(secret, payload)):
+        raise InvalidTokenError("forged", "the link's signature does not match")
+    # Past the signature the payload is our own; a bad shape means an older or newer format.
+    if len(payload) != _PAYLOAD.size:
+        raise InvalidTokenError("malformed", "the link has a format this version cannot read")
+    version, code, subscriber_id, issued = _PAYLOAD.unpack(payload)
+    token_purpose = _PURPOSES_BY_CODE.get(code)
+    if version != _VERSION or token_purpose is None or subscriber_id < 1:
+        raise InvalidTokenError("malformed", "the link has a format this version cannot read")
+    if token_purpose != purpose:
+        raise InvalidTokenError("wrong_purpose", f"the link is for {token_purpose}, not {purpose}")
+    issued_at = datetime.fromtimestamp(issued, UTC)
+    if max_age is not None and now - issued_at > max_age:
+        raise InvalidTokenError("expired", f"the {purpose} link has expired")
+    return TokenClaims(purpose=token_purpose, subscriber_id=subscriber_id, issued_at=issued_at)
+
+
+def unsubscribe_url(
+    base_url: str, secret: bytes, subscriber_id: int, *, issued_at: datetime | None = None
+) -> str:
+    """The one-click unsubscribe URL for mails (List-Unsubscribe) and digests' footers."""
+    token = make_token(secret, purpose="unsubscribe", subscriber_id=subscriber_id, issued_at=issued_at)
+    return base_url.rstrip("/") + UNSUBSCRIBE_PATH.format(token=token)
+
+
+def confirm_url(
+    base_url: str, secret: bytes, subscriber_id: int, *, issued_at: datetime | None = None
+) -> str:
+    """The double opt-in URL for a pending subscriber's confirmation mail."""
+    token = make_token(secret, purpose="confirm", subscriber_id=subscriber_id, issued_at=issued_at)
+    return base_url.rstrip("/") + CONFIRM_PATH.format(token=token)
+
+
+def _sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _check_secret(secret: bytes) -> None:
+    if not secret:
+        raise ValueError("an empty secret signs nothing")
+
+
+def _encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _decode(text: str) -> bytes:
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+    # Only the canonical spelling counts: otherwise one token would have several valid forms.
+    if _encode(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
