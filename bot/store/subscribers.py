@@ -1,0 +1,262 @@
+"""Subscribers behind a narrow interface: add, find, change status, count bounces, sync in batches.
+
+Addresses are kept lower-cased, so lookups by email ignore case.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, Table, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.errors import FlareStartError, NotFoundError
+from bot.store.models import Subscriber
+from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.subscribers.files import SubscriberSpec
+
+SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
+STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
+# Columns callers may set; id, status and the timestamps have methods of their own.
+EDITABLE = frozenset(
+    {
+        "email",
+        "name",
+        "timezone",
+        "delivery_time",
+        "frequency",
+        "topics",
+        "muted_topics",
+        "muted_keywords",
+        "muted_sources",
+        "source_weights",
+        "max_items",
+        "origin",
+        "consecutive_bounces",
+    }
+)
+
+
+class SubscriberError(FlareStartError):
+    """A subscriber cannot be added or changed as asked."""
+
+
+class DuplicateSubscriberError(SubscriberError):
+    """A subscriber with this email already exists."""
+
+
+class SubscriberStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def add(
+        self,
+        spec_or_fields: SubscriberSpec | Mapping[str, Any],
+        *,
+        status: str = "active",
+        now: datetime | None = None,
+    ) -> Subscriber:
+        """Add one subscriber. Files and the CLI add them active; web and chat sign-ups pending."""
+        _check_status(status)
+        values = _values(spec_or_fields)
+        moment = now or utcnow()
+        with self._session() as session:
+            email = values.get("email")
+            if email is not None:
+                known = session.scalars(select(Subscriber).where(SUBSCRIBERS.c.email == email)).first()
+                if known is not None:
+                    raise DuplicateSubscriberError(
+                        f"{email} is already a subscriber ({known.status}, from {known.origin})"
+                    )
+            row = Subscriber(**values, status=status, created_at=moment, updated_at=moment)
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent writer added the same address first
+                raise DuplicateSubscriberError(f"{email} is already a subscriber") from None
+            return row
+
+    def get(self, ref: str | int) -> Subscriber:
+        """Find a subscriber by id or email; a miss names the closest addresses."""
+        with self._session() as session:
+            if isinstance(ref, int) or ref.strip().isdigit():
+                found = session.get(Subscriber, int(ref))
+                if found is not None:
+                    return found
+            wanted = str(ref).strip().lower()
+            found = session.scalars(select(Subscriber).where(SUBSCRIBERS.c.email == wanted)).first()
+            if found is not None:
+                return found
+            emails = [str(e) for e in session.scalars(select(SUBSCRIBERS.c.email)) if e is not None]
+        close = _close_emails(wanted, emails)
+        hint = f"; did you mean {', '.join(repr(e) for e in close)}?" if close else ""
+        raise NotFoundError(f"no subscriber {str(ref)!r}{hint} (see `flarestart subscribers list`)")
+
+    def list(self, status: str | None = None) -> builtins.list[Subscriber]:
+        """All subscribers (or those with one status), by email."""
+        with self._session() as session:
+            query = select(Subscriber)
+            if status is not None:
+                _check_status(status)
+                query = query.where(SUBSCRIBERS.c.status == status)
+            return builtins.list(session.scalars(query.order_by(SUBSCRIBERS.c.email, SUBSCRIBERS.c.id)))
+
+    def active(self) -> builtins.list[Subscriber]:
+        """The subscribers digests go to."""
+        return self.list("active")
+
+    def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber:
+        """Set preference columns (see EDITABLE); status has `set_status`."""
+        unknown = set(values) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))} with update()")
+        if "email" in values and values["email"] is not None:
+            values["email"] = str(values["email"]).strip().lower()
+        self._update(subscriber_id, {**values, "updated_at": now or utcnow()})
+        return self.get(subscriber_id)
+
+    def set_status(self, subscriber_id: int, status: str, *, now: datetime) -> Subscriber:
+        """Change status, stamping what it means: unsubscribed_at, confirmed_at (pending → active)."""
+        _check_status(status)
+        current = self.get(subscriber_id)
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "unsubscribed" and current.status != "unsubscribed":
+            values["unsubscribed_at"] = now
+        if status == "active":
+            if current.status == "pending":
+                values["confirmed_at"] = now
+            if current.status == "bouncing":  # someone fixed the address: start counting afresh
+                values["consecutive_bounces"] = 0
+            values["unsubscribed_at"] = None
+        self._update(subscriber_id, values)
+        return self.get(subscriber_id)
+
+    def remove(self, ref: str | int) -> Subscriber:
+        """Delete a subscriber; their deliveries and sent-article records go with them."""
+        subscriber = self.get(ref)
+        with self.engine.begin() as conn:
+            conn.execute(delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber.id))
+        return subscriber
+
+    def record_bounce(self, subscriber_id: int, *, limit: int) -> bool:
+        """Count a permanent failure; at `limit` in a row the subscriber becomes bouncing.
+
+        True only for the call that made them bouncing, so one notice is logged, however many
+        workers record bounces at once.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == subscriber_id)
+                .values(consecutive_bounces=SUBSCRIBERS.c.consecutive_bounces + 1)
+            )
+            result = conn.execute(
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == subscriber_id)
+                .where(SUBSCRIBERS.c.consecutive_bounces >= limit)
+                .where(SUBSCRIBERS.c.status.not_in(("bouncing", "unsubscribed")))
+                .values(status="bouncing", updated_at=utcnow())
+            )
+            return bool(result.rowcount)
+
+    def reset_bounces(self, subscriber_id: int) -> None:
+        """A delivery got through: the bounce count starts again from zero."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == subscriber_id)
+                .where(SUBSCRIBERS.c.consecutive_bounces != 0)
+                .values(consecutive_bounces=0)
+            )
+
+    @contextmanager
+    def batch(self, *, now: datetime | None = None) -> Iterator[SubscriberBatch]:
+        """One transaction for many changes (a sync): all of them are written, or none."""
+        with self._session() as session, session.begin():
+            yield SubscriberBatch(session, now or utcnow())
+
+    def _update(self, subscriber_id: int, values: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            try:
+                result = conn.execute(
+                    update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(**values)
+                )
+            except IntegrityError:
+                raise DuplicateSubscriberError(f"{values.get('email')} is already a subscriber") from None
+            if not result.rowcount:
+                raise NotFoundError(f"no subscriber with id {subscriber_id}")
+
+
+class SubscriberBatch:
+    """Reads and writes inside one `SubscriberStore.batch()` transaction."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self._session = session
+        self.now = now
+
+    def find(self, *, emails: Collection[str], origin_prefix: str) -> builtins.list[Subscriber]:
+        """Subscribers with one of `emails`, or whose origin starts with `origin_prefix`."""
+        # LIKE treats % and _ as wildcards; escape them so the prefix is taken literally.
+        escaped = origin_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = select(Subscriber).where(
+            or_(
+                SUBSCRIBERS.c.email.in_(builtins.list(emails)),
+                SUBSCRIBERS.c.origin.like(f"{escaped}%", escape="\\"),
+            )
+        )
+        return builtins.list(self._session.scalars(query.order_by(SUBSCRIBERS.c.id)))
+
+    def insert(self, values: Mapping[str, Any], *, status: str = "active") -> None:
+        _check_status(status)
+        self._session.execute(
+            insert(SUBSCRIBERS).values(**values, status=status, created_at=self.now, updated_at=self.now)
+        )
+
+    def update(self, subscriber_id: int, values: Mapping[str, Any]) -> None:
+        self._session.execute(
+            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(**values, updated_at=self.now)
+        )
+
+    def delete(self, subscriber_ids: Collection[int]) -> None:
+        if subscriber_ids:
+            self._session.execute(
+                delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(builtins.list(subscriber_ids)))
+            )
+
+
+def _close_emails(wanted: str, emails: builtins.list[str]) -> builtins.list[str]:
+    """Addresses like the one asked for: a typo in it, or just its local part ("ada")."""
+    # Addresses share domains, so plain similarity needs a high bar to mean something.
+    close = difflib.get_close_matches(wanted, emails, n=3, cutoff=0.8)
+    if "@" not in wanted and wanted:
+        close += [e for e in emails if e.split("@")[0] == wanted or e.startswith(wanted)]
+    return builtins.list(dict.fromkeys(close))[:3]
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+
+
+def _values(spec_or_fields: SubscriberSpec | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(spec_or_fields, Mapping):
+        values = dict(spec_or_fields)
+        unknown = set(values) - EDITABLE - {"confirmed_at"}
+        if unknown:
+            raise ValueError(f"unknown subscriber fields: {', '.join(sorted(unknown))}")
+    else:
+        values = spec_or_fields.column_values()
+    if values.get("email") is not None:
+        values["email"] = str(values["email"]).strip().lower()
+    return values

@@ -1,0 +1,25 @@
+"""Subscribers: kept as code in TOML files (files), synced to the store (sync), scheduled (schedule)."""
+
+from bot.subscribers.files import (
+    Problem,
+    SubscriberFileError,
+    SubscriberSpec,
+    load_subscriber_files,
+    make_spec,
+)
+from bot.subscribers.schedule import DuePeriod, due_period, next_delivery_at, period_for
+from bot.subscribers.sync import SyncReport, sync_subscribers
+
+__all__ = [
+    "DuePeriod",
+    "Problem",
+    "SubscriberFileError",
+    "SubscriberSpec",
+    "SyncReport",
+    "due_period",
+    "load_subscriber_files",
+    "make_spec",
+    "next_delivery_at",
+    "period_for",
+    "sync_subscribers",
+]

@@ -1,0 +1,122 @@
+"""Make the stored file subscribers match the files: add, change and delete, in one transaction.
+
+Only subscribers whose origin starts with the prefix ("file:") are the files' to manage: those
+who joined from the CLI, the web or chat are never changed or removed by a sync. Status is the
+subscriber's own: a sync never resumes someone paused, bouncing or unsubscribed, it only keeps
+their preferences in step with the file. A file subscriber no longer in any file is deleted
+(with their delivery history).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.subscribers.files import SubscriberSpec
+
+if TYPE_CHECKING:
+    from bot.store.subscribers import SubscriberStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    added: list[str] = field(default_factory=list)  # emails
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # deleted from the store
+    unchanged: int = 0
+    # email → the fields that differed, for each changed subscriber
+    changes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # emails in a file that belong to a CLI/web/chat subscriber, left as they are
+    skipped: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "changes": {email: list(fields) for email, fields in self.changes.items()},
+            "skipped": self.skipped,
+            "dry_run": self.dry_run,
+        }
+
+
+def sync_subscribers(
+    store: SubscriberStore,
+    specs: Sequence[SubscriberSpec],
+    *,
+    origin_prefix: str = "file:",
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> SyncReport:
+    """Idempotent: a second sync of the same specs reports everything unchanged.
+
+    With `dry_run` the report says what would happen and nothing is written.
+    """
+    emails = [spec.email for spec in specs]
+    if len(set(emails)) != len(emails):
+        twice = sorted({e for e in emails if emails.count(e) > 1})
+        raise ValueError(f"the same email is given twice: {', '.join(twice)}")
+    added: list[str] = []
+    changed: list[str] = []
+    changes: dict[str, tuple[str, ...]] = {}
+    skipped: list[str] = []
+    unchanged = 0
+    with store.batch(now=now) as batch:
+        rows = batch.find(emails=emails, origin_prefix=origin_prefix)
+        by_email = {row.email: row for row in rows if row.email is not None}
+        for spec in specs:
+            values = spec.column_values()
+            row = by_email.get(spec.email)
+            if row is None:
+                added.append(spec.email)
+                if not dry_run:
+                    batch.insert(values, status="active")
+                continue
+            if not row.origin.startswith(origin_prefix):
+                skipped.append(spec.email)
+                continue
+            differ = {key: value for key, value in values.items() if getattr(row, key) != value}
+            if not differ:
+                unchanged += 1
+                continue
+            changed.append(spec.email)
+            changes[spec.email] = tuple(differ)
+            if not dry_run:
+                assert row.id is not None
+                batch.update(row.id, differ)
+        wanted = set(emails)
+        gone = [
+            row
+            for row in rows
+            if row.origin.startswith(origin_prefix) and (row.email is None or row.email not in wanted)
+        ]
+        if not dry_run:
+            batch.delete([row.id for row in gone if row.id is not None])
+    report = SyncReport(
+        added=added,
+        changed=changed,
+        removed=[row.email or f"#{row.id}" for row in gone],
+        unchanged=unchanged,
+        changes=changes,
+        skipped=skipped,
+        dry_run=dry_run,
+    )
+    log.info(
+        "subscribers synced",
+        extra={
+            "added": len(added),
+            "changed": len(changed),
+            "removed": len(report.removed),
+            "unchanged": unchanged,
+            "skipped": len(skipped),
+            "dry_run": dry_run,
+        },
+    )
+    return report
