@@ -152,9 +152,7 @@ async def discover_feed(
     raise SourceError(_nothing_found(url, declared, skipped, failures))
 
 
-async def _try_candidate(
-    candidate: str, fetch: Fetch, parse: Parse
-) -> tuple[str, ParsedFeed] | str:
+async def _try_candidate(candidate: str, fetch: Fetch, parse: Parse) -> tuple[str, ParsedFeed] | str:
     """The feed at `candidate`, or one short reason why there is none."""
     try:
         result = await fetch(candidate)
@@ -166,7 +164,7 @@ async def _try_candidate(
     try:
         return final_url, await _parse(parse, result, final_url)
     except FeedParseError as exc:
-        return f"not a feed: {exc}"
+        return str(exc)  # the parser says "not a feed: …" itself
 
 
 async def _parse(parse: Parse, result: FetchResult, url: str) -> ParsedFeed:
