@@ -1,7 +1,7 @@
-"""`flarestart run`: the long-running process. Today it keeps every source fetched on schedule;
-digests and delivery join the same loop in later steps.
+"""`flarestart run`: one process that keeps sources fetched, plans digests on a clock and sends
+them from a job worker. Several processes on PostgreSQL share the same job table.
 
-SIGTERM / Ctrl-C stop it cleanly: no new cycle starts, the running one gets a grace period.
+SIGTERM / Ctrl-C stop it cleanly: no new fetch cycle or job starts, running sends get 25 s.
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from bot.channels.base import Channel
 from bot.config import Settings
+from bot.delivery.service import PLAN_TASK, SEND_TASK, DigestService, make_channel
+from bot.jobs.clock import Clock, Recurring
+from bot.jobs.worker import Worker
 from bot.sources.ingest import Ingestor
 from bot.store import Store
 from bot.store.types import utcnow
@@ -22,7 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0  # re-read the schedule at least this often (sources added by another process)
 MIN_SLEEP = 1.0
-STOP_GRACE = 10.0  # seconds a running cycle gets to finish after a stop signal
+STOP_GRACE = 10.0  # seconds a running fetch cycle gets to finish after a stop signal
+PLAN_EVERY = timedelta(minutes=1)  # how often due digests are looked for
 
 
 async def run_daemon(
@@ -32,10 +37,44 @@ async def run_daemon(
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
     max_sleep: float = MAX_SLEEP,
+    channel: Channel | None = None,
+    poll_interval: float = 1.0,
 ) -> int:
-    """Run until `stop` is set (or SIGTERM/SIGINT); returns the number of cycles run."""
+    """Run until `stop` is set (or SIGTERM/SIGINT); returns the number of fetch cycles run."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
+    channel = channel or make_channel(settings)
+    service = DigestService(store, settings, channel, clock=clock)
+    service.sources_ready.clear()
+    worker = Worker(
+        service.queue,
+        {PLAN_TASK: service.handle_plan, SEND_TASK: service.handle_send},
+        settings=settings.delivery,
+        clock=clock,
+        poll_interval=poll_interval,
+    )
+    ticker = Clock(service.queue, [Recurring(PLAN_TASK, PLAN_EVERY)], clock=clock, on_scheduled=worker.wake)
+    log.info("delivering through %s", channel.name, extra={"channel": channel.name})
+    try:
+        cycles, _, _ = await asyncio.gather(
+            _fetch_loop(store, settings, stop, clock, max_sleep, service.sources_ready),
+            ticker.run(stop, max_sleep=max_sleep),
+            worker.run(stop),
+        )
+    finally:
+        await channel.aclose()
+        log.info("stopped")
+    return int(cycles)
+
+
+async def _fetch_loop(
+    store: Store,
+    settings: Settings,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime],
+    max_sleep: float,
+    first_cycle_done: asyncio.Event,
+) -> int:
     ingestor = Ingestor(store, settings, clock=clock)
     cycles = 0
     try:
@@ -51,6 +90,7 @@ async def run_daemon(
                 break
             reports = cycle.result()
             cycles += 1
+            first_cycle_done.set()
             if reports:
                 log.info(
                     "fetch cycle done",
@@ -63,8 +103,8 @@ async def run_daemon(
                 )
             await _sleep_until_due(store, stop, clock, max_sleep)
     finally:
+        first_cycle_done.set()  # never leave planning waiting on a loop that has ended
         ingestor.close()
-        log.info("stopped", extra={"cycles": cycles})
     return cycles
 
 

@@ -1,60 +1,74 @@
-"""`flarestart run` as a real process: fetches on schedule, survives offline sources, stops on SIGTERM."""
+"""`flarestart run` as a real process: fetches, sends due digests to the outbox, survives offline
+sources, stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import mailbox
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.testing.httpserver import FixtureServer, static
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Daemon feed</title>
-<item><title>Tick</title><link>https://d.example/1</link><guid>1</guid></item></channel></rss>"""
+<item><title>Python 3.14 released with a faster interpreter</title><link>https://d.example/py</link>
+<guid>1</guid><category>Python</category><description>The CPython team ships a release.</description>
+</item></channel></rss>"""
 
 
-def test_run_fetches_then_stops_cleanly_on_sigterm(tmp_path: Path, feed_server: FixtureServer) -> None:
+def _wait_for(check: object, timeout: float = 40.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return True
+        except (sqlite3.OperationalError, FileNotFoundError, mailbox.NoSuchMailboxError):
+            pass  # schema or folder not created yet
+        time.sleep(0.2)
+    return False
+
+
+def test_run_fetches_sends_the_due_digest_and_stops_cleanly(tmp_path: Path, feed_server: FixtureServer) -> None:
     url = feed_server.add("/feed.xml", static(FEED))
+    readers = tmp_path / "subscribers"
+    readers.mkdir()
+    due = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%H:%M")
+    (readers / "team.toml").write_text(
+        f'[[subscriber]]\nemail = "ada@example.com"\nname = "Ada"\ntimezone = "UTC"\n'
+        f'delivery_time = "{due}"\ntopics = ["python"]\n',
+        encoding="utf-8",
+    )
     config = tmp_path / "flarestart.toml"
     config.write_text(
+        f'subscribers_dir = "{readers}"\n'
         f'[[sources]]\nname = "Local"\nurl = "{url}"\n'
         '[[sources]]\nname = "Offline"\nurl = "http://127.0.0.1:9/feed"\n',
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        "FLARESTART_CONFIG": str(config),
-        "FLARESTART_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = {**os.environ, "FLARESTART_CONFIG": str(config), "FLARESTART_DATA_DIR": str(tmp_path / "data")}
     env.pop("DATABASE_URL", None)
+    env.pop("SMTP_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "bot", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    database = tmp_path / "data" / "flarestart.db"
+    maildir = tmp_path / "data" / "outbox" / "mail"
     try:
-        deadline = time.monotonic() + 30
-        stored = 0
-        while time.monotonic() < deadline and not stored:
-            time.sleep(0.2)
-            if database.exists():
-                try:
-                    with sqlite3.connect(database) as conn:
-                        stored = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
-                except sqlite3.OperationalError:
-                    pass  # schema not created yet
-        assert stored == 1, "the daemon never stored the local feed's entry"
+        assert _wait_for(lambda: len(mailbox.Maildir(maildir, create=False)) == 1), "no digest in the outbox"
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
+        _, err = process.communicate(timeout=40)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, err
+    [message] = mailbox.Maildir(maildir, create=False)
+    assert message["To"] == "Ada <ada@example.com>"
+    assert "Python 3.14 released" in message.as_string()
     assert "source=Offline" in err and "fetch failed" in err
     assert "stopped" in err and "Traceback" not in err
+    with sqlite3.connect(tmp_path / "data" / "flarestart.db") as conn:
+        assert conn.execute("SELECT status FROM deliveries").fetchall() == [("sent",)]

@@ -12,13 +12,17 @@ import typer
 from rich.table import Table
 
 from bot import __version__
-from bot.cli import fetching, sources
+from bot.cli import fetching, ranking, sources, subscribers, web
 from bot.cli.common import console, err_console, open_store, print_json, state
 from bot.config import describe, load_settings
 from bot.errors import FlareStartError
 from bot.logs import setup_logging
+from bot.store import Store
 from bot.store.engine import make_engine
 from bot.store.migrate import current_revision, head_revision, upgrade
+from bot.store.subscribers import SubscriberStore
+from bot.subscribers.files import SubscriberFileError, load_subscriber_files
+from bot.subscribers.sync import sync_subscribers
 
 app = typer.Typer(
     name="flarestart",
@@ -32,6 +36,10 @@ app.add_typer(sources.app, name="sources")
 app.add_typer(fetching.articles_app, name="articles")
 app.command("fetch")(fetching.fetch)
 app.command("prune")(fetching.prune)
+app.add_typer(ranking.topics_app, name="topics")
+app.command("preview")(ranking.preview)
+app.command("serve")(web.serve)
+app.add_typer(subscribers.app, name="subscribers")
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -62,7 +70,8 @@ def root(
 
 @app.command()
 def run() -> None:
-    """Run the service: keeps every source fetched on schedule until Ctrl-C or SIGTERM.
+    """Run the service: fetches sources on schedule and sends each subscriber's digest when due,
+    until Ctrl-C or SIGTERM. Subscriber files (subscribers_dir) are synced at start.
 
     Example: FLARESTART_DATA_DIR=./data flarestart run
     """
@@ -70,12 +79,31 @@ def run() -> None:
 
     settings = state.get_settings()
     with open_store() as store:
+        readers = _sync_subscriber_files(store)
         count = len(store.list_sources())
         where = settings.effective_database_url if settings.database_url else settings.database_path
+        target = "SMTP" if settings.email.smtp_url else f"the outbox in {settings.outbox_dir}"
         err_console.print(
-            f"[bold]FlareStart {__version__}[/] running on {where} with {count} source(s). Ctrl-C stops."
+            f"[bold]FlareStart {__version__}[/] running on {where}: {count} source(s), "
+            f"{readers} active subscriber(s), digests to {target}. Ctrl-C stops."
         )
         asyncio.run(run_daemon(store, settings))
+
+
+def _sync_subscriber_files(store: Store) -> int:
+    """Pick up the subscriber files at start; broken files are reported and change nothing."""
+    folder = state.get_settings().subscribers_dir
+    subscriber_store = SubscriberStore(store.engine)
+    if folder.is_dir():
+        try:
+            specs = load_subscriber_files(folder, validate_topics=subscribers._topic_validator())
+        except SubscriberFileError as exc:
+            for problem in exc.problems:
+                err_console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]subscriber files in {folder} not synced; fix them and restart[/]")
+        else:
+            sync_subscribers(subscriber_store, specs)  # logs what it added, changed, removed
+    return len(subscriber_store.active())
 
 
 @config_app.command("show")

@@ -22,6 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.errors import FeedParseError
+from bot.ranking.setup import tag_feed, user_topics
+from bot.ranking.types import Topic
 from bot.sources.fetch import Fetcher
 from bot.sources.parse import parse_feed
 from bot.sources.schedule import next_fetch_at
@@ -60,12 +62,13 @@ def make_parse_pool(settings: Settings) -> ProcessPoolExecutor:
     """Parser processes started from a clean forkserver (forking a threaded process is unsafe)."""
     workers = settings.fetch.parse_workers or os.cpu_count() or 1
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bot.sources.parse"])
+    context.set_forkserver_preload(["bot.sources.parse", "bot.ranking.setup"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
-def _parse_job(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
-    return parse_feed(body, url=url, content_type=content_type)
+def _parse_job(body: bytes, url: str, content_type: str | None, topics: tuple[Topic, ...]) -> ParsedFeed:
+    """Runs in a parser process: parse, then tag, so the event loop does neither."""
+    return tag_feed(parse_feed(body, url=url, content_type=content_type), topics)
 
 
 class Ingestor:
@@ -85,6 +88,7 @@ class Ingestor:
         self._own_pool = pool is None
         self._pool: Executor = pool or make_parse_pool(settings)
         self._write_lock = asyncio.Lock()
+        self._topics = user_topics(settings)
 
     def close(self) -> None:
         if self._own_pool:
@@ -104,9 +108,7 @@ class Ingestor:
             on_start(sources)
         if not sources:
             return []
-        async with Fetcher(
-            self.settings.fetch, allow_private=self.settings.allow_private_urls
-        ) as fetcher:
+        async with Fetcher(self.settings.fetch, allow_private=self.settings.allow_private_urls) as fetcher:
 
             async def one(source: Source) -> SourceReport:
                 report = await self._ingest_one(fetcher, source)
@@ -136,6 +138,7 @@ class Ingestor:
                         result.body,
                         result.final_url or source.url,
                         result.content_type,
+                        self._topics,
                     )
                 except FeedParseError as exc:
                     parse_error = f"not a readable feed: {exc}"
@@ -143,9 +146,7 @@ class Ingestor:
                 report = await asyncio.to_thread(self._record, source, result, feed, parse_error)
         except Exception as exc:  # a bug for one source must not stop the others; say it loudly
             log.exception("ingest failed", extra={"source": source.name, "url": source.url})
-            report = SourceReport(
-                source.name, source.url, "failed", error=f"internal error: {exc!r}"
-            )
+            report = SourceReport(source.name, source.url, "failed", error=f"internal error: {exc!r}")
         report = _with_elapsed(report, time.perf_counter() - started)
         _log_report(report)
         return report
@@ -270,8 +271,6 @@ async def ingest_sources(
     """One-shot ingestion (the `fetch` command and the benchmark): a pool for this run only."""
     ingestor = Ingestor(store, settings)
     try:
-        return await ingestor.run(
-            refs=refs, force=force, on_start=on_start, on_progress=on_progress
-        )
+        return await ingestor.run(refs=refs, force=force, on_start=on_start, on_progress=on_progress)
     finally:
         ingestor.close()

@@ -1,0 +1,169 @@
+"""`flarestart topics list` and `flarestart preview`: the digest that would be sent now, explained."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli.common import ago, console, open_store, print_json, state
+from bot.digest.compose import Composer, DigestPlan, PlannedItem, window_for
+from bot.errors import ConfigError
+from bot.ranking.setup import taxonomy_for
+from bot.ranking.topics import Taxonomy
+from bot.store.types import utcnow
+
+topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
+
+
+@topics_app.command("list")
+def topics_list(
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the taxonomy: topics and kinds of article, with the tags and phrases that match them.
+
+    Example: flarestart topics list --json | jq '.[].slug'
+    """
+    taxonomy = taxonomy_for(state.get_settings())
+    if json:
+        print_json(
+            [
+                {
+                    "slug": t.slug,
+                    "name": t.name,
+                    "kind": t.kind,
+                    "aliases": list(t.aliases),
+                    "phrases": list(t.phrases),
+                }
+                for t in taxonomy.topics
+            ]
+        )
+        return
+    table = Table(title=f"{len(taxonomy.topics)} topics", title_justify="left")
+    for column in ("slug", "name", "kind", "feed tags", "phrases"):
+        table.add_column(column, overflow="fold")
+    for t in taxonomy.topics:
+        table.add_row(t.slug, t.name, t.kind, ", ".join(t.aliases[:6]), ", ".join(t.phrases[:6]))
+    console.print(table)
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def preview(
+    subscriber: Annotated[
+        str | None, typer.Argument(help="A subscriber's email or id (or use --topics).")
+    ] = None,
+    topics: Annotated[str | None, typer.Option(help="Topics to follow, e.g. python,ai.")] = None,
+    mute: Annotated[str | None, typer.Option(help="Topics or keywords to mute, e.g. crypto.")] = None,
+    max_items: Annotated[int | None, typer.Option("--max", min=1, max=50, help="Items at most.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the items as JSON.")] = False,
+) -> None:
+    """Show the digest that would be sent now, each item with its score and why it was picked.
+
+    Example: flarestart preview --topics python,ai --mute crypto --max 5
+    """
+    settings = state.get_settings()
+    taxonomy = taxonomy_for(settings)
+    now = utcnow()
+    with open_store() as store:
+        if subscriber is not None:
+            from bot.delivery.ledger import DeliveryLedger
+            from bot.store.subscribers import SubscriberStore
+
+            row = SubscriberStore(store.engine).get(subscriber)
+            composer = Composer(store, settings, taxonomy, now=now)
+            prefs = composer.preferences_of(row)
+            delivered = DeliveryLedger(store.engine).sent_article_ids(row.id or 0)
+            label = f"{row.name or row.email}"
+        elif topics:
+            composer = Composer(store, settings, taxonomy, now=now)
+            muted_topics, keywords = _split_mutes(taxonomy, _split(mute))
+            prefs = composer.preferences(
+                topics={slug: 1.0 for slug in _split(topics)},
+                muted_topics=muted_topics,
+                muted_keywords=keywords,
+                max_items=max_items,
+                window=window_for("daily"),
+            )
+            delivered = set()
+            label = ", ".join(_split(topics))
+        else:
+            raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
+        if max_items and subscriber is not None:
+            prefs = replace(prefs, max_items=max_items)
+        plan = composer.plan(prefs, delivered=delivered)
+    if json:
+        print_json([_item_json(taxonomy, item) for item in plan.items])
+        return
+    _print_plan(taxonomy, plan, label)
+
+
+def _split_mutes(taxonomy: Taxonomy, words: list[str]) -> tuple[list[str], list[str]]:
+    """`--mute` takes both: known topics mute the topic, anything else is a keyword."""
+    topics = [w for w in words if w.casefold() in taxonomy]
+    return topics, [w for w in words if w not in topics]
+
+
+def _why(taxonomy: Taxonomy, item: PlannedItem) -> str:
+    parts = []
+    for match in item.ranked.reason.topics:
+        name = taxonomy.get(match.slug).name
+        terms = ", ".join(match.terms[:3])
+        parts.append(f"{name} ({terms})" if terms else name)
+    return "because you follow " + " and ".join(parts) if parts else "fresh and widely covered"
+
+
+def _item_json(taxonomy: Taxonomy, item: PlannedItem) -> dict[str, Any]:
+    article, ranked = item.article, item.ranked
+    return {
+        "article_id": article.id,
+        "url": article.url,
+        "title": article.title,
+        "source": article.source_name,
+        "author": article.author,
+        "published": article.published,
+        "score": round(ranked.score, 6),
+        "topics": [
+            {
+                "slug": m.slug,
+                "name": taxonomy.get(m.slug).name,
+                "weight": round(m.weight, 4),
+                "terms": list(m.terms),
+            }
+            for m in ranked.reason.topics
+        ],
+        "story_id": ranked.story_id,
+        "coverage": ranked.reason.coverage,
+        "age_hours": round(ranked.reason.age.total_seconds() / 3600, 2),
+        "also_covered_by": [{"source": a.source_name, "url": a.url, "title": a.title} for a in item.also],
+        "why": _why(taxonomy, item),
+    }
+
+
+def _print_plan(taxonomy: Taxonomy, plan: DigestPlan, label: str) -> None:
+    if not plan.items:
+        console.print(
+            f"[yellow]Empty digest[/] for {escape(label)}: {escape(plan.empty_reason or 'nothing matched')}"
+        )
+        return
+    console.print(
+        f"[bold]Digest for {escape(label)}[/] · {len(plan.items)} of {plan.candidates} candidates\n"
+    )
+    for number, item in enumerate(plan.items, 1):
+        article = item.article
+        link = f"[link={article.url}]{escape(article.title)}[/link]" if article.url else escape(article.title)
+        console.print(f"[bold]{number:>2}. {link}[/]")
+        console.print(
+            f"    via {escape(article.source_name)} · {ago(article.published)}"
+            f" · score {item.ranked.score:.3f}"
+        )
+        console.print(f"    [dim]{escape(_why(taxonomy, item))}[/]")
+        if item.also:
+            console.print(
+                f"    [dim]also covered by {escape(', '.join(a.source_name for a in item.also))}[/]"
+            )
