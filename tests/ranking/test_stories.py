@@ -1,0 +1,136 @@
+"""Same-story clustering.
+
+The cases are data: `cases/clustering.json` lists groups of articles with the stories they must
+form (pairs that must merge and pairs that must not), clustered together with a shared background
+of unrelated articles so that word frequencies look like a real batch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.ranking.stories import StoryAssignments, cluster_stories, story_members, story_sizes
+from bot.ranking.types import ArticleText
+
+CASES = json.loads((Path(__file__).parent / "cases" / "clustering.json").read_text("utf-8"))
+START = datetime(2025, 6, 2, 6, 0, tzinfo=UTC)
+
+
+def make(ident: int, source: int, hours: float, title: str, excerpt: str = "") -> ArticleText:
+    return ArticleText(ident, source, title, excerpt, (), START + timedelta(hours=hours))
+
+
+def background() -> list[ArticleText]:
+    return [
+        make(1000 + i, b["source"], b["hours"], b["title"], b["excerpt"])
+        for i, b in enumerate(CASES["background"])
+    ]
+
+
+def partition(assignments: dict[int, int], ids: set[int]) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for article_id in sorted(ids):
+        groups.setdefault(assignments[article_id], []).append(article_id)
+    return sorted(groups.values())
+
+
+@pytest.mark.parametrize("case", CASES["cases"], ids=lambda c: c["name"])
+def test_clustering_cases(case: dict[str, Any]) -> None:
+    articles = [make(a["id"], a["source"], a["hours"], a["title"], a["excerpt"]) for a in case["articles"]]
+    window = timedelta(hours=case.get("window_hours", 48))
+
+    assignments = cluster_stories([*background(), *articles], window=window)
+
+    assert partition(assignments, {a.id for a in articles}) == sorted(sorted(s) for s in case["stories"])
+
+
+def test_background_articles_stay_apart() -> None:
+    assignments = cluster_stories(background())
+
+    assert all(article_id == story_id for article_id, story_id in assignments.items())
+
+
+def test_story_id_is_the_earliest_article_then_the_longer_excerpt() -> None:
+    text = "The Rust team released Rust 1.90 with the LLD linker by default on Linux."
+    articles = [
+        make(7, 1, 5, "Rust 1.90 released with the LLD linker", text),
+        make(3, 2, 2, "Rust 1.90 is out with the LLD linker by default", text),
+        make(
+            9, 3, 2, "Rust 1.90 arrives: the LLD linker is now the default", text + " Cargo gains workspaces."
+        ),
+    ]
+
+    assignments = cluster_stories([*background(), *articles])
+
+    assert {assignments[i] for i in (3, 7, 9)} == {9}
+
+
+def test_same_input_in_any_order_gives_the_same_stories() -> None:
+    articles = [*background()]
+    for case in CASES["cases"]:
+        offset = 100 * (len(articles) + 1)
+        articles += [
+            make(offset + a["id"], a["source"], a["hours"], a["title"], a["excerpt"])
+            for a in case["articles"]
+        ]
+    shuffled = articles[:]
+    random.Random(3).shuffle(shuffled)
+
+    assert cluster_stories(articles) == cluster_stories(shuffled) == cluster_stories(list(reversed(articles)))
+
+
+def test_every_article_gets_a_story_and_edge_cases() -> None:
+    one = make(1, 1, 0, "Rust 1.90 released")
+
+    assert cluster_stories([]) == {}
+    assert cluster_stories([one]) == {1: 1}
+    with pytest.raises(ValueError, match="unique"):
+        cluster_stories([one, one])
+
+
+def test_story_sizes_count_distinct_sources() -> None:
+    case = next(c for c in CASES["cases"] if c["name"].startswith("one source"))
+    articles = [make(a["id"], a["source"], a["hours"], a["title"], a["excerpt"]) for a in case["articles"]]
+
+    assignments = cluster_stories(articles)
+    sizes = story_sizes(assignments)
+
+    assert isinstance(assignments, StoryAssignments)
+    assert sizes[assignments[1]] == 2  # articles 1 and 2 from source 1, article 4 from source 2
+    assert sizes[assignments[3]] == 1
+    assert story_sizes(dict(assignments)) == {assignments[1]: 3, assignments[3]: 1}  # no sources: articles
+    assert story_sizes(dict(assignments), {1: 5, 2: 6, 3: 5, 4: 7}) == {assignments[1]: 3, assignments[3]: 1}
+
+
+def test_story_members_put_the_representative_first() -> None:
+    members = story_members({5: 2, 2: 2, 9: 2, 4: 4})
+
+    assert members == {2: [2, 5, 9], 4: [4]}
+
+
+def test_5000_articles_cluster_fast_without_comparing_every_pair() -> None:
+    rng = random.Random(5)
+    companies = [f"Company{n}" for n in range(400)]
+    verbs = ["launches", "raises", "acquires", "fixes", "releases", "loses", "wins", "opens"]
+    nouns = ["platform", "model", "chip", "database", "browser", "cloud", "phone", "app", "service", "kernel"]
+    articles = []
+    for i in range(5000):
+        company = rng.choice(companies)
+        noun = rng.choice(nouns)
+        title = f"{company} {rng.choice(verbs)} new {noun} {rng.randint(1, 40)}"
+        excerpt = " ".join(rng.choices([*nouns, company, "the", "said", "today", "users"], k=40))
+        articles.append(make(i, rng.randint(1, 60), rng.uniform(0, 72), title, excerpt))
+
+    start = time.process_time()
+    assignments = cluster_stories(articles)
+    elapsed = time.process_time() - start
+
+    assert len(assignments) == 5000
+    assert elapsed < 5.0  # well under 1 s on an idle 2-core machine; loose for busy CI hosts
