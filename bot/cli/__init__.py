@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from bot import __version__
-from bot.cli import fetching, ranking, sources, subscribers, web
+from bot.cli import delivery, demo, fetching, ranking, sources, subscribers, web
 from bot.cli.common import console, err_console, open_store, print_json, state
 from bot.config import describe, load_settings
 from bot.errors import FlareStartError
@@ -40,6 +40,9 @@ app.add_typer(ranking.topics_app, name="topics")
 app.command("preview")(ranking.preview)
 app.command("serve")(web.serve)
 app.add_typer(subscribers.app, name="subscribers")
+app.command("send")(delivery.send)
+app.add_typer(delivery.deliveries_app, name="deliveries")
+app.command("demo")(demo.demo)
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -161,7 +164,10 @@ def db_current() -> None:
 def main() -> None:
     """Console-script entry: expected errors become one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns the code of typer.Exit instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FlareStartError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.common import ago, console, open_store, print_json, state
+from bot.cli.common import ago, console, err_console, open_store, print_json, state
+from bot.config import Settings
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, window_for
 from bot.errors import ConfigError
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
+from bot.store import Store
+from bot.store.models import Subscriber
 from bot.store.types import utcnow
 
 topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
+PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a --topics preview written with --html
+STAND_IN_ID = 1  # links need an id; a throwaway key (see _write_html) keeps them from working
 
 
 @topics_app.command("list")
@@ -62,10 +70,17 @@ def preview(
     mute: Annotated[str | None, typer.Option(help="Topics or keywords to mute, e.g. crypto.")] = None,
     max_items: Annotated[int | None, typer.Option("--max", min=1, max=50, help="Items at most.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the items as JSON.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Also write the HTML email, exactly as it would be sent."
+        ),
+    ] = None,
 ) -> None:
     """Show the digest that would be sent now, each item with its score and why it was picked.
 
     Example: flarestart preview --topics python,ai --mute crypto --max 5
+    (or: flarestart preview ada@example.com --html ada.html)
     """
     settings = state.get_settings()
     taxonomy = taxonomy_for(settings)
@@ -92,15 +107,61 @@ def preview(
             )
             delivered = set()
             label = ", ".join(_split(topics))
+            row = Subscriber(id=STAND_IN_ID, email=PREVIEW_ADDRESS)  # who --html addresses it to
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
         if max_items and subscriber is not None:
             prefs = replace(prefs, max_items=max_items)
         plan = composer.plan(prefs, delivered=delivered)
+        written = (
+            _write_html(store, settings, taxonomy, row, plan, html, now, stand_in=subscriber is None)
+            if html is not None
+            else None
+        )
+    if written is not None:
+        (err_console if json else console).print(written, highlight=False, soft_wrap=True)
     if json:
         print_json([_item_json(taxonomy, item) for item in plan.items])
         return
     _print_plan(taxonomy, plan, label)
+
+
+def _write_html(
+    store: Store,
+    settings: Settings,
+    taxonomy: Taxonomy,
+    reader: Subscriber,
+    plan: DigestPlan,
+    path: Path,
+    now: datetime,
+    *,
+    stand_in: bool,
+) -> str:
+    """Render the plan the way DigestService sends it, write the HTML to `path`; say what was written."""
+    import secrets
+
+    from bot.channels.outbox import OutboxChannel
+    from bot.cli.delivery import current_period
+    from bot.delivery.service import DigestService
+
+    if stand_in:  # its unsubscribe link must not work for whoever really is subscriber #1
+        settings = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
+    # The channel is never used: the service only renders here.
+    channel = OutboxChannel(settings.outbox_dir, settings=settings.email)
+    service = DigestService(store, settings, channel, clock=lambda: now, taxonomy=taxonomy)
+    due = None if stand_in else service.due(reader, now)
+    today = now.astimezone(ZoneInfo(reader.timezone)).date()
+    period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
+    rendered = service.outgoing(reader, period, plan).rendered
+    try:
+        path.write_text(rendered.html, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--html {path}: cannot write: {exc.strerror}") from None
+    quiet = " (an empty digest: on a quiet day nothing is sent)" if not plan.items else ""
+    return (
+        f"Wrote the HTML digest for {escape(reader.email or '')} to {escape(str(path))}: "
+        f'{len(plan.items)} items, subject "{escape(rendered.subject)}"{quiet}.'
+    )
 
 
 def _split_mutes(taxonomy: Taxonomy, words: list[str]) -> tuple[list[str], list[str]]:

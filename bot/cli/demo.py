@@ -1,0 +1,304 @@
+"""`flarestart demo`: the whole pipeline, offline, in one command.
+
+Feeds FlareStart writes itself are served on loopback, added as sources and fetched by the real
+ingestor; sample readers get their digests composed, rendered and sent by the real DigestService
+through the real SMTP channel, to an SMTP server on loopback that files them into a Maildir.
+Everything it starts is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.channels.email import SmtpChannel
+from bot.cli.common import console, state
+from bot.cli.delivery import current_period
+from bot.config import Settings
+from bot.delivery.service import DigestService, SendResult
+from bot.demo import (
+    DEMO_FEEDS,
+    SAMPLE_SUBSCRIBERS,
+    Preview,
+    PreviewingChannel,
+    add_sample_subscribers,
+    content_type,
+    feed_path,
+    maildir_smtp_server,
+    render_feed,
+)
+from bot.errors import ConfigError
+from bot.ranking.setup import taxonomy_for
+from bot.sources.defaults import SEEDED_FLAG
+from bot.sources.ingest import Ingestor, SourceReport
+from bot.store import NewSource, Store
+from bot.store.models import Source, Subscriber
+from bot.store.subscribers import SubscriberStore
+from bot.store.types import utcnow
+from bot.testing.httpserver import FixtureServer, static
+
+__all__ = ["demo"]
+
+INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
+QUIET_LOGGERS = ("bot", "mail.log")  # FlareStart's own INFO lines and aiosmtpd's per-connection chatter
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    subscriber: Subscriber
+    result: SendResult
+    preview: Preview | None  # None when nothing was sent (a quiet day)
+
+
+def demo(
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep",
+            metavar="DIR",
+            help="Build the demo in DIR (new or empty) instead of a fresh temporary folder.",
+        ),
+    ] = None,
+    subscribers: Annotated[
+        int,
+        typer.Option(
+            "--subscribers",
+            min=1,
+            max=len(SAMPLE_SUBSCRIBERS),
+            help=f"How many sample readers get a digest (1 … {len(SAMPLE_SUBSCRIBERS)}).",
+        ),
+    ] = 3,
+) -> None:
+    """See FlareStart work end to end, offline: feeds → fetch → rank → render → SMTP → inbox.
+
+    Serves six feeds FlareStart writes itself (RSS, Atom, JSON Feed) on loopback, adds and fetches
+    them, adds sample readers, starts a local SMTP server that files mail into a Maildir, sends each
+    reader's digest now, and tells you where to look. Your own database and settings for sources,
+    SMTP and storage are not touched: the demo keeps its own data folder.
+
+    Example: flarestart demo --keep ./flarestart-demo
+    """
+    started = time.monotonic()
+    folder = _demo_folder(keep)
+    base = state.get_settings()
+    settings = base.model_copy(
+        update={
+            "data_dir": folder,
+            "database_url": None,
+            "allow_private_urls": True,  # the demo's feeds live on 127.0.0.1
+            "sources": [],
+            "email": base.email.model_copy(update={"smtp_url": None}),
+        }
+    )
+    console.print(f"[bold]FlareStart demo[/] in {escape(str(folder))}", highlight=False, soft_wrap=True)
+    taxonomy = taxonomy_for(settings)
+
+    def validate_topics(slugs: Iterable[str]) -> None:
+        taxonomy.resolve(slugs)  # the sample readers' topics must exist, or the demo says which
+
+    with _library_logs_quiet(), FixtureServer() as feeds:
+        store = Store.open(settings)
+        try:
+            store.set_meta(SEEDED_FLAG, "1")  # later commands in this folder must not add real feeds
+            sources = _add_demo_sources(store, feeds, utcnow())
+            console.print(
+                f"[green]✓[/] Serving {len(sources)} feeds FlareStart wrote itself (RSS, Atom, JSON Feed) "
+                f"at {feeds.base_url}",
+                highlight=False,
+            )
+            reports = _fetch(store, settings)
+            _print_fetch(reports)
+            readers = add_sample_subscribers(
+                SubscriberStore(store.engine), subscribers, validate_topics=validate_topics
+            )
+            console.print(
+                f"[green]✓[/] Added {len(readers)} sample subscribers: "
+                + ", ".join(f"{r.name} ({r.timezone})" for r in readers),
+                highlight=False,
+            )
+            sent = asyncio.run(_send_digests(store, settings, folder / INBOX, readers))
+        finally:
+            store.close()
+    _print_summary(folder, sent, keep is None, base, time.monotonic() - started)
+
+
+def _demo_folder(keep: Path | None) -> Path:
+    if keep is None:
+        return Path(tempfile.mkdtemp(prefix="flarestart-demo-")).resolve()
+    folder = keep.expanduser().resolve()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(
+            f"--keep {keep}: {folder} is not an empty folder; give a new or empty one "
+            "(the demo builds its own database there)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--keep {keep}: cannot create {folder}: {exc.strerror}") from None
+    return folder
+
+
+@contextmanager
+def _library_logs_quiet() -> Iterator[None]:
+    """The demo narrates what happens; INFO log lines would only interleave with it (DEBUG stays)."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() == logging.INFO:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, before, strict=True):
+            logger.setLevel(level)
+
+
+def _add_demo_sources(store: Store, server: FixtureServer, now: datetime) -> list[Source]:
+    new = []
+    for feed in DEMO_FEEDS:
+        url = server.url(feed_path(feed))
+        body = render_feed(feed, now=now, url=url)
+        server.add(feed_path(feed), static(body, content_type(feed), last_modified=now.timestamp()))
+        new.append(
+            NewSource(
+                feed.name,
+                url,
+                site_url=feed.site_url,
+                title=feed.name,
+                topics=feed.topics,
+                category="Demo",
+            )
+        )
+    return store.add_sources(new)
+
+
+def _fetch(store: Store, settings: Settings) -> list[SourceReport]:
+    """Fetch every demo source with the real ingestor, showing progress as `flarestart fetch` does."""
+    progress = Progress(
+        TextColumn("[bold]Fetching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("", total=None)
+
+    def started(sources: list[Source]) -> None:
+        progress.update(task, total=len(sources))
+
+    def advanced(report: SourceReport) -> None:
+        progress.update(task, advance=1, description=report.source[:40])
+
+    async def run() -> list[SourceReport]:
+        # Six small feeds parse in milliseconds: threads spare the demo starting parser processes.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-parse") as pool:
+            ingestor = Ingestor(store, settings, pool=pool)
+            try:
+                return await ingestor.run(force=True, on_start=started, on_progress=advanced)
+            finally:
+                ingestor.close()
+
+    with progress:
+        return asyncio.run(run())
+
+
+def _print_fetch(reports: list[SourceReport]) -> None:
+    failed = [r for r in reports if r.status in ("failed", "gone")]
+    console.print(
+        f"[green]✓[/] Fetched {len(reports)} sources: {sum(r.new for r in reports)} new articles"
+        + (f", [red]{len(failed)} failed[/]" if failed else ""),
+        highlight=False,
+    )
+    for report in failed:
+        console.print(f"  [red]{escape(report.source)}:[/] {escape(report.error or '')}", highlight=False)
+
+
+async def _send_digests(
+    store: Store, settings: Settings, inbox: Path, readers: list[Subscriber]
+) -> list[_Sent]:
+    """Start the loopback SMTP server, send each reader's digest for the current period through it."""
+    async with maildir_smtp_server(inbox / "mail") as server:
+        email = settings.email.model_copy(update={"smtp_url": server.url, "allow_plain": True})
+        smtp_settings = settings.model_copy(update={"email": email})
+        console.print(
+            f"[green]✓[/] SMTP server listening on {server.host}:{server.port}, "
+            f"filing mail into {escape(str(server.maildir_path))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        channel = PreviewingChannel(SmtpChannel(email), inbox)
+        try:
+            service = DigestService(store, smtp_settings, channel)
+            now = service.clock()
+            sent = []
+            for reader in readers:
+                assert reader.id is not None and reader.email is not None
+                today = now.astimezone(ZoneInfo(reader.timezone)).date()
+                period = current_period(reader.frequency, today) or today.isoformat()
+                result = await service.send(reader.id, period)
+                sent.append(_Sent(reader, result, channel.previews.get(reader.email)))
+        finally:
+            await channel.aclose()
+    return sent
+
+
+def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float) -> None:
+    table = Table(title="Digests sent", title_justify="left")
+    for column in ("subscriber", "schedule", "topics", "items", "subject"):
+        table.add_column(column, overflow="fold", justify="right" if column == "items" else "left")
+    for item in sent:
+        reader, result = item.subscriber, item.result
+        subject = (
+            escape(item.preview.subject)
+            if item.preview is not None
+            else f"[yellow]{result.status}: {escape(result.detail)}[/]"
+        )
+        table.add_row(
+            escape(reader.email or ""),
+            f"{reader.frequency} at {reader.delivery_time} {reader.timezone}",
+            ", ".join(reader.topics),
+            str(result.items),
+            subject,
+        )
+    console.print(table)
+    maildir = folder / INBOX / "mail"
+    delivered = sum(item.result.status == "sent" for item in sent)
+    prefix = f"FLARESTART_DATA_DIR={shlex.quote(str(folder))}"
+    lines = [
+        "[bold]Where to look[/]",
+        f"  Inbox (a Maildir, {delivered} message{'s' if delivered != 1 else ''}): {escape(str(maildir))}",
+        f"    open it with a Maildir-aware mail client, e.g. mutt -f {escape(shlex.quote(str(maildir)))}",
+        "  HTML previews, one per digest:",
+        *(f"    {escape(str(item.preview.path))}" for item in sent if item.preview is not None),
+        "  Explore the demo's data:",
+        f"    {escape(prefix)} flarestart articles list",
+        f"    {escape(prefix)} flarestart preview --topics python,ai --max 5",
+        f"    {escape(prefix)} flarestart deliveries list",
+        f"    {escape(prefix)} flarestart sources list",
+    ]
+    if base.database_url:
+        lines.append(
+            "    (your settings set database_url: unset it for these commands, or they read that database)"
+        )
+    gone = "delete the folder when you are done" if temporary else "the folder is yours to keep"
+    lines.append(f"Done in {elapsed:.1f}s; the feed and SMTP servers are stopped ({gone}).")
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
