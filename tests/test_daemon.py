@@ -33,7 +33,9 @@ def _wait_for(check: object, timeout: float = 40.0) -> bool:
     return False
 
 
-def test_run_fetches_sends_the_due_digest_and_stops_cleanly(tmp_path: Path, feed_server: FixtureServer) -> None:
+def test_run_fetches_sends_the_due_digest_and_stops_cleanly(
+    tmp_path: Path, feed_server: FixtureServer
+) -> None:
     url = feed_server.add("/feed.xml", static(FEED))
     readers = tmp_path / "subscribers"
     readers.mkdir()
@@ -54,7 +56,11 @@ def test_run_fetches_sends_the_due_digest_and_stops_cleanly(tmp_path: Path, feed
     env.pop("DATABASE_URL", None)
     env.pop("SMTP_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     maildir = tmp_path / "data" / "outbox" / "mail"
     try:

@@ -161,9 +161,7 @@ class Fetcher:
             try:
                 target = httpx.URL(netguard.check_url(current))
                 if attempt.guarded:
-                    await netguard.assert_public_host(
-                        target.host, _port(target), policy=self._policy
-                    )
+                    await netguard.assert_public_host(target.host, _port(target), policy=self._policy)
                 async with self._hosts.slot(target.host):
                     step = await self._request(client, attempt, target)
             except UnsafeURLError as exc:
@@ -172,9 +170,7 @@ class Fetcher:
                 message = _describe_http_error(exc, current, self.settings)
                 return attempt.error(message, status=attempt.status)
             except OSError as exc:
-                return attempt.error(
-                    f"cannot fetch {current}: {_os_reason(exc)}", status=attempt.status
-                )
+                return attempt.error(f"cannot fetch {current}: {_os_reason(exc)}", status=attempt.status)
             if isinstance(step, FetchResult):
                 return step
             if step in seen:
@@ -214,12 +210,8 @@ class Fetcher:
                     return body
                 return attempt.done("ok", response, body=body)
             if status == 410:
-                return attempt.done(
-                    "gone", response, error=f"HTTP 410 Gone: {attempt.final_url} was removed"
-                )
-            retry_after = (
-                parse_retry_after(response.headers) if status in RETRY_AFTER_STATUSES else None
-            )
+                return attempt.done("gone", response, error=f"HTTP 410 Gone: {attempt.final_url} was removed")
+            retry_after = parse_retry_after(response.headers) if status in RETRY_AFTER_STATUSES else None
             return attempt.done(
                 "error",
                 response,
@@ -243,9 +235,7 @@ class Fetcher:
         codings = _content_codings(response.headers)
         unknown = [c for c in codings if c not in self._decoders]
         if unknown:
-            return attempt.done(
-                "error", response, error=f"unsupported Content-Encoding {unknown[0]!r}"
-            )
+            return attempt.done("error", response, error=f"unsupported Content-Encoding {unknown[0]!r}")
         decoder = _Chain([self._decoders[c]() for c in codings])
         parts: list[bytes] = []
         size = 0

@@ -89,9 +89,7 @@ def check_url(url: str) -> str:
     return text
 
 
-def check_addresses(
-    host: str, addresses: Iterable[str], *, policy: AddressPolicy = blocked_reason
-) -> None:
+def check_addresses(host: str, addresses: Iterable[str], *, policy: AddressPolicy = blocked_reason) -> None:
     """Raise UnsafeURLError naming the first address of `host` that `policy` refuses."""
     for text in addresses:
         # getaddrinfo may append a scope to link-local IPv6 ("fe80::1%eth0").
@@ -114,9 +112,7 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(seen)
 
 
-async def assert_public_host(
-    host: str, port: int, *, policy: AddressPolicy = blocked_reason
-) -> None:
+async def assert_public_host(host: str, port: int, *, policy: AddressPolicy = blocked_reason) -> None:
     """Resolve `host` and raise UnsafeURLError unless every address is public.
 
     A host that does not resolve is refused too (we cannot tell where it points); the message

@@ -76,9 +76,7 @@ def parse_opml(data: bytes, *, origin: str = "<opml>") -> tuple[list[OutlineFeed
             continue
         key = _dedupe_key(url)
         if key in first_line:
-            problems.append(
-                f"line {line}: duplicate xmlUrl '{url}' (first on line {first_line[key]})"
-            )
+            problems.append(f"line {line}: duplicate xmlUrl '{url}' (first on line {first_line[key]})")
             continue
         first_line[key] = line
 
@@ -134,9 +132,7 @@ def export_opml(
 
 
 def _parse_document(data: bytes, origin: str) -> etree._Element:
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-    )
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
         root: etree._Element | None = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
