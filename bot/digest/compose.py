@@ -94,6 +94,8 @@ class Composer:
         """Preferences in people's words → the ranker's ids. Unknown names are clear errors."""
         self.taxonomy.resolve([*topics, *muted_topics])  # one error naming every unknown topic
         followed = {self.taxonomy.resolve([name])[0].slug: float(w) for name, w in topics.items()}
+        if not followed:  # no topics chosen: the day's best across every topic
+            followed = {t.slug: 1.0 for t in self.taxonomy.topics if t.kind == "topic"}
         muted = frozenset(t.slug for t in self.taxonomy.resolve(muted_topics))
         ranking = self.settings.ranking
         return Preferences(
