@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from bot.channels.base import Channel
 from bot.config import Settings
-from bot.delivery.service import PLAN_TASK, SEND_TASK, DigestService, make_channel
+from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, SEND_TASK, DigestService, make_channel
 from bot.jobs.clock import Clock, Recurring
 from bot.jobs.worker import Worker
 from bot.sources.ingest import Ingestor
@@ -48,7 +48,11 @@ async def run_daemon(
     service.sources_ready.clear()
     worker = Worker(
         service.queue,
-        {PLAN_TASK: service.handle_plan, SEND_TASK: service.handle_send},
+        {
+            PLAN_TASK: service.handle_plan,
+            SEND_TASK: service.handle_send,
+            CONFIRM_TASK: service.handle_confirm,
+        },
         settings=settings.delivery,
         clock=clock,
         poll_interval=poll_interval,

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger
 from bot.digest.compose import Composer, DigestPlan, PlannedItem
 from bot.digest.render import DigestRenderer
-from bot.digest.view import DigestItemView, DigestView
+from bot.digest.view import ConfirmView, DigestItemView, DigestView
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue
 from bot.ranking.setup import taxonomy_for
@@ -35,12 +35,14 @@ from bot.store.subscribers import SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
 from bot.web.secret import resolve_secret
-from bot.web.tokens import unsubscribe_url
+from bot.web.tokens import CONFIRM_MAX_AGE, confirm_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
 PLAN_TASK = "plan_digests"
 SEND_TASK = "send_digest"
+CONFIRM_TASK = "send_confirmation"
+CONFIRM_PERIOD = "confirm"  # the ledger period of the one double opt-in mail
 COMPOSER_TTL = 300.0  # seconds one candidate pool serves before it is rebuilt with new articles
 
 
@@ -102,7 +104,8 @@ class DigestService:
         )
 
     def plan_due(self) -> int:
-        """Enqueue this period's send for every active subscriber who is due; returns how many new."""
+        """Enqueue this period's send for every active subscriber who is due, and the confirmation
+        mail for every pending one; returns how many jobs are new."""
         now = self.clock()
         created = 0
         for subscriber in self.subscribers.active():
@@ -123,6 +126,15 @@ class DigestService:
                 max_attempts=self.settings.delivery.max_attempts,
             )
             created += job is not None
+        for subscriber in self.subscribers.list(status="pending"):
+            if subscriber.email and subscriber.id is not None:
+                job = self.queue.enqueue(
+                    CONFIRM_TASK,
+                    {"subscriber_id": subscriber.id},
+                    unique_key=f"{CONFIRM_TASK}:{subscriber.id}:{self.channel.name}",
+                    max_attempts=self.settings.delivery.max_attempts,
+                )
+                created += job is not None
         if created:
             log.info("digests planned", extra={"count": created, "channel": self.channel.name})
         return created
@@ -198,30 +210,88 @@ class DigestService:
         if dry_run:
             return SendResult("dry-run", who, period, len(plan.items), outgoing.rendered.subject)
         assert delivery is not None and delivery.id is not None
+        article_ids = [item.article.id for item in plan.items]
+        receipt = await self._deliver(
+            delivery.id, subscriber, outgoing, article_ids, last_attempt=last_attempt
+        )
+        log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
+        return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
+
+    async def _deliver(
+        self,
+        delivery_id: int,
+        subscriber: Subscriber,
+        outgoing: OutgoingDigest,
+        article_ids: list[int],
+        *,
+        last_attempt: bool,
+    ) -> Receipt:
+        """Hand one message to the channel and move its ledger row; errors are recorded, then raised."""
+        assert subscriber.id is not None
+        extra = {"subscriber": subscriber.email, "period": outgoing.period, "channel": self.channel.name}
         try:
             receipt = await self.channel.send(outgoing)
         except DeliveryPermanentError as exc:
-            await asyncio.to_thread(self._permanent_failure, delivery.id, subscriber, str(exc))
+            await asyncio.to_thread(self._permanent_failure, delivery_id, subscriber, str(exc))
             log.warning("delivery failed for good: %s", exc, extra=extra)
             raise
         except DeliveryTransientError as exc:
             await asyncio.to_thread(
-                self.ledger.mark_failed, delivery.id, error=str(exc), permanent=last_attempt, now=self.clock()
+                self.ledger.mark_failed, delivery_id, error=str(exc), permanent=last_attempt, now=self.clock()
             )
             log.info("delivery will be retried: %s", exc, extra=extra)
             raise
-        article_ids = [item.article.id for item in plan.items]
         await asyncio.to_thread(
             self.ledger.mark_sent,
-            delivery.id,
+            delivery_id,
             message_id=outgoing.message_id,
             article_ids=article_ids,
             now=self.clock(),
         )
         if subscriber.consecutive_bounces:
             await asyncio.to_thread(self.subscribers.reset_bounces, subscriber.id)
-        log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
-        return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
+        return receipt
+
+    # -- double opt-in -----------------------------------------------------------------------
+
+    async def handle_confirm(self, job: ClaimedJob) -> None:
+        await self.send_confirmation(int(job.payload["subscriber_id"]), last_attempt=job.last_attempt)
+
+    async def send_confirmation(self, subscriber_id: int, *, last_attempt: bool = True) -> bool:
+        """Mail a pending subscriber the link that activates them, once (a ledger row of its own)."""
+        subscriber = await asyncio.to_thread(self.subscribers.get, subscriber_id)
+        if subscriber.status != "pending" or not subscriber.email or subscriber.id is None:
+            return False
+        delivery = await asyncio.to_thread(
+            self.ledger.open, subscriber.id, CONFIRM_PERIOD, self.channel.name, article_ids=[]
+        )
+        assert delivery.id is not None
+        if not await asyncio.to_thread(self.ledger.begin_send, delivery.id, now=self.clock()):
+            return False
+        topics = tuple(
+            self.taxonomy.get(slug).name if slug in self.taxonomy else slug for slug in subscriber.topics
+        )
+        view = ConfirmView(
+            subscriber_name=subscriber.name or "",
+            subscriber_email=subscriber.email,
+            confirm_url=confirm_url(self.settings.web.base_url, self.secret, subscriber.id),
+            topics=topics,
+            expires_hours=int(CONFIRM_MAX_AGE.total_seconds() // 3600),
+            now=self.clock(),
+        )
+        outgoing = OutgoingDigest(
+            to_name=subscriber.name or "",
+            to_address=subscriber.email,
+            rendered=self.renderer.render_confirm(view),
+            message_id=make_message_id(
+                subscriber.id, CONFIRM_PERIOD, self.domain, key=self.secret, kind="confirm"
+            ),
+            unsubscribe_url="",  # not list mail: no List-Unsubscribe headers
+            period=CONFIRM_PERIOD,
+        )
+        await self._deliver(delivery.id, subscriber, outgoing, [], last_attempt=last_attempt)
+        log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": self.channel.name})
+        return True
 
     def _permanent_failure(self, delivery_id: int, subscriber: Subscriber, error: str) -> None:
         assert subscriber.id is not None

@@ -1,0 +1,130 @@
+"""DigestService against real parts: the store, the outbox Maildir and aiosmtpd on loopback."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.channels.email import SmtpChannel
+from bot.channels.outbox import OutboxChannel
+from bot.config import Settings, load_settings
+from bot.delivery.service import CONFIRM_TASK, DigestService
+from bot.errors import DeliveryPermanentError
+from bot.jobs.queue import JobQueue
+from bot.ranking.types import TopicMatch
+from bot.sources.types import ParsedEntry
+from bot.store import NewSource, Store
+from bot.store.subscribers import SubscriberStore
+from bot.subscribers.files import make_spec
+from bot.web.secret import resolve_secret
+from bot.web.tokens import read_token
+from tests.channels.smtp_server import SmtpServer
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def article(key: str, title: str, hours: float) -> ParsedEntry:
+    return ParsedEntry(
+        key=key,
+        guid=key,
+        url=f"https://n.example/{key}",
+        title=title,
+        excerpt=f"About {title}.",
+        author="Lin",
+        published=NOW - timedelta(hours=hours),
+        content_hash=key,
+        topics=(TopicMatch("python", 0.9, ("python",)),),
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings)
+    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
+    assert source
+    store.save_entries(
+        source, [article("a", "Python 3.14 is out", 2), article("b", "Django 6 ships", 3)], now=NOW
+    )
+    yield store
+    store.close()
+
+
+def add_reader(store: Store, email: str, *, status: str = "active") -> int:
+    due = (NOW - timedelta(minutes=5)).strftime("%H:%M")
+    spec = make_spec(email=email, name="Ada", timezone="UTC", delivery_time=due, topics=["python"])
+    subscriber_id = SubscriberStore(store.engine).add(spec, status=status).id
+    assert subscriber_id is not None
+    return subscriber_id
+
+
+def outbox_messages(folder: Path) -> list[mailbox.MaildirMessage]:
+    return list(mailbox.Maildir(folder / "mail", create=False))
+
+
+async def test_digest_is_sent_once_and_its_articles_never_again(store: Store, settings: Settings) -> None:
+    reader = add_reader(store, "ada@example.com")
+    service = DigestService(store, settings, OutboxChannel(settings.outbox_dir, settings=settings.email))
+    assert service.plan_due() == 1 and service.plan_due() == 0  # one job per subscriber and period
+    period = NOW.strftime("%Y-%m-%d")
+    first = await service.send(reader, period)
+    assert (first.status, first.items) == ("sent", 2)
+    again = await service.send(reader, period)
+    assert again.status == "already-sent"
+    assert len(outbox_messages(settings.outbox_dir)) == 1
+    assert service.ledger.sent_article_ids(reader) == {a.id for a, _ in store.list_articles()}
+    tomorrow = await service.send(reader, "next-period")
+    assert tomorrow.status == "skipped" and "already sent" in tomorrow.detail
+
+
+async def test_pending_reader_gets_one_confirmation_with_a_working_link(
+    store: Store, settings: Settings
+) -> None:
+    reader = add_reader(store, "new@example.com", status="pending")
+    service = DigestService(store, settings, OutboxChannel(settings.outbox_dir, settings=settings.email))
+    service.plan_due()
+    tasks = {
+        job.task
+        for job in JobQueue(store.engine).claim(
+            "t", now=NOW + timedelta(seconds=1), lease=timedelta(minutes=1), limit=10
+        )
+    }
+    assert tasks == {CONFIRM_TASK}  # no digest before the reader confirms
+    assert await service.send_confirmation(reader) is True
+    assert await service.send_confirmation(reader) is False
+    [message] = outbox_messages(settings.outbox_dir)
+    assert message["List-Unsubscribe"] is None
+    body = message.get_payload(0).get_payload(decode=True).decode()
+    link = re.search(r"https?://\S+/confirm/(\S+)", body)
+    assert link is not None
+    token = link.group(1).rstrip(".>)")
+    assert read_token(resolve_secret(settings), token, purpose="confirm", max_age=None, now=NOW) == reader
+
+
+async def test_three_permanent_failures_mark_the_reader_bouncing(store: Store, tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        server.rcpt_replies["gone@example.com"] = "550 5.1.1 no such user"
+        settings = load_settings(
+            {
+                "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+                "SMTP_URL": server.url(),
+                "FLARESTART_EMAIL_ALLOW_PLAIN": "1",
+            }
+        )
+        reader = add_reader(store, "gone@example.com")
+        channel = SmtpChannel(settings.email)
+        service = DigestService(store, settings, channel)
+        try:
+            for day in ("2026-11-25", "2026-11-26", "2026-11-27"):
+                with pytest.raises(DeliveryPermanentError, match="550"):
+                    await service.send(reader, day)
+        finally:
+            await channel.aclose()
+    subscriber = SubscriberStore(store.engine).get(reader)
+    assert subscriber.status == "bouncing"
+    assert {d.status for d in service.ledger.list(subscriber_id=reader)} == {"failed"}
+    assert service.plan_due() == 0  # a bouncing reader is not planned again
