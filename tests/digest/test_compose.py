@@ -86,5 +86,5 @@ def test_unknown_names_are_clear_errors(store: Store, settings: Settings) -> Non
     c = composer(store, settings)
     with pytest.raises(ConfigError, match="pyton"):
         c.preferences(topics={"pyton": 1.0, "rust": 1.0})
-    with pytest.raises(ConfigError, match="unknown source 'Tw'.*two"):
+    with pytest.raises(ConfigError, match=r"unknown source 'Tw'.*two"):
         c.preferences(topics={"rust": 1.0}, muted_sources=["Tw"])

@@ -87,9 +87,7 @@ def test_base_href_wins_over_the_page_url_and_is_itself_resolved() -> None:
         '<base href="/blog/"><base href="/ignored/">'
         '<link rel="alternate" type="application/atom+xml" href="atom.xml">'
     )
-    no_href = page(
-        '<base target="_blank"><link rel="alternate" type="application/rss+xml" href="rss">'
-    )
+    no_href = page('<base target="_blank"><link rel="alternate" type="application/rss+xml" href="rss">')
 
     assert [link.url for link in find_feed_links(absolute, PAGE)] == [
         "https://static.example.org/site/feed.xml"
@@ -132,9 +130,7 @@ def test_uppercase_tags_attributes_and_types() -> None:
 
     links = find_feed_links(html, PAGE)
 
-    assert links == [
-        FeedLink("https://blog.example.com/Feed.XML", "Main feed", "application/rss+xml")
-    ]
+    assert links == [FeedLink("https://blog.example.com/Feed.XML", "Main feed", "application/rss+xml")]
 
 
 def test_duplicates_and_unusable_hrefs_are_dropped() -> None:
@@ -254,9 +250,7 @@ async def test_a_feed_url_is_its_own_feed(feed_server: FixtureServer, fetch: Fet
     assert len(feed_server.requests) == 1
 
 
-async def test_a_page_leads_to_the_feed_it_declares(
-    feed_server: FixtureServer, fetch: Fetch
-) -> None:
+async def test_a_page_leads_to_the_feed_it_declares(feed_server: FixtureServer, fetch: Fetch) -> None:
     feed_server.add("/blog/atom.xml", static(ATOM, "application/atom+xml"))
     url = feed_server.add("/blog/", static(html_page("application/atom+xml atom.xml"), "text/html"))
 
@@ -308,9 +302,7 @@ async def test_common_paths_are_tried_when_the_page_declares_nothing(
     assert asked == ["/about/team.html", "/feed", "/rss", "/rss.xml", "/atom.xml"]
 
 
-async def test_common_paths_follow_declared_links_that_fail(
-    feed_server: FixtureServer, fetch: Fetch
-) -> None:
+async def test_common_paths_follow_declared_links_that_fail(feed_server: FixtureServer, fetch: Fetch) -> None:
     feed_server.add("/feed", static(RSS, "application/rss+xml"))
     url = feed_server.add("/", static(html_page("application/rss+xml /gone.xml"), "text/html"))
 
@@ -319,9 +311,7 @@ async def test_common_paths_follow_declared_links_that_fail(
     assert found == feed_server.url("/feed")
 
 
-async def test_redirects_count_from_where_they_land(
-    feed_server: FixtureServer, fetch: Fetch
-) -> None:
+async def test_redirects_count_from_where_they_land(feed_server: FixtureServer, fetch: Fetch) -> None:
     feed_server.add("/start", redirect("/home/"))
     feed_server.add("/home/", static(html_page("application/rss+xml feed"), "text/html"))
     feed_server.add("/home/feed", redirect("/home/feed.rss", 302))
@@ -381,9 +371,7 @@ async def test_a_page_with_many_links_costs_a_bounded_number_of_fetches(
     assert len(feed_server.requests) == 1 + MAX_DECLARED_LINKS + len(COMMON_FEED_PATHS)
 
 
-async def test_an_unreachable_page_reports_the_fetch_error(
-    feed_server: FixtureServer, fetch: Fetch
-) -> None:
+async def test_an_unreachable_page_reports_the_fetch_error(feed_server: FixtureServer, fetch: Fetch) -> None:
     url = feed_server.url("/nothing-here")
 
     with pytest.raises(SourceError, match=rf"^could not fetch {re.escape(url)}: HTTP 404"):

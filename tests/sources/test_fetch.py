@@ -224,9 +224,7 @@ async def test_410_means_gone(feed_server: FixtureServer) -> None:
         (403, "HTTP 403 Forbidden"),
     ],
 )
-async def test_http_errors_read_like_http(
-    feed_server: FixtureServer, status: int, error: str
-) -> None:
+async def test_http_errors_read_like_http(feed_server: FixtureServer, status: int, error: str) -> None:
     url = feed_server.add("/feed.xml", Response(status, b"oops"))
 
     result = await fetch_once(url)
@@ -457,9 +455,7 @@ def _raw_deflate(data: bytes) -> bytes:
     ],
     ids=["deflate-zlib", "deflate-raw", "brotli", "gzip-two-members", "deflate-then-gzip"],
 )
-async def test_other_codings_are_decompressed(
-    feed_server: FixtureServer, coding: str, encode: Any
-) -> None:
+async def test_other_codings_are_decompressed(feed_server: FixtureServer, coding: str, encode: Any) -> None:
     body = RSS * 300
     url = feed_server.add("/feed.xml", Response(200, encode(body), {"Content-Encoding": coding}))
 
@@ -539,9 +535,7 @@ class InFlight:
         return Response(200, RSS, {"Content-Type": "application/rss+xml"})
 
 
-@pytest.mark.parametrize(
-    ("concurrency", "per_host", "expected_peak"), [(8, 2, 2), (2, 8, 2), (8, 3, 3)]
-)
+@pytest.mark.parametrize(("concurrency", "per_host", "expected_peak"), [(8, 2, 2), (2, 8, 2), (8, 3, 3)])
 async def test_concurrency_limits_are_honoured(
     feed_server: FixtureServer, concurrency: int, per_host: int, expected_peak: int
 ) -> None:
@@ -551,9 +545,7 @@ async def test_concurrency_limits_are_honoured(
     config = settings(concurrency=concurrency, per_host=per_host)
 
     async with Fetcher(config, allow_private=True) as fetcher:
-        results = await asyncio.gather(
-            *(fetcher.fetch(feed_server.url(f"/feed{n}.xml")) for n in range(6))
-        )
+        results = await asyncio.gather(*(fetcher.fetch(feed_server.url(f"/feed{n}.xml")) for n in range(6)))
 
     assert [r.outcome for r in results] == ["ok"] * 6
     assert route.peak == expected_peak
@@ -609,9 +601,7 @@ async def test_redirect_from_public_host_to_private_one_is_refused(
 ) -> None:
     url = feed_server.add("/feed.xml", redirect(f"http://127.0.0.2:{feed_server.port}/admin", 302))
 
-    async with Fetcher(
-        settings(), allow_private=False, address_policy=loopback_except_127_0_0_1
-    ) as fetcher:
+    async with Fetcher(settings(), allow_private=False, address_policy=loopback_except_127_0_0_1) as fetcher:
         result = await fetcher.fetch(url, trusted=False)
 
     assert result.outcome == "error"
@@ -648,9 +638,7 @@ async def test_connection_that_lands_on_a_private_address_is_refused(
     ],
 )
 @pytest.mark.parametrize("trusted", [True, False])
-async def test_non_http_urls_are_refused_even_when_trusted(
-    url: str, error: str, trusted: bool
-) -> None:
+async def test_non_http_urls_are_refused_even_when_trusted(url: str, error: str, trusted: bool) -> None:
     result = await fetch_once(url, trusted=trusted)
 
     assert result.outcome == "error"

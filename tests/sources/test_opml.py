@@ -172,9 +172,7 @@ def test_export_writes_opml_2_head_and_rss_outlines() -> None:
     now = datetime(2024, 3, 5, 7, 8, 9, tzinfo=UTC)
     feeds = [
         OutlineFeed("https://a.example.com/rss", "Plain", None, None),
-        OutlineFeed(
-            "https://b.example.com/rss", "Tuned", "https://b.example.com/", "T", ("ai",), 2.5
-        ),
+        OutlineFeed("https://b.example.com/rss", "Tuned", "https://b.example.com/", "T", ("ai",), 2.5),
     ]
 
     data = export_opml(feeds, title="Team feeds", now=now)
@@ -246,9 +244,7 @@ def random_feed(rng: random.Random, index: int) -> OutlineFeed:
         name=random_text(rng),
         site_url=rng.choice([None, f"https://site{index}.example.com/?a=1&b=2"]),
         category=random_category(rng),
-        topics=tuple(
-            random_text(rng, allow=ALPHABET.replace(",", "")) for _ in range(rng.randint(0, 3))
-        ),
+        topics=tuple(random_text(rng, allow=ALPHABET.replace(",", "")) for _ in range(rng.randint(0, 3))),
         weight=rng.choice([1.0, 0.5, 2.0, rng.uniform(0.001, 10)]),
     )
 

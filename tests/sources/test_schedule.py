@@ -34,9 +34,7 @@ CASES = [
     Case("long max-age is honoured", "ok", timedelta(hours=2), max_age=2 * HOUR),
     Case("max-age on a 304 too", "not_modified", timedelta(hours=3), max_age=3 * HOUR),
     Case("rss ttl is honoured", "ok", timedelta(minutes=90), ttl_minutes=90),
-    Case(
-        "the longer of ttl and max-age", "ok", timedelta(hours=4), max_age=4 * HOUR, ttl_minutes=60
-    ),
+    Case("the longer of ttl and max-age", "ok", timedelta(hours=4), max_age=4 * HOUR, ttl_minutes=60),
     Case("a feed cannot park us for a week", "ok", timedelta(hours=24), max_age=7 * 24 * HOUR),
     Case("ttl capped too", "ok", timedelta(hours=24), ttl_minutes=10_000),
     Case("retry-after ignored on success", "ok", timedelta(minutes=30), retry_after=5 * HOUR),
