@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from bot.config import Settings, load_settings
 from bot.store.engine import make_engine, normalize_database_url
+from bot.store.migrate import upgrade
 from bot.testing.httpserver import FixtureServer
 
 POSTGRES_URL = os.environ.get("FLARESTART_TEST_POSTGRES_URL")
@@ -50,6 +51,15 @@ def _postgres_schema_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated database (SQLite, and PostgreSQL when configured) for code below the Store."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

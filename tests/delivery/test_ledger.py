@@ -4,7 +4,6 @@ moves between states, and the articles recorded in the same transaction as the s
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,19 +14,10 @@ from sqlmodel import Session
 from bot.delivery.ledger import SENT_ARTICLES, DeliveryLedger
 from bot.errors import NotFoundError
 from bot.store.engine import make_engine
-from bot.store.migrate import upgrade
 from bot.store.models import Article, Source, Subscriber
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,21 +12,12 @@ from sqlalchemy import Engine
 from bot.jobs.clock import Clock, Recurring, recurring_key, schedule_recurring, slot_start
 from bot.jobs.queue import JobQueue
 from bot.store.engine import make_engine
-from bot.store.migrate import upgrade
 
 NOW = datetime(2026, 11, 27, 7, 3, 20, tzinfo=UTC)
 ENTRIES = [
     Recurring("fetch", timedelta(minutes=5)),
     Recurring("plan_digests", timedelta(minutes=1), payload={"catch_up": True}),
 ]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_slots_align_to_the_epoch_and_keys_ignore_the_time_zone() -> None:

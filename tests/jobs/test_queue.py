@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,18 +11,9 @@ from sqlalchemy import Engine
 
 from bot.jobs.queue import JobQueue, retry_delay
 from bot.store.engine import make_engine
-from bot.store.migrate import upgrade
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,19 +25,10 @@ from bot.errors import DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue
 from bot.jobs.worker import Handler, Worker, default_backoff
 from bot.store.engine import make_engine
-from bot.store.migrate import upgrade
 from bot.store.models import Article, Delivery, Job, Source, Subscriber
 from bot.store.types import utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
