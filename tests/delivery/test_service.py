@@ -90,7 +90,7 @@ async def test_pending_reader_gets_one_confirmation_with_a_working_link(
     tasks = {
         job.task
         for job in JobQueue(store.engine).claim(
-            "t", now=NOW + timedelta(seconds=1), lease=timedelta(minutes=1), limit=10
+            "t", now=datetime.now(UTC) + timedelta(seconds=1), lease=timedelta(minutes=1), limit=10
         )
     }
     assert tasks == {CONFIRM_TASK}  # no digest before the reader confirms
