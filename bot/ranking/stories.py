@@ -6,14 +6,20 @@ words: "lays off" and "to cut staff" both read "~layoff"). A pair may join when
 
 - it was published within the window (48 h) and, for one source, only as a near-identical re-post;
 - its titles do not name different things: when each title names something (a company, a
-  product, a version: words the batch writes capitalised) that the other article never mentions,
-  "Coinvault confirms breach" and "Northwind Health confirms breach" stay two stories;
+  product, a version: words the batch writes capitalised, or lowercase where a capital belongs, as
+  "npm" opening a headline) that the other article never mentions, "Coinvault confirms breach"
+  and "Northwind Health confirms breach" stay two stories;
 - and its words agree: a high cosine; or a fair cosine with titles that agree too; or a lower one
-  when both titles name the same rarely-named company, or the same company and the same kind of
-  event. Tutorials, opinions and generic titles ("Weekly roundup") merge only when copied.
+  when both titles name the same rarely-named company (not one the taxonomy knows, such as PyPI:
+  few mentions of it in a batch are chance), or the same company and the same kind of event, or
+  when the names agree: both titles name one thing (a name, or a spelling of the taxonomy such as
+  "npm"), neither title names what the other article never mentions, and the two share a second
+  name, one of them rare. Tutorials, opinions and generic titles ("Weekly roundup") merge only when
+  copied.
 
 Groups then merge only while they stay tight (every pair could have merged, or they are alike on
-average), so A~B and B~C do not chain an unrelated A and C into one story.
+average and no two of their articles are unrelated), so A~B and B~C do not chain an unrelated A
+and C into one story.
 
 Candidate pairs come from an inverted index over the words that are rare in the batch (numpy,
 grouped by posting-list length), so 5,000 articles never cost 12.5 million comparisons.
@@ -27,12 +33,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from itertools import chain
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from bot.ranking.topics import load_taxonomy, phrase_tokens
 from bot.ranking.types import ArticleText
 
 __all__ = ["StoryAssignments", "cluster_stories", "story_members", "story_sizes"]
@@ -46,6 +54,7 @@ NAMED_SIMILARITY: Final = 0.3  # ... when both titles name the same rare company
 EVENT_SIMILARITY: Final = 0.2  # ... when both name one company and the same kind of event
 COPY_SIMILARITY: Final = 0.8  # generic titles ("Weekly roundup") and tutorials: only copies merge
 GROUP_SIMILARITY: Final = 0.25  # mean similarity across two groups for them to merge
+LINK_FLOOR: Final = 0.2  # ... and no two of their articles less alike than this
 SAME_SOURCE_TITLES: Final = 0.75  # same source: only near-identical titles (token Jaccard)
 CANDIDATE_FLOOR: Final = 0.15  # partial cosine (rare words only) for a pair to be examined
 RARE_NAME_DF: Final = 4  # a name in at most this many articles of the batch is rare
@@ -60,6 +69,7 @@ _EVERGREEN_RE: Final = re.compile(
 )
 # Capitalised words inside a sentence (after a lowercase letter, digit or comma and a space).
 _MID_SENTENCE_CAP_RE: Final = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z]+\b")
+_HEAD_RE: Final = re.compile(r"[\W_]*([a-z]+)\b")  # a headline's first word, in lowercase
 
 # Function words and newsroom filler: they say nothing about which event a story is.
 _STOPWORDS: Final = frozenset(
@@ -94,6 +104,7 @@ _EVENT_WORDS: Final = {
     }.items()
     for stem in stems.split()
 }
+_EVENT_KINDS: Final = frozenset(_EVENT_WORDS.values())
 # Events a company seldom has twice in two days (launches are not among them).
 _COMPANY_EVENTS: Final = frozenset(
     f"~{event}" for event in ("layoff", "acquisition", "funding", "breach", "outage", "legal", "earnings")
@@ -121,8 +132,11 @@ class _Doc:
     title_vector: dict[str, float]  # tf-idf over the title alone, unit length
     names: frozenset[str]  # every name and version number in title and excerpt
     rare_names: frozenset[str]  # title names found in very few articles of the batch
+    rare_mentions: frozenset[str]  # ... and such names anywhere in title and excerpt
     named: frozenset[str]  # names and version numbers in the title: "coinvault", "microsoft", "3.14"
+    anchors: frozenset[str]  # what the title names, known spellings of the taxonomy too: "npm", "pypi"
     events: frozenset[str]  # company events the title reports: "~layoff", "~earnings"
+    kinds: frozenset[str]  # every kind of event the title reports, launches too
     evergreen: bool  # the title reads as a how-to, an explainer or an opinion, not an event
 
 
@@ -218,10 +232,14 @@ def _documents(ordered: Sequence[ArticleText]) -> tuple[list[_Doc], Counter[str]
     raw_excerpts = [_TOKEN_RE.findall(a.excerpt) for a in ordered]
     spellings = Counter(chain.from_iterable((*raw_titles, *raw_excerpts)))  # words as written
     stems: dict[str, str] = {}  # as written → stem ("" for stopwords)
+    entities = _entity_spellings()
+    famous: set[str] = set()  # stems of the taxonomy's spellings: "npm", "kubernet"
     for token in spellings:
         lower = token.lower()
         stem = "" if lower in _STOPWORDS else _stem(lower)
-        stems[token] = _EVENT_WORDS.get(stem, stem)
+        stem = stems[token] = _EVENT_WORDS.get(stem, stem)
+        if lower in entities and stem and stem[0] != "~":
+            famous.add(stem)
     titles = [[stem for token in tokens if (stem := stems[token])] for tokens in raw_titles]
     excerpts = [[stem for token in tokens if (stem := stems[token])] for tokens in raw_excerpts]
     df = Counter(
@@ -233,6 +251,8 @@ def _documents(ordered: Sequence[ArticleText]) -> tuple[list[_Doc], Counter[str]
     idf = {token: math.log((n + 1) / (count + 1)) + 1.0 for token, count in df.items()}
     names = {name for word in _proper_names(ordered, spellings) if (name := stems[word]) and name[0] != "~"}
     names.update(token for token in df if _VERSION_RE.match(token))
+    known = names | famous
+    rare_names = frozenset(name for name in names if df[name] <= RARE_NAME_DF)
 
     docs = []
     for i, article in enumerate(ordered):
@@ -243,6 +263,7 @@ def _documents(ordered: Sequence[ArticleText]) -> tuple[list[_Doc], Counter[str]
             counts[token] = counts.get(token, 0.0) + TITLE_WEIGHT * count
         title_set = frozenset(title)
         all_names = (title_set | frozenset(excerpts[i])) & names
+        rare = all_names & rare_names
         title_names = title_set & names
         specific = title_set - _GENERIC
         docs.append(
@@ -255,9 +276,12 @@ def _documents(ordered: Sequence[ArticleText]) -> tuple[list[_Doc], Counter[str]
                 vector=_unit({t: min(c, 4.0) * idf[t] for t, c in counts.items()}),
                 title_vector=_unit({t: c * idf[t] for t, c in title_counts.items()}),
                 names=all_names,
-                rare_names=frozenset(t for t in title_names if df[t] <= RARE_NAME_DF),
+                rare_names=(rare & title_set) - famous,
+                rare_mentions=rare,
                 named=title_names,
+                anchors=title_set & known,
                 events=title_set & _COMPANY_EVENTS,
+                kinds=title_set & _EVENT_KINDS,
                 evergreen=bool(_EVERGREEN_RE.search(article.title.lower())),
             )
         )
@@ -271,6 +295,10 @@ def _proper_names(articles: Sequence[ArticleText], spellings: Mapping[str, int])
 
     Title-cased headlines ("Apple Faces EU Fine Over App Store Rules") capitalise everything, so
     only their inner capitals count.
+
+    Some names are lowercase by choice ("npm", "curl"): a word the batch never capitalises is a
+    name when it opens a headline that has capitals elsewhere ("npm supply-chain attack targets
+    React UI kits"), where any other word would take a capital.
     """
     lower: Counter[str] = Counter()
     capital: Counter[str] = Counter()
@@ -286,7 +314,29 @@ def _proper_names(articles: Sequence[ArticleText], spellings: Mapping[str, int])
         [a.excerpt for a in articles] + [a.title for a in articles if not _is_title_case(a.title)]
     )
     capital.update(word.lower() for word in _MID_SENTENCE_CAP_RE.findall(sentences))
-    return [word for key, count in capital.items() if count >= lower[key] for word in spelled.get(key, ())]
+    names = [word for key, count in capital.items() if count >= lower[key] for word in spelled.get(key, ())]
+
+    heads = {
+        head.group(1)
+        for article in articles
+        if (head := _HEAD_RE.match(article.title)) and not article.title.islower()
+    }
+    names += [word for word in heads if spelled.get(word) == [word]]  # never capitalised
+    return names
+
+
+@cache
+def _entity_spellings() -> frozenset[str]:
+    """The shipped taxonomy's one-word names for things, lowercase: topic names and the aliases
+    feeds tag them with ("npm", "pypi", "kubernetes"; not its key phrases, such as "lunar")."""
+    words: set[str] = set()
+    for topic in load_taxonomy().topics:
+        if topic.kind == "topic":
+            for spelling in (topic.slug, topic.name, *topic.aliases):
+                tokens = phrase_tokens(spelling)
+                if len(tokens) == 1 and _TOKEN_RE.fullmatch(tokens[0]):
+                    words.add(tokens[0])
+    return frozenset(words)
 
 
 def _is_title_case(title: str) -> bool:
@@ -388,6 +438,12 @@ def _is_edge(a: _Doc, b: _Doc, similarity: float) -> bool:
         return similarity >= EVENT_SIMILARITY
     if shared_rare:
         return similarity >= NAMED_SIMILARITY
+    if similarity >= NAMED_SIMILARITY and _names_agree(a, b):
+        # both titles name one thing ("npm"), neither names what the other article never
+        # mentions, and the articles share another name, one the batch seldom mentions: "Researchers
+        # find 12 poisoned packages on npm" and "npm supply-chain attack targets React UI kits",
+        # both about the kits
+        return True
     return similarity >= MERGE_SIMILARITY and _dot(a.title_vector, b.title_vector) >= TITLE_SIMILARITY
 
 
@@ -395,6 +451,21 @@ def _names_conflict(a: _Doc, b: _Doc) -> bool:
     """Each title names something the other article never mentions: "Coinvault confirms breach"
     and "Northwind Health confirms breach" are two stories, however alike the words."""
     return bool(a.named - b.names) and bool(b.named - a.names)
+
+
+def _names_agree(a: _Doc, b: _Doc) -> bool:
+    """Do the names of two articles vouch for one story?
+
+    Both titles name one thing (a name, or a spelling the taxonomy knows: "npm"); every name in
+    either title is mentioned by the other article; they share a second name, and one of their
+    shared names is rare in the batch; and the titles report no different kinds of event
+    ("Meta lays off ..." and "Meta launches ...").
+    """
+    if not a.anchors & b.anchors or not a.named <= b.names or not b.named <= a.names:
+        return False
+    if not a.rare_mentions & b.rare_mentions or len((a.names & b.names) | (a.anchors & b.anchors)) < 2:
+        return False
+    return not (a.kinds and b.kinds and not a.kinds & b.kinds)
 
 
 def _same_title(a: _Doc, b: _Doc) -> bool:
@@ -431,5 +502,8 @@ def _may_merge(
                 total += sims[pair]
             else:
                 every_pair = False
-                total += _dot(a.vector, b.vector)
+                similarity = _dot(a.vector, b.vector)
+                if similarity < LINK_FLOOR:
+                    return False
+                total += similarity
     return every_pair or total / (len(left) * len(right)) >= GROUP_SIMILARITY
