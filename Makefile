@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## the service on the embedded default (SQLite in the per-user data folder)
-	$(BIN)/flarestart run
+	$(BIN)/python -m bot run
 
 test: $(STAMP)  ## the whole suite; PostgreSQL tests run when FLARESTART_TEST_POSTGRES_URL is set
 	$(BIN)/pytest -q

@@ -17,12 +17,14 @@ Cache-Control max-age / Expires. Untrusted sources also go through `netguard` at
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import importlib
 import logging
 import os
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -50,6 +52,7 @@ PERMANENT_REDIRECTS = frozenset({301, 308})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _PIECE = 64 * 1024  # largest piece a decoder hands out at once: memory stays flat
 _REDIRECT_BODY_DRAIN = 64 * 1024  # read small redirect bodies so the connection can be reused
+RAMP_START = 4  # requests at once to a host not yet answered (see _HostLimiter)
 
 
 class Fetcher:
@@ -74,6 +77,7 @@ class Fetcher:
         self._client: httpx.AsyncClient | None = None
         self._global = asyncio.Semaphore(settings.concurrency)
         self._hosts = _HostLimiter(settings.per_host)
+        self._pool_entry = _PoolEntry()
         self._decoders = _bounded_decoders()
 
     async def __aenter__(self) -> Fetcher:
@@ -99,6 +103,7 @@ class Fetcher:
             # No proxies or certificates from the environment: what the guard checks is what
             # we connect to.
             trust_env=False,
+            verify=_ssl_context(),
         )
         return self
 
@@ -186,7 +191,12 @@ class Fetcher:
         self, client: httpx.AsyncClient, attempt: _Attempt, target: httpx.URL
     ) -> FetchResult | str:
         """One hop: a FetchResult when done, or the absolute URL to go to next."""
-        async with client.stream("GET", target, headers=attempt.conditional_headers()) as response:
+        async with (
+            self._pool_entry.ticket() as trace,
+            client.stream(
+                "GET", target, headers=attempt.conditional_headers(), extensions={"trace": trace}
+            ) as response,
+        ):
             attempt.status = response.status_code
             attempt.final_url = str(response.url)
             if attempt.guarded:
@@ -203,12 +213,17 @@ class Fetcher:
                 await _drain(response)
                 return attempt.redirect(status, next_url)
             if status == 304:
+                # No body, but reading to its end hands the connection back to the pool:
+                # closing an unread response closes the connection (a re-poll would open one
+                # connection per feed).
+                await _drain_quietly(response)
                 return attempt.done("not_modified", response)
             if 200 <= status < 300:
                 body = await self._read_body(response, attempt)
                 if isinstance(body, FetchResult):
                     return body
                 return attempt.done("ok", response, body=body)
+            await _drain_if_small(response)  # an error page: keep the connection if that is cheap
             if status == 410:
                 return attempt.done("gone", response, error=f"HTTP 410 Gone: {attempt.final_url} was removed")
             retry_after = parse_retry_after(response.headers) if status in RETRY_AFTER_STATUSES else None
@@ -320,26 +335,86 @@ class _Attempt:
 
 
 class _HostLimiter:
-    """One semaphore per host, forgotten again when nobody uses it."""
+    """One semaphore per host, forgotten again when nobody uses it.
+
+    A host starts with at most RAMP_START requests at once, and takes one more each time a
+    request to it is answered, up to `per_host` (a slow start). With a high per-host limit a
+    burst would otherwise open that many connections in the same millisecond, and a small
+    server's listen queue drops the excess: each dropped SYN costs a one-second retransmit.
+    Keep-alive connections then carry the rest.
+    """
 
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
-        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._hosts: dict[str, _Host] = {}
 
     @asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
         key = host.lower()
-        semaphore, users = self._slots.get(key, (asyncio.Semaphore(self._per_host), 0))
-        self._slots[key] = (semaphore, users + 1)
+        entry = self._hosts.get(key)
+        if entry is None:
+            start = min(self._per_host, RAMP_START)
+            entry = self._hosts[key] = _Host(asyncio.Semaphore(start), start)
+        entry.users += 1
         try:
-            async with semaphore:
+            async with entry.semaphore:
                 yield
+            if entry.capacity < self._per_host:  # answered: the host can take one more at once
+                entry.capacity += 1
+                entry.semaphore.release()
         finally:
-            semaphore, users = self._slots[key]
-            if users <= 1:
-                del self._slots[key]
-            else:
-                self._slots[key] = (semaphore, users - 1)
+            entry.users -= 1
+            if entry.users == 0:
+                del self._hosts[key]
+
+
+class _PoolEntry:
+    """Lets requests into the connection pool one at a time, each until it holds a connection.
+
+    httpcore 1.0 hands an idle connection to a queued request without marking it taken, so
+    requests entering the pool together are all given the same connection: all but one fail
+    with ConnectionNotAvailable and go round again, and every round scans every pooled
+    connection (encode/httpcore#1035). Under load that was 3-4 rounds per request, most of
+    the fetch's CPU. The request's trace hook tells us when it holds its connection: its first
+    event is either opening a new connection (one nobody else is given) or sending on a
+    connection already marked busy. Only that short wait is serialized, never the transfer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def ticket(self) -> AsyncIterator[Callable[[str, dict[str, Any]], Awaitable[None]]]:
+        await self._lock.acquire()
+        held = True
+
+        def leave() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._lock.release()
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            leave()
+
+        try:
+            yield trace
+        finally:
+            leave()
+
+
+@dataclass
+class _Host:
+    semaphore: asyncio.Semaphore
+    capacity: int  # requests allowed at once now: grows from RAMP_START to per_host
+    users: int = 0  # requests holding or waiting for a slot
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default context (certifi's CAs, nothing from the environment), built once: loading
+    the CA bundle costs ~20 ms, once per Fetcher otherwise (every fetch run, every daemon cycle)."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 # --- response headers -----------------------------------------------------------------------
@@ -520,6 +595,19 @@ async def _drain(response: httpx.Response) -> None:
             return  # not worth it: closing the connection is cheaper
 
 
+async def _drain_quietly(response: httpx.Response) -> None:
+    """Read a body we do not need, so the connection is reused; trouble only costs the connection."""
+    with contextlib.suppress(httpx.HTTPError):
+        await _drain(response)
+
+
+async def _drain_if_small(response: httpx.Response) -> None:
+    """`_drain_quietly` when the declared size is small: an error page is not worth a long read."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) <= _REDIRECT_BODY_DRAIN:
+        await _drain_quietly(response)
+
+
 # --- messages for people -------------------------------------------------------------------
 
 
@@ -587,6 +675,8 @@ def _port(url: httpx.URL) -> int:
 
 def _log(result: FetchResult) -> None:
     # Debug only: callers (ingest, discovery) report outcomes to people with the source's name.
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
     extra: dict[str, object] = {
         "url": result.url,
         "outcome": result.outcome,

@@ -1,8 +1,14 @@
 """Ingestion: fetch the due sources, parse off the event loop, store, and plan each next fetch.
 
 Fetching is I/O on the event loop; parsing is CPU in a process pool (both cores work while the
-loop keeps fetching); writes go through one lock so SQLite sees a single writer. One failing
+loop keeps fetching); writes go to one writer thread, so SQLite sees a single writer. One failing
 source only ever produces its own failed report.
+
+Memory stays flat however many sources are due: a fixed number of lanes take the sources one
+after another (fetch → parse → store), so at most one body per lane is alive, and fetching
+waits when parsing is behind. Writes are batched: whatever is waiting when the writer thread
+is free goes into one transaction (each feed's entries together with its new ETag, so a
+validator is never stored without its entries).
 """
 
 from __future__ import annotations
@@ -12,29 +18,34 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.errors import FeedParseError
-from bot.ranking.setup import tag_feed, user_topics
-from bot.ranking.types import Topic
+from bot.ranking.setup import parse_and_pack, user_topics
 from bot.sources.fetch import Fetcher
-from bot.sources.parse import parse_feed
 from bot.sources.schedule import next_fetch_at
-from bot.sources.types import FetchResult, ParsedFeed
+from bot.sources.types import FetchResult, PackedEntries, ParsedFeed
 from bot.store import SaveCounts, Store
 from bot.store.models import Source
+from bot.store.store import FetchRecord
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
 ReportStatus = Literal["updated", "unchanged", "not_modified", "failed", "gone"]
+
+# The parser processes import this module and nothing heavier (it imports parsing and tagging).
+PARSE_PRELOAD = ["bot.ranking.setup"]
+# Sources written in one transaction at most: long enough to spare commits, short enough that
+# other writers (delivery, the CLI) never wait long for SQLite's lock.
+MAX_WRITE_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +69,15 @@ class SourceReport:
 ProgressHook = Callable[[SourceReport], None]
 
 
+def parse_workers(settings: Settings) -> int:
+    return settings.fetch.parse_workers or os.cpu_count() or 1
+
+
 def make_parse_pool(settings: Settings) -> ProcessPoolExecutor:
     """Parser processes started from a clean forkserver (forking a threaded process is unsafe)."""
-    workers = settings.fetch.parse_workers or os.cpu_count() or 1
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bot.sources.parse", "bot.ranking.setup"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
-
-
-def _parse_job(body: bytes, url: str, content_type: str | None, topics: tuple[Topic, ...]) -> ParsedFeed:
-    """Runs in a parser process: parse, then tag, so the event loop does neither."""
-    return tag_feed(parse_feed(body, url=url, content_type=content_type), topics)
+    context.set_forkserver_preload(PARSE_PRELOAD)
+    return ProcessPoolExecutor(max_workers=parse_workers(settings), mp_context=context)
 
 
 class Ingestor:
@@ -87,12 +96,17 @@ class Ingestor:
         self.clock = clock
         self._own_pool = pool is None
         self._pool: Executor = pool or make_parse_pool(settings)
-        self._write_lock = asyncio.Lock()
+        # One writer thread: SQLite sees a single writer, and writes never block the event loop.
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         self._topics = user_topics(settings)
+        # Enough lanes to keep `concurrency` fetches in flight while a few bodies wait for the
+        # parse pool (so it never starves); more would only hold more bodies in memory.
+        self._lanes = settings.fetch.concurrency + 2 * parse_workers(settings)
 
     def close(self) -> None:
         if self._own_pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writer_thread.shutdown(wait=True)
 
     async def run(
         self,
@@ -108,93 +122,128 @@ class Ingestor:
             on_start(sources)
         if not sources:
             return []
+        reports: list[SourceReport | None] = [None] * len(sources)
+        todo = iter(enumerate(sources))
+        writer = _Writer(self.store, self._writer_thread)
         async with Fetcher(self.settings.fetch, allow_private=self.settings.allow_private_urls) as fetcher:
 
-            async def one(source: Source) -> SourceReport:
-                report = await self._ingest_one(fetcher, source)
-                if on_progress:
-                    on_progress(report)
-                return report
+            async def lane() -> None:
+                for index, source in todo:  # shared: each lane takes the next source
+                    report = await self._ingest_one(fetcher, writer, source)
+                    reports[index] = report
+                    if on_progress:
+                        on_progress(report)
 
-            return list(await asyncio.gather(*(one(source) for source in sources)))
+            lanes = [asyncio.create_task(lane()) for _ in range(min(self._lanes, len(sources)))]
+            try:
+                await asyncio.gather(*lanes)
+            finally:
+                for task in lanes:  # when one lane failed (a progress hook raised): stop the rest
+                    task.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
+                await writer.drained()
+        return [report for report in reports if report is not None]
 
-    async def _ingest_one(self, fetcher: Fetcher, source: Source) -> SourceReport:
+    async def _ingest_one(self, fetcher: Fetcher, writer: _Writer, source: Source) -> SourceReport:
         started = time.perf_counter()
         try:
-            result = await fetcher.fetch(
-                source.url,
-                etag=source.etag,
-                last_modified=source.last_modified,
-                trusted=source.trusted,
+            result, parsed, parse_error = await self._fetch_and_parse(fetcher, source)
+            feed = parsed[0] if parsed else None
+            moved_to = None
+            if result.moved_to and result.moved_to != source.url:
+                loop = asyncio.get_running_loop()
+                moved_to = await loop.run_in_executor(
+                    self._writer_thread, self._move, source, result.moved_to
+                )
+            plan = self._plan(source, result, parsed, parse_error)
+            counts = await writer.write(plan.record)
+            status = plan.status
+            if status == "updated" and not (counts.new or counts.updated):
+                status = "unchanged"
+            report = SourceReport(
+                source=source.name,
+                url=moved_to or source.url,
+                status=status,
+                http_status=result.status,
+                new=counts.new,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                error=plan.error,
+                warning=feed.warning if feed else None,
+                moved_to=moved_to,
+                next_fetch_at=plan.next_fetch_at,
+                elapsed=round(time.perf_counter() - started, 3),
             )
-            feed: ParsedFeed | None = None
-            parse_error: str | None = None
-            if result.outcome == "ok":
-                try:
-                    loop = asyncio.get_running_loop()
-                    feed = await loop.run_in_executor(
-                        self._pool,
-                        _parse_job,
-                        result.body,
-                        result.final_url or source.url,
-                        result.content_type,
-                        self._topics,
-                    )
-                except FeedParseError as exc:
-                    parse_error = f"not a readable feed: {exc}"
-            async with self._write_lock:
-                report = await asyncio.to_thread(self._record, source, result, feed, parse_error)
         except Exception as exc:  # a bug for one source must not stop the others; say it loudly
             log.exception("ingest failed", extra={"source": source.name, "url": source.url})
-            report = SourceReport(source.name, source.url, "failed", error=f"internal error: {exc!r}")
-        report = _with_elapsed(report, time.perf_counter() - started)
+            report = SourceReport(
+                source.name,
+                source.url,
+                "failed",
+                error=f"internal error: {exc!r}",
+                elapsed=round(time.perf_counter() - started, 3),
+            )
         _log_report(report)
         return report
 
-    def _record(
-        self, source: Source, result: FetchResult, feed: ParsedFeed | None, parse_error: str | None
-    ) -> SourceReport:
-        """Store the entries and the source's new state; runs in a worker thread under the lock."""
+    async def _fetch_and_parse(
+        self, fetcher: Fetcher, source: Source
+    ) -> tuple[FetchResult, _Parsed | None, str | None]:
+        """The fetch (without its body: only this frame holds it) and what parsing gave."""
+        result = await fetcher.fetch(
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            trusted=source.trusted,
+        )
+        if result.outcome != "ok":
+            return result, None, None
+        body, result = result.body, _without_body(result)
+        try:
+            loop = asyncio.get_running_loop()
+            parsed = await loop.run_in_executor(
+                self._pool,
+                parse_and_pack,
+                body,
+                result.final_url or source.url,
+                result.content_type,
+                self._topics,
+            )
+        except FeedParseError as exc:
+            return result, None, f"not a readable feed: {exc}"
+        return result, parsed, None
+
+    def _plan(
+        self, source: Source, result: FetchResult, parsed: _Parsed | None, parse_error: str | None
+    ) -> _Plan:
+        """The source's new state and its report status ("updated" until the write tells)."""
         assert source.id is not None
         now = self.clock()
         fetch = self.settings.fetch
+        feed, entries = parsed if parsed else (None, None)
         failed = result.outcome == "error" or parse_error is not None
         errors = source.error_count + 1 if failed else 0
-        values: dict[str, object] = {"last_fetch_at": now, "error_count": errors}
-        counts = SaveCounts()
+        values: dict[str, Any] = {"last_fetch_at": now, "error_count": errors}
         if feed is not None:
-            counts = self.store.save_entries(source.id, feed.entries, now=now)
-            values |= {
-                "title": source.title or feed.title,
-                "site_url": source.site_url or feed.site_url,
-            }
+            values["title"] = source.title or feed.title
+            values["site_url"] = source.site_url or feed.site_url
         if result.outcome in ("ok", "not_modified") and not parse_error:
-            values |= {"last_success_at": now, "last_error": None}
+            values["last_success_at"] = now
+            values["last_error"] = None
             if result.outcome == "ok":
-                values |= {"etag": result.etag, "last_modified": result.last_modified}
+                values["etag"] = result.etag
+                values["last_modified"] = result.last_modified
         error = parse_error or result.error
         if failed:
             values["last_error"] = error
         status: ReportStatus
         if result.outcome == "gone":
             status = "gone"
-            values |= {
-                "enabled": False,
-                "disabled_reason": error or "HTTP 410 Gone",
-                "next_fetch_at": None,
-            }
+            values["enabled"] = False
+            values["disabled_reason"] = error or "HTTP 410 Gone"
+            values["next_fetch_at"] = None
         else:
-            status = (
-                "failed"
-                if failed
-                else (
-                    "not_modified"
-                    if result.outcome == "not_modified"
-                    else "updated"
-                    if counts.new or counts.updated
-                    else "unchanged"
-                )
-            )
+            status = "failed" if failed else "not_modified" if result.outcome == "not_modified" else "updated"
             values["next_fetch_at"] = next_fetch_at(
                 now=now,
                 outcome="error" if failed else result.outcome,
@@ -205,26 +254,16 @@ class Ingestor:
                 retry_after=result.retry_after,
                 ttl_minutes=feed.ttl_minutes if feed else None,
             )
-        moved_to = self._move(source, result.moved_to)
-        self.store.update_source(source.id, **values)
-        return SourceReport(
-            source=source.name,
-            url=moved_to or source.url,
+        record = FetchRecord(source.id, now, values, entries)
+        return _Plan(
+            record=record,
             status=status,
-            http_status=result.status,
-            new=counts.new,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
             error=error if failed or status == "gone" else None,
-            warning=feed.warning if feed else None,
-            moved_to=moved_to,
-            next_fetch_at=values.get("next_fetch_at"),  # type: ignore[arg-type]
+            next_fetch_at=values["next_fetch_at"],
         )
 
-    def _move(self, source: Source, moved_to: str | None) -> str | None:
+    def _move(self, source: Source, moved_to: str) -> str | None:
         """A permanent redirect updates the stored URL, unless another source already has it."""
-        if not moved_to or moved_to == source.url:
-            return None
         assert source.id is not None
         try:
             self.store.update_source(source.id, url=moved_to)
@@ -238,11 +277,104 @@ class Ingestor:
         return moved_to
 
 
-def _with_elapsed(report: SourceReport, elapsed: float) -> SourceReport:
-    return replace(report, elapsed=round(elapsed, 3))
+_Parsed = tuple[ParsedFeed, PackedEntries]  # a feed (its entries left out) and its entries
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    record: FetchRecord
+    status: ReportStatus
+    error: str | None
+    next_fetch_at: datetime | None
+
+
+class _Writer:
+    """The store writes of one run, on the writer thread, batched while the thread is busy.
+
+    `write` waits for its record to be committed. Records queue up while a batch is being
+    written and go together into the next transaction; when a batch fails, its records are
+    written again one by one, so only the culprit fails.
+    """
+
+    def __init__(self, store: Store, thread: Executor) -> None:
+        self._store = store
+        self._thread = thread
+        self._queue: list[tuple[FetchRecord, asyncio.Future[SaveCounts]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, record: FetchRecord) -> SaveCounts:
+        future: asyncio.Future[SaveCounts] = asyncio.get_running_loop().create_future()
+        self._queue.append((record, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await future
+
+    async def drained(self) -> None:
+        """Wait until every queued record is written (also when the run is being cancelled)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_WRITE_BATCH], self._queue[MAX_WRITE_BATCH:]
+            outcomes: Sequence[SaveCounts | BaseException]
+            try:
+                outcomes = await loop.run_in_executor(self._thread, self._write, [r for r, _ in batch])
+            except Exception as exc:  # the thread pool itself failed: tell every waiter
+                outcomes = [exc] * len(batch)
+            _settle(batch, outcomes)
+
+    def _write(self, records: Sequence[FetchRecord]) -> Sequence[SaveCounts | BaseException]:
+        """On the writer thread: one transaction for all, else one each to isolate a failure."""
+        try:
+            return self._store.record_fetches(records)
+        except Exception as exc:
+            if len(records) == 1:
+                return [exc]
+        outcomes: list[SaveCounts | BaseException] = []
+        for record in records:
+            try:
+                outcomes.extend(self._store.record_fetches([record]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+def _settle(
+    batch: Sequence[tuple[FetchRecord, asyncio.Future[SaveCounts]]],
+    outcomes: Sequence[SaveCounts | BaseException],
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():  # its waiter was cancelled
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _without_body(result: FetchResult) -> FetchResult:
+    return FetchResult(
+        url=result.url,
+        outcome=result.outcome,
+        status=result.status,
+        final_url=result.final_url,
+        moved_to=result.moved_to,
+        content_type=result.content_type,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        max_age=result.max_age,
+        retry_after=result.retry_after,
+        error=result.error,
+        elapsed=result.elapsed,
+    )
 
 
 def _log_report(report: SourceReport) -> None:
+    failed = report.status in ("failed", "gone")
+    if not (failed or report.warning or log.isEnabledFor(logging.DEBUG)):
+        return
     extra = {
         "source": report.source,
         "status": report.status,
@@ -251,7 +383,7 @@ def _log_report(report: SourceReport) -> None:
         "updated": report.updated,
         "elapsed": report.elapsed,
     }
-    if report.status in ("failed", "gone"):
+    if failed:
         log.warning("fetch failed: %s", report.error, extra=extra)
     else:
         if report.warning:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, overload
 
 from bot.ranking.types import TopicMatch
 
@@ -46,6 +48,44 @@ class ParsedEntry:
     content_hash: str = ""
     topics: tuple[TopicMatch, ...] = ()  # filled by the tagger on ingest
 
+    def __reduce__(self) -> tuple[Callable[..., ParsedEntry], tuple[object, ...]]:
+        # Entries cross from the parse pool to ingest by the thousand, each with a dozen topics.
+        # A dataclass pickles field by field, looking its fields up again for every object;
+        # plain tuples, rebuilt through the constructors, cost a fraction of that.
+        topics = tuple((t.slug, t.weight, t.terms) for t in self.topics)
+        return _unpickle_entry, (
+            self.key,
+            self.guid,
+            self.url,
+            self.title,
+            self.excerpt,
+            self.author,
+            self.published,
+            self.tags,
+            self.image_url,
+            self.content_hash,
+            topics,
+        )
+
+
+def _unpickle_entry(
+    key: str,
+    guid: str | None,
+    url: str | None,
+    title: str,
+    excerpt: str,
+    author: str | None,
+    published: datetime | None,
+    tags: tuple[str, ...],
+    image_url: str | None,
+    content_hash: str,
+    topics: tuple[tuple[str, float, tuple[str, ...]], ...],
+) -> ParsedEntry:
+    matches = tuple(TopicMatch(slug, weight, terms) for slug, weight, terms in topics)
+    return ParsedEntry(
+        key, guid, url, title, excerpt, author, published, tags, image_url, content_hash, matches
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
@@ -57,3 +97,57 @@ class ParsedFeed:
     warning: str | None = None  # e.g. a recovered bozo feed's reason
     parser: str = "fast"  # "fast" (lxml/json) or "feedparser" (fallback)
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class PackedEntries(Sequence[ParsedEntry]):
+    """A feed's entries as one pickled blob, unpacked whenever they are read.
+
+    The parse pool hands entries to ingest this way: while they wait for the store they are a
+    single bytes object, and they become objects only in the writer, for as long as writing
+    them takes. (Waiting as objects, thousands of them lived long enough to reach the oldest
+    garbage-collector generation, and every full collection then walked them all.)
+    """
+
+    __slots__ = ("_blob", "_count")
+
+    def __init__(self, entries: Sequence[ParsedEntry] = ()) -> None:
+        self._blob = pickle.dumps(tuple(entries), protocol=pickle.HIGHEST_PROTOCOL)
+        self._count = len(entries)
+
+    def unpack(self) -> tuple[ParsedEntry, ...]:
+        entries: tuple[ParsedEntry, ...] = pickle.loads(self._blob)  # our own parser processes' output
+        return entries
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[ParsedEntry]:
+        return iter(self.unpack())
+
+    @overload
+    def __getitem__(self, index: int) -> ParsedEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ParsedEntry, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> ParsedEntry | tuple[ParsedEntry, ...]:
+        return self.unpack()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedEntries):
+            return self._blob == other._blob or self.unpack() == other.unpack()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackedEntries({self._count} entries, {len(self._blob)} bytes)"
+
+    def __reduce__(self) -> tuple[Callable[..., PackedEntries], tuple[bytes, int]]:
+        return _packed, (self._blob, self._count)
+
+
+def _packed(blob: bytes, count: int) -> PackedEntries:
+    packed = PackedEntries.__new__(PackedEntries)
+    packed._blob, packed._count = blob, count
+    return packed

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -72,6 +72,20 @@ class SaveCounts:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRecord:
+    """One fetch's outcome for the store: a source's new state, and the entries its body gave.
+
+    `values` are columns of the sources table (etag, next_fetch_at, error_count…). `entries` is
+    None when nothing was parsed (304, errors): then only the state changes.
+    """
+
+    source_id: int
+    now: datetime  # when the entries were seen: their first_seen_at / updated_at
+    values: Mapping[str, Any]
+    entries: Sequence[ParsedEntry] | None = None
 
 
 class Store:
@@ -179,9 +193,8 @@ class Store:
         return source
 
     def update_source(self, source_id: int, **values: Any) -> None:
-        with self._session() as session:
-            session.execute(update(SOURCES).where(SOURCES.c.id == source_id).values(**values))
-            session.commit()
+        with self.engine.begin() as conn:
+            conn.execute(update(SOURCES).where(SOURCES.c.id == source_id).values(**values))
 
     def set_enabled(self, ref: str | int, enabled: bool) -> Source:
         source = self.get_source(ref)
@@ -217,46 +230,38 @@ class Store:
 
         The unique (source_id, key) constraint means a crash mid-way can never leave duplicates.
         """
-        unique: dict[str, ParsedEntry] = {}
-        for entry in entries:
-            unique.setdefault(_fit_key(entry.key), entry)
-        if not unique:
-            return SaveCounts()
         with self.engine.begin() as conn:
-            known: dict[str, tuple[int, str, datetime]] = {}
-            keys = list(unique)
-            for start in range(0, len(keys), KEY_BATCH):
-                chunk = keys[start : start + KEY_BATCH]
-                rows = conn.execute(
-                    select(
-                        ARTICLES.c.key,
-                        ARTICLES.c.id,
-                        ARTICLES.c.content_hash,
-                        ARTICLES.c.published_at,
-                    )
-                    .where(ARTICLES.c.source_id == source_id)
-                    .where(ARTICLES.c.key.in_(chunk))
-                )
-                known.update({key: (id_, digest, published) for key, id_, digest, published in rows})
-            inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            for key, entry in unique.items():
-                published = min(entry.published, now) if entry.published else None
-                if key not in known:
-                    inserts.append(_article_values(source_id, entry, published or now, now))
-                elif known[key][1] != entry.content_hash:
-                    values = _article_values(source_id, entry, published or known[key][2], now)
-                    del values["first_seen_at"], values["source_id"], values["key"]
-                    updates.append({"_id": known[key][0], **values})
-            if inserts:
-                conn.execute(insert(ARTICLES), inserts)
-            if updates:
-                columns: dict[str, Any] = {n: bindparam(n) for n in updates[0] if n != "_id"}
+            return _save_entries(conn, source_id, entries, now)
+
+    def record_fetches(self, records: Sequence[FetchRecord]) -> list[SaveCounts]:
+        """Store what fetches gave, all in ONE transaction: each feed's entries with its state.
+
+        A source's new ETag / Last-Modified is written in the same transaction as the entries of
+        the body it came with, so a crash can never leave a stored validator whose entries are
+        missing (the next fetch would be a 304 and the entries lost for good). One transaction
+        for many sources also spares a commit per source. All or nothing: the caller retries
+        the records one by one when it must find the culprit.
+        """
+        counts: list[SaveCounts] = []
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        with self.engine.begin() as conn:
+            for record in records:
+                if record.entries is None:
+                    counts.append(SaveCounts())
+                else:
+                    counts.append(_save_entries(conn, record.source_id, record.entries, record.now))
+                if record.values:
+                    columns = tuple(sorted(record.values))
+                    by_columns.setdefault(columns, []).append({"_sid": record.source_id, **record.values})
+            for columns, rows in by_columns.items():
+                # One executemany per shape of state (304, failed, gone, with a body…).
                 conn.execute(
-                    update(ARTICLES).where(ARTICLES.c.id == bindparam("_id")).values(**columns),
-                    updates,
+                    update(SOURCES)
+                    .where(SOURCES.c.id == bindparam("_sid"))
+                    .values({name: bindparam(name) for name in columns}),
+                    rows,
                 )
-        return SaveCounts(len(inserts), len(updates), len(unique) - len(inserts) - len(updates))
+        return counts
 
     def list_articles(
         self, *, source: str | None = None, since: datetime | None = None, limit: int = 100
@@ -344,6 +349,51 @@ class Store:
                 query = query.where(ARTICLES.c.id.not_in(sorted(keep)))
             result = conn.execute(query)
             return int(result.rowcount or 0)
+
+
+def _save_entries(
+    conn: Connection, source_id: int, entries: Sequence[ParsedEntry], now: datetime
+) -> SaveCounts:
+    """Insert new entries, update changed ones (same identity), inside the caller's transaction."""
+    unique: dict[str, ParsedEntry] = {}
+    for entry in entries:
+        unique.setdefault(_fit_key(entry.key), entry)
+    if not unique:
+        return SaveCounts()
+    known: dict[str, tuple[int, str, datetime]] = {}
+    keys = list(unique)
+    for start in range(0, len(keys), KEY_BATCH):
+        chunk = keys[start : start + KEY_BATCH]
+        rows = conn.execute(
+            select(
+                ARTICLES.c.key,
+                ARTICLES.c.id,
+                ARTICLES.c.content_hash,
+                ARTICLES.c.published_at,
+            )
+            .where(ARTICLES.c.source_id == source_id)
+            .where(ARTICLES.c.key.in_(chunk))
+        )
+        known.update({key: (id_, digest, published) for key, id_, digest, published in rows})
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key, entry in unique.items():
+        published = min(entry.published, now) if entry.published else None
+        if key not in known:
+            inserts.append(_article_values(source_id, entry, published or now, now))
+        elif known[key][1] != entry.content_hash:
+            values = _article_values(source_id, entry, published or known[key][2], now)
+            del values["first_seen_at"], values["source_id"], values["key"]
+            updates.append({"_id": known[key][0], **values})
+    if inserts:
+        conn.execute(insert(ARTICLES), inserts)
+    if updates:
+        columns: dict[str, Any] = {n: bindparam(n) for n in updates[0] if n != "_id"}
+        conn.execute(
+            update(ARTICLES).where(ARTICLES.c.id == bindparam("_id")).values(**columns),
+            updates,
+        )
+    return SaveCounts(len(inserts), len(updates), len(unique) - len(inserts) - len(updates))
 
 
 def _fit_url(url: str | None) -> str | None:

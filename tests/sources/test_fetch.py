@@ -20,7 +20,7 @@ import pytest
 
 from bot.config import FetchSettings
 from bot.sources import netguard
-from bot.sources.fetch import Fetcher, parse_max_age, parse_retry_after
+from bot.sources.fetch import RAMP_START, Fetcher, parse_max_age, parse_retry_after
 from bot.sources.types import FetchResult
 from bot.testing.httpserver import FixtureServer, Request, Response, endless, redirect, static
 
@@ -96,6 +96,31 @@ async def test_requests_carry_user_agent_accept_and_reuse_the_connection(
     assert "application/feed+json" in (first.header("accept") or "")
     assert first.header("if-none-match") is None
     assert second.client == first.client  # one keep-alive connection carried both
+
+
+async def test_not_modified_answers_keep_the_connection_alive(feed_server: FixtureServer) -> None:
+    urls = [feed_server.add(f"/feed{n}.xml", static(RSS + b" " * n)) for n in range(5)]
+
+    async with Fetcher(settings(), allow_private=True) as fetcher:
+        first = [await fetcher.fetch(url) for url in urls]
+        again = [await fetcher.fetch(url, etag=r.etag) for url, r in zip(urls, first, strict=True)]
+
+    assert [r.outcome for r in again] == ["not_modified"] * 5
+    # A 304 has no body, but it must still be read to its end: an unread response closes its
+    # connection, and a re-poll would open a new connection for every feed.
+    assert len({request.client for request in feed_server.requests}) == 1
+
+
+async def test_small_error_pages_keep_the_connection_alive(feed_server: FixtureServer) -> None:
+    broken = feed_server.add("/broken.xml", Response(500, b"oops"))
+    gone = feed_server.add("/gone.xml", Response(410, b"bye"))
+    good = feed_server.add("/feed.xml", static(RSS))
+
+    async with Fetcher(settings(), allow_private=True) as fetcher:
+        results = [await fetcher.fetch(url) for url in (broken, gone, good)]
+
+    assert [r.outcome for r in results] == ["error", "gone", "ok"]
+    assert len({request.client for request in feed_server.requests}) == 1
 
 
 async def test_each_fetch_logs_one_debug_line_naming_the_url(
@@ -549,6 +574,55 @@ async def test_concurrency_limits_are_honoured(
 
     assert [r.outcome for r in results] == ["ok"] * 6
     assert route.peak == expected_peak
+
+
+class Ramp(InFlight):
+    """InFlight that also remembers the overlap before the host had answered anyone."""
+
+    def __init__(self, hold: float = 0.1) -> None:
+        super().__init__(hold)
+        self.answered = 0
+        self.peak_before_first_answer = 0
+
+    def __call__(self, request: Request) -> Response:
+        with self._lock:
+            if not self.answered:
+                self.peak_before_first_answer = max(self.peak_before_first_answer, self.current + 1)
+        response = super().__call__(request)
+        with self._lock:
+            self.answered += 1
+        return response
+
+
+async def test_a_new_host_gets_a_few_requests_first_then_up_to_the_limit(
+    feed_server: FixtureServer,
+) -> None:
+    # 16 connections opened in the same millisecond overflow a small server's listen queue
+    # (Python's http.server listens with a backlog of 5): each dropped SYN costs a second.
+    route = Ramp(hold=0.2)
+    for n in range(24):
+        feed_server.add(f"/feed{n}.xml", route)
+    config = settings(concurrency=16, per_host=8)
+
+    async with Fetcher(config, allow_private=True) as fetcher:
+        results = await asyncio.gather(*(fetcher.fetch(feed_server.url(f"/feed{n}.xml")) for n in range(24)))
+
+    assert [r.outcome for r in results] == ["ok"] * 24
+    assert route.peak_before_first_answer == RAMP_START
+    assert RAMP_START < route.peak <= 8
+
+
+async def test_a_failed_request_never_blocks_the_next_ones() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens there
+
+    async with Fetcher(settings(concurrency=4, per_host=4), allow_private=True) as fetcher:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(fetcher.fetch(f"http://127.0.0.1:{port}/{n}.xml") for n in range(12))), 10
+        )
+
+    assert {r.error for r in results} == {"cannot connect to 127.0.0.1: connection refused"}
 
 
 # --- netguard at work ----------------------------------------------------------------------

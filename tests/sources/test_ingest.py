@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
-from bot.config import Settings
-from bot.sources.ingest import Ingestor, SourceReport
-from bot.store import NewSource, Store
+import bot.store.store as store_module
+from bot.config import Settings, load_settings
+from bot.ranking.setup import parse_and_pack, parse_and_tag
+from bot.sources.ingest import PARSE_PRELOAD, Ingestor, SourceReport, _Writer
+from bot.sources.types import PackedEntries
+from bot.store import NewSource, SaveCounts, Store
+from bot.store.models import Source
+from bot.store.store import FetchRecord
 from bot.testing.httpserver import FixtureServer, Response, redirect, static
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -158,3 +172,183 @@ async def test_retry_after_is_honoured(
     assert report.status == "failed"
     next_fetch = store.get_source("Busy").next_fetch_at
     assert next_fetch is not None and next_fetch >= clock.now + timedelta(hours=2)
+
+
+# --- one transaction per feed, batched writes, bounded memory, a light parse pool ---------------
+
+
+def test_parse_pool_job_is_picklable_and_imports_nothing_heavy() -> None:
+    """Parser processes import bot.ranking.setup (the forkserver preload) and nothing else:
+    no store, SQLAlchemy, HTTP client or settings, which cost each of them tens of MB."""
+    assert pickle.loads(pickle.dumps(parse_and_tag)) is parse_and_tag
+    assert PARSE_PRELOAD == ["bot.ranking.setup"]
+    code = (
+        "import sys, bot.ranking.setup\n"
+        "heavy = ('sqlalchemy', 'sqlmodel', 'alembic', 'pydantic', 'httpx', 'numpy', 'scipy', 'bot.config',"
+        " 'bot.store', 'bot.sources.fetch', 'bot.sources.ingest')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_tagged_entries_survive_the_trip_from_the_parse_pool() -> None:
+    body = rss(("a", "Rust async runtimes compared"), ("b", "Beta"))
+    feed = parse_and_tag(body, "https://n.example/", None, ())
+    assert any(entry.topics for entry in feed.entries)
+    assert pickle.loads(pickle.dumps(feed)) == feed
+    # What the pool sends ingest: the feed without entries, the entries as one blob that only
+    # the writer unpacks.
+    bare, packed = pickle.loads(pickle.dumps(parse_and_pack(body, "https://n.example/", None, ())))
+    assert bare == replace(feed, entries=())
+    assert isinstance(packed, PackedEntries) and len(packed) == 2
+    assert tuple(packed) == packed.unpack() == feed.entries
+    assert packed[1] == feed.entries[1] and packed[:1] == feed.entries[:1]
+    assert packed == PackedEntries(feed.entries)
+
+
+@pytest.mark.parametrize("crash", ["before the entries", "after the entries"])
+async def test_an_etag_is_never_stored_without_its_entries(
+    store: Store,
+    ingestor: Ingestor,
+    feed_server: FixtureServer,
+    monkeypatch: pytest.MonkeyPatch,
+    crash: str,
+) -> None:
+    add(store, "News", feed_server.add("/feed", static(rss(("a", "Alpha"), ("b", "Beta")))))
+    original = store_module._save_entries
+
+    def crashing(*args: Any) -> Any:
+        if crash == "after the entries":
+            original(*args)
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(store_module, "_save_entries", crashing)
+    [report] = await ingestor.run(force=True)
+    assert report.status == "failed" and "disk I/O error" in (report.error or "")
+    source = store.get_source("News")
+    assert (source.etag, source.last_modified, store.count_articles()) == (None, None, 0)
+
+    monkeypatch.setattr(store_module, "_save_entries", original)
+    [again] = await ingestor.run(force=True)
+    assert feed_server.hits("/feed")[-1].header("if-none-match") is None  # fetched in full again
+    assert (again.status, again.new) == ("updated", 2)
+    assert store.get_source("News").etag is not None
+
+
+async def test_a_source_removed_mid_run_fails_alone(
+    store: Store, ingestor: Ingestor, feed_server: FixtureServer
+) -> None:
+    for n in range(6):
+        add(store, f"Feed {n}", feed_server.add(f"/feed{n}", static(rss((f"e{n}", f"Entry {n}")))))
+
+    def remove_one(sources: list[Source]) -> None:
+        # `sources remove` racing the fetch: the row is gone by the time its entries arrive, so
+        # they cannot be stored; whatever batch they share with others, only they fail.
+        store.remove_source("Feed 3")
+
+    reports = by_name(await ingestor.run(force=True, on_start=remove_one))
+    assert reports["Feed 3"].status == "failed"
+    assert all(reports[f"Feed {n}"].status == "updated" for n in (0, 1, 2, 4, 5))
+    assert store.count_articles() == 5
+
+
+async def test_writes_waiting_together_share_a_transaction_and_a_failure_stays_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    for n in range(3):
+        source_id = store.add_source(NewSource(f"S{n}", f"https://s{n}.example/feed")).id
+        assert source_id is not None
+        ids.append(source_id)
+    entries = parse_and_tag(rss(("x", "X")), "https://s.example/", None, ()).entries
+    records = [
+        FetchRecord(i, NOW, {"etag": f'"{i}"', "last_fetch_at": NOW}, PackedEntries(entries)) for i in ids
+    ]
+    records.append(FetchRecord(10_000, NOW, {"etag": '"gone"'}, entries))  # no such source any more
+    calls: list[int] = []
+    original = store.record_fetches
+
+    def spy(batch: Sequence[FetchRecord]) -> list[SaveCounts]:
+        calls.append(len(batch))
+        return original(batch)
+
+    monkeypatch.setattr(store, "record_fetches", spy)
+    with ThreadPoolExecutor(1) as thread:
+        writer = _Writer(store, thread)
+        outcomes = await asyncio.gather(*(writer.write(r) for r in records), return_exceptions=True)
+        await writer.drained()
+    assert calls == [4, 1, 1, 1, 1]  # together first; one by one once that failed
+    assert [o.new for o in outcomes[:3] if isinstance(o, SaveCounts)] == [1, 1, 1]
+    assert isinstance(outcomes[3], IntegrityError)
+    assert [s.etag for s in store.list_sources()] == ['"' + str(i) + '"' for i in ids]
+
+
+async def test_not_modified_sources_are_written_in_batches(
+    store: Store, ingestor: Ingestor, feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(12):
+        add(store, f"Feed {n}", feed_server.add(f"/feed{n}", static(rss((f"e{n}", f"Entry {n}")))))
+    await ingestor.run(force=True)
+    calls: list[int] = []
+    original = store.record_fetches
+
+    def spy(batch: Sequence[FetchRecord]) -> list[SaveCounts]:
+        calls.append(len(batch))
+        return original(batch)
+
+    monkeypatch.setattr(store, "record_fetches", spy)
+    hold = threading.Event()
+    ingestor._writer_thread.submit(hold.wait, 5)  # the writer is busy while the 304s come in
+    threading.Timer(0.5, hold.set).start()
+    reports = await ingestor.run(force=True)
+    assert {r.status for r in reports} == {"not_modified"}
+    assert sum(calls) == 12 and len(calls) <= 3
+    assert all(s.next_fetch_at == NOW + timedelta(minutes=30) for s in store.list_sources())
+
+
+class GatedPool(ThreadPoolExecutor):
+    """A parse pool whose jobs wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.gate = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def gated() -> Any:
+            self.gate.wait(10)
+            return fn(*args, **kwargs)
+
+        return super().submit(gated)
+
+
+async def test_fetching_waits_for_parsing(tmp_path: Path, feed_server: FixtureServer) -> None:
+    """However many sources are due, bodies waiting for the parse pool stay bounded."""
+    settings = load_settings(
+        {
+            "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+            "FLARESTART_ALLOW_PRIVATE_URLS": "1",
+            "FLARESTART_FETCH_CONCURRENCY": "2",
+            "FLARESTART_FETCH_PARSE_WORKERS": "1",
+        }
+    )
+    store = Store.open(settings)
+    for n in range(12):
+        add(store, f"Feed {n}", feed_server.add(f"/feed{n}", static(rss((f"e{n}", f"Entry {n}")))))
+    pool = GatedPool()
+    ingestor = Ingestor(store, settings, pool=pool)
+    try:
+        run = asyncio.create_task(ingestor.run(force=True))
+        await asyncio.sleep(0.5)
+        lanes = 2 + 2 * 1  # concurrency + 2 × parse workers
+        assert len(feed_server.requests) == lanes  # each lane holds one body, waiting for the pool
+        pool.gate.set()
+        reports = await run
+    finally:
+        pool.gate.set()
+        ingestor.close()
+        pool.shutdown()
+        store.close()
+    assert [r.status for r in reports] == ["updated"] * 12
+    assert [r.source for r in reports] == [f"Feed {n}" for n in range(12)]  # reports keep source order
+    assert len(feed_server.requests) == 12

@@ -7,12 +7,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from bot.errors import NotFoundError
 from bot.sources.types import ParsedEntry
 from bot.store import DuplicateSourceError, NewSource, Store
 from bot.store.engine import make_engine
 from bot.store.migrate import upgrade
+from bot.store.store import FetchRecord
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 
@@ -184,3 +186,35 @@ def test_recent_articles_carry_topics_and_source(store: Store) -> None:
     assert (article.source_name, article.title) == ("Blog", "Title t")
     assert article.topics == (TopicMatch("python", 0.9, ("Python",)),)
     assert article.published == NOW - timedelta(hours=1)
+
+
+def test_record_fetches_writes_entries_with_their_state_in_one_transaction(store: Store) -> None:
+    fresh, unchanged = add(store, "A", "https://a/"), add(store, "B", "https://b/")
+    failed = add(store, "C", "https://c/")
+    later = NOW + timedelta(minutes=30)
+    counts = store.record_fetches(
+        [
+            FetchRecord(fresh, NOW, {"etag": '"a1"', "last_fetch_at": NOW, "error_count": 0}, [entry("x")]),
+            FetchRecord(unchanged, NOW, {"last_fetch_at": NOW, "next_fetch_at": later}),
+            FetchRecord(failed, NOW, {"last_fetch_at": NOW, "error_count": 3, "last_error": "HTTP 500"}),
+        ]
+    )
+    assert [(c.new, c.updated, c.unchanged) for c in counts] == [(1, 0, 0), (0, 0, 0), (0, 0, 0)]
+    sources = {s.id: s for s in store.list_sources()}
+    assert (sources[fresh].etag, sources[fresh].last_fetch_at) == ('"a1"', NOW)
+    assert sources[unchanged].next_fetch_at == later and sources[unchanged].etag is None
+    assert (sources[failed].error_count, sources[failed].last_error) == (3, "HTTP 500")
+    assert store.article_counts() == {fresh: 1}
+
+
+def test_record_fetches_is_all_or_nothing(store: Store) -> None:
+    kept = add(store)
+    with pytest.raises(IntegrityError):
+        store.record_fetches(
+            [
+                FetchRecord(kept, NOW, {"etag": '"a1"'}, [entry("a")]),
+                FetchRecord(kept + 1000, NOW, {"etag": '"b1"'}, [entry("b")]),  # no such source
+            ]
+        )
+    assert store.count_articles() == 0
+    assert store.get_source(kept).etag is None  # never a validator without its entries
