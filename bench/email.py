@@ -6,7 +6,7 @@ the ceiling of plain aiosmtplib sending pre-rendered messages to the same server
     .venv/bin/python bench/email.py --subscribers 100000 --time-budget 0   # the 5-minute target
     .venv/bin/python bench/email.py --runs 3 --json        # medians over 3 interleaved rounds
     .venv/bin/python bench/email.py --profile              # + where our time goes, step by step
-    .venv/bin/python bench/email.py --experiment claim,plan --experiment batch --compare
+    .venv/bin/python bench/email.py --per-job              # + the one-job-at-a-time Worker path
 
 Setup (not timed): a fresh SQLite data folder in bench/.work/, a day of generated articles
 (realistic titles and excerpts over the taxonomy's topics, 60 sources, ~8% of the stories covered
@@ -19,23 +19,23 @@ Timed, per round (rounds interleave, so a noisy spell hits every contender alike
   sent by plain aiosmtplib over email.connections connections to the same sink: what the SMTP
   client and the sink can do when nothing else is in the way.
 - ours: the real delivery path, as `flarestart run` drives it: `DigestService.plan_due()` (one
-  send job per due subscriber), then a `Worker` (delivery.workers slots) draining the send jobs
-  through `handle_send`: ledger row → compose (rank over the shared pool) → render (jinja2 + CSS
-  inlining) → SmtpChannel (pooled connections) → ledger → job finished. It stops when every job is
-  done, or once sending took --time-budget seconds (default 120, so the default run stays near
-  3 minutes while our path is slow): the rates are then measured over what was sent, and the time
-  for 100,000 is projected (plan time per subscriber × 100k + 100k / send rate).
-- ours+EXPERIMENTS (--experiment): the same with bench-only patches that show what a change in
-  bot/ would give (bot/ files are not touched): `claim` (JobQueue.claim picks its candidates in
-  index order), `plan` (plan_due reads columns and inserts all jobs in one transaction), `batch`
-  (the whole send path 50 jobs at a time: see run_batched). --compare runs the shipped path too.
+  send job per due subscriber, all enqueued in one transaction), then a `BatchSender` draining the
+  send jobs (bot/delivery/batch.py): claim 50 at a time, one query for their subscribers and one
+  for what they were sent, rank them with rank_many, then delivery.workers lanes that each begin
+  a ledger row → render (jinja2, CSS inlined into the template once) → SmtpChannel (pooled
+  connections) → commit mark_sent + the job's finish right after the 250. It stops when every job
+  is done, or once sending took --time-budget seconds (default 120): the rates are then measured
+  over what was sent, and the time for 100,000 is projected (plan time per subscriber × 100k +
+  100k / send rate).
+- ours (per-job) (--per-job): the same jobs through a `Worker` (delivery.workers slots) calling
+  `DigestService.handle_send` for one job at a time, the path a single send takes.
 
 Reported: msgs/s end to end (plan + send) and of the send phase, wall, the CPU of the bench process
 (ms per message) and of the sink (it shares the 2 cores), peak RSS of the bench process and of the
 tree (bench + sink) sampled every 20 ms during the timed region, the ratio to the ceiling, the
 100k time, and PASS/FAIL per target (ratio ≥ 60%, 100k ≤ 5 min, peak RSS ≤ 1 GB). Every round
 checks that the sink got one distinct Message-ID per sent digest and the ledger as many 'sent'.
---profile adds two passes over a sample of send jobs run one at a time with the worker's threads
+--profile adds two passes over a sample of send jobs run by one lane with the sender's threads
 inline (so one thread does, and shows, all the work): CPU per delivery step, then cProfile's top 15.
 """
 
@@ -70,7 +70,7 @@ import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import zoneinfo  # noqa: E402
-from collections.abc import Callable, Collection, Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
@@ -79,33 +79,23 @@ from typing import Any  # noqa: E402
 
 import _measure  # noqa: E402  (bench/ is not a package: the sibling helper module)
 import aiosmtplib  # noqa: E402
-from sqlalchemy import and_, bindparam, select, text, union_all, update  # noqa: E402
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from bot.channels.email import SmtpChannel, message_bytes  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.delivery.ledger import (  # noqa: E402
-    DELIVERIES,
-    PENDING,
-    SENDING,
-    SENT,
-    SENT_ARTICLES,
-    DeliveryLedger,
-)
+from bot.delivery.batch import BatchSender  # noqa: E402
+from bot.delivery.ledger import DeliveryLedger  # noqa: E402
 from bot.delivery.service import SEND_TASK, DigestService  # noqa: E402
 from bot.digest.compose import Composer  # noqa: E402
 from bot.digest.render import DigestRenderer  # noqa: E402
-from bot.jobs.queue import DONE, FAILED, JOBS, QUEUED, RUNNING, ClaimedJob, JobQueue  # noqa: E402
+from bot.jobs.queue import ClaimedJob, JobQueue  # noqa: E402
 from bot.jobs.worker import Worker  # noqa: E402
 from bot.ranking.setup import tagger_for, taxonomy_for  # noqa: E402
 from bot.ranking.types import ArticleText, Topic  # noqa: E402
 from bot.sources.types import ParsedEntry  # noqa: E402
 from bot.store import Store  # noqa: E402
-from bot.store.models import Subscriber  # noqa: E402
 from bot.store.store import NewSource  # noqa: E402
-from bot.store.subscribers import SUBSCRIBERS, SubscriberStore  # noqa: E402
-from bot.subscribers.schedule import due_period, parse_delivery_time  # noqa: E402
+from bot.store.subscribers import SubscriberStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / ".work"
@@ -116,8 +106,7 @@ RATIO_TARGET = 0.60  # end-to-end throughput / ceiling
 TARGET_100K_S = 300.0  # 100,000 digests in ≤ 5 minutes
 RSS_TARGET_MB = 1000.0
 PROJECT_FOR = 100_000
-TIME_BUDGET = 120.0  # seconds of sending per variant in the default run (keeps it near 3 minutes)
-BATCH, LANES = 50, 4  # the batched-send experiment: jobs per batch, batches in flight
+TIME_BUDGET = 120.0  # seconds of sending per variant in the default run
 
 ZONES = (
     "UTC",
@@ -528,6 +517,8 @@ def reset_delivery_state(store: Store) -> None:
 
 
 def make_worker(service: DigestService, settings: Settings, on_done: Callable[[], None]) -> Worker:
+    """The per-job path: a Worker running DigestService.handle_send, one job per slot."""
+
     async def send(job: ClaimedJob) -> None:
         try:
             await service.handle_send(job)
@@ -537,13 +528,26 @@ def make_worker(service: DigestService, settings: Settings, on_done: Callable[[]
     return Worker(service.queue, {SEND_TASK: send}, settings=settings.delivery)
 
 
-async def run_ours(
-    store: Store, settings: Settings, sink: SinkProcess, max_sends: int = 0, budget: float = 0.0
-) -> Round:
-    """plan_due + a Worker draining the send jobs through SmtpChannel: the daemon's path.
+def make_sender(
+    service: DigestService, on_done: Callable[[], None], *, drafting: str = "process"
+) -> BatchSender:
+    """The daemon's path (bot/daemon.py): a BatchSender for the send jobs, drafting in a child."""
+    return BatchSender(service, drafting=drafting, on_done=lambda job: on_done())
 
-    With `max_sends` the worker stops after that many sends, with `budget` once sending took
-    that many seconds (the rest stay queued): rates for runs too long to finish.
+
+async def run_ours(
+    store: Store,
+    settings: Settings,
+    sink: SinkProcess,
+    max_sends: int = 0,
+    budget: float = 0.0,
+    *,
+    per_job: bool = False,
+) -> Round:
+    """plan_due + the daemon's BatchSender (or, per_job, a Worker) sending through SmtpChannel.
+
+    With `max_sends` it stops after that many sends, with `budget` once sending took that many
+    seconds (the rest stay queued): rates for runs too long to finish.
     """
     channel = SmtpChannel(settings.email)
     service = DigestService(store, settings, channel)
@@ -567,16 +571,16 @@ async def run_ours(
             stop.set()
         if budget:
             asyncio.get_running_loop().call_later(budget, stop.set)
-        worker = make_worker(service, settings, on_done)
-        worker.wake()
-        await worker.run(stop)
+        runner = make_worker(service, settings, on_done) if per_job else make_sender(service, on_done)
+        runner.wake()
+        await runner.run(stop)
         ended = time.perf_counter()
     cpu = _cpu() - cpu0
     await channel.aclose()
     stats = sink.ask("stats")
     deliveries = service.ledger.counts()
     return Round(
-        kind="ours",
+        kind="ours (per-job)" if per_job else "ours",
         messages=int(stats["messages"]),
         wall=ended - started,
         cpu=cpu,
@@ -653,322 +657,6 @@ async def run_ceiling(
 
 
 # =============================================================================================
-# Experiments: what-ifs for bot/, applied to this process only (bot/ files are not changed)
-# =============================================================================================
-
-
-def claim_index_ordered(
-    self: JobQueue,
-    worker_id: str,
-    *,
-    now: datetime,
-    lease: timedelta,
-    tasks: Collection[str] | None = None,
-    limit: int = 1,
-) -> list[ClaimedJob]:
-    """JobQueue.claim with the candidates picked by two index-ordered queries, not one OR.
-
-    The shipped query, `(queued AND run_at <= now) OR (expired lease) ORDER BY run_at, id LIMIT n`,
-    makes SQLite collect every due row and sort them (MULTI-INDEX OR + TEMP B-TREE): a claim costs
-    O(queued jobs). Taking the first n queued rows in (status, run_at) index order and the first n
-    expired ones separately, then the first n of both, is O(log n) and claims the same jobs.
-    """
-    if limit < 1 or (tasks is not None and not tasks):
-        return []
-    jobs = JOBS.c
-    task_filter = jobs.task.in_(list(tasks)) if tasks is not None else None
-    expired = and_(jobs.status == RUNNING, jobs.locked_until < now)
-    exhausted = jobs.attempts >= jobs.max_attempts
-    branches = []
-    for condition in (and_(jobs.status == QUEUED, jobs.run_at <= now), and_(expired, ~exhausted)):
-        branch = select(jobs.id, jobs.run_at).where(condition)
-        if task_filter is not None:
-            branch = branch.where(task_filter)
-        branches.append(select(branch.order_by(jobs.run_at, jobs.id).limit(limit).subquery()))
-    candidates = union_all(*branches).subquery()
-    picked = select(candidates.c.id).order_by(candidates.c.run_at, candidates.c.id).limit(limit)
-    claim = (
-        update(JOBS)
-        .where(jobs.id.in_(picked))
-        .values(status=RUNNING, attempts=jobs.attempts + 1, locked_by=worker_id, locked_until=now + lease)
-        .returning(jobs.id, jobs.task, jobs.payload, jobs.attempts, jobs.max_attempts, jobs.locked_until)
-    )
-    give_up_ids = select(jobs.id).where(and_(expired, exhausted))
-    if task_filter is not None:
-        give_up_ids = give_up_ids.where(task_filter)
-    give_up = (
-        update(JOBS)
-        .where(jobs.id.in_(give_up_ids))
-        .values(
-            status=FAILED,
-            locked_until=None,
-            finished_at=now,
-            last_error="the lease expired on the last attempt (the worker crashed or hung)",
-        )
-    )
-    with self.engine.begin() as conn:
-        conn.execute(give_up)
-        rows = conn.execute(claim).all()
-    claimed = [
-        ClaimedJob(
-            id=int(row.id),
-            task=str(row.task),
-            payload=dict(row.payload or {}),
-            attempts=int(row.attempts),
-            max_attempts=int(row.max_attempts),
-            locked_until=row.locked_until,
-        )
-        for row in rows
-    ]
-    return sorted(claimed, key=lambda job: job.id)
-
-
-def plan_due_batched(self: DigestService) -> int:
-    """DigestService.plan_due with one read of the columns it needs and one insert transaction.
-
-    The shipped plan_due loads every active subscriber as an ORM object and enqueues each job in
-    its own transaction (INSERT … ON CONFLICT DO NOTHING RETURNING id).
-    """
-    now = self.clock()
-    catch_up = timedelta(hours=self.settings.delivery.catch_up_hours)
-    subs = SUBSCRIBERS.c
-    query = select(subs.id, subs.timezone, subs.delivery_time, subs.frequency).where(
-        subs.status == "active", subs.email.is_not(None)
-    )
-    created_at = datetime.now(UTC)
-    values = []
-    with self.store.engine.connect() as conn:
-        for subscriber_id, timezone, delivery_time, frequency in conn.execute(query):
-            due = due_period(
-                now=now,
-                timezone=timezone,
-                delivery_time=parse_delivery_time(delivery_time),
-                frequency=frequency,
-                catch_up=catch_up,
-            )
-            if due is None:
-                continue
-            values.append(
-                {
-                    "task": SEND_TASK,
-                    "payload": {
-                        "subscriber_id": subscriber_id,
-                        "period": due.period,
-                        "window_start": due.window_start.isoformat(),
-                        "window_end": due.window_end.isoformat(),
-                    },
-                    "unique_key": f"{SEND_TASK}:{subscriber_id}:{due.period}:{self.channel.name}",
-                    "status": QUEUED,
-                    "run_at": created_at,
-                    "attempts": 0,
-                    "max_attempts": self.settings.delivery.max_attempts,
-                    "created_at": created_at,
-                }
-            )
-    created = 0
-    statement = sqlite_insert(JOBS).on_conflict_do_nothing(index_elements=[JOBS.c.unique_key])
-    with self.store.engine.begin() as conn:
-        for start in range(0, len(values), 5000):
-            created += int(conn.execute(statement, values[start : start + 5000]).rowcount or 0)
-    return created
-
-
-async def run_batched(
-    store: Store,
-    settings: Settings,
-    sink: SinkProcess,
-    max_sends: int = 0,
-    budget: float = 0.0,
-    *,
-    batch: int = BATCH,
-    lanes: int = LANES,
-) -> Round:
-    """What batching could give: the same steps as handle_send, `batch` jobs at a time.
-
-    Per batch: one claim of `batch` jobs (index-ordered claim), one query for the subscribers,
-    one statement that opens and begins their ledger rows (insert, or pending/sending → sending),
-    one query for what they were sent before, `Composer.plan_many` (rank_many) for all of them,
-    the real renderer and SmtpChannel for each message (sent concurrently over the pool), then one
-    transaction that marks the accepted ones sent (articles into the reader ledger too) and
-    finishes their jobs. `lanes` batches are in flight at once, so one renders while another
-    waits for the server. The group commit widens the duplicate window after a crash from the
-    in-flight sends to one batch (see the report); failures are not handled (none happen here).
-    """
-    channel = SmtpChannel(settings.email)
-    service = DigestService(store, settings, channel)
-    queue, engine = service.queue, store.engine
-    me = "bench-batch"
-    lease = timedelta(seconds=settings.delivery.lease_seconds)
-    deliveries = DELIVERIES.c
-    handled = 0
-
-    def prepare(jobs: list[ClaimedJob]) -> tuple[list[Subscriber], dict[int, int], dict[int, set[int]]]:
-        ids = [int(job.payload["subscriber_id"]) for job in jobs]
-        now = datetime.now(UTC)
-        with Session(engine, expire_on_commit=False) as session:
-            found = {s.id: s for s in session.scalars(select(Subscriber).where(SUBSCRIBERS.c.id.in_(ids)))}
-        rows = [
-            {
-                "subscriber_id": int(job.payload["subscriber_id"]),
-                "period": str(job.payload["period"]),
-                "channel": channel.name,
-                "status": SENDING,
-                "attempts": 1,
-                "article_ids": [],
-                "created_at": now,
-                "updated_at": now,
-            }
-            for job in jobs
-        ]
-        upsert = (
-            sqlite_insert(DELIVERIES)
-            .values(rows)
-            .on_conflict_do_update(
-                index_elements=[deliveries.subscriber_id, deliveries.period, deliveries.channel],
-                set_={"status": SENDING, "attempts": deliveries.attempts + 1, "updated_at": now},
-                where=deliveries.status.in_([PENDING, SENDING]),
-            )
-            .returning(deliveries.id, deliveries.subscriber_id)
-        )
-        with engine.begin() as conn:
-            opened = {int(sub): int(row_id) for row_id, sub in conn.execute(upsert)}
-        delivered = service.ledger.sent_article_ids_many(ids)
-        return [found[i] for i in ids if i in found], opened, delivered
-
-    def settle(jobs: list[ClaimedJob], acked: list[tuple[int, int, str, list[int]]]) -> None:
-        now = datetime.now(UTC)
-        with engine.begin() as conn:
-            if acked:
-                conn.execute(
-                    update(DELIVERIES)
-                    .where(deliveries.id == bindparam("_id"), deliveries.status == SENDING)
-                    .values(
-                        status=SENT,
-                        sent_at=now,
-                        updated_at=now,
-                        message_id=bindparam("_mid"),
-                        article_ids=bindparam("_aids"),
-                    ),
-                    [{"_id": d, "_mid": m, "_aids": a} for d, _, m, a in acked],
-                )
-                links = [
-                    {"subscriber_id": sub, "article_id": a, "sent_at": now}
-                    for _, sub, _, aids in acked
-                    for a in aids
-                ]
-                if links:
-                    conn.execute(sqlite_insert(SENT_ARTICLES).on_conflict_do_nothing(), links)
-            conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id == bindparam("_id"), JOBS.c.status == RUNNING, JOBS.c.locked_by == me)
-                .where(JOBS.c.attempts == bindparam("_attempt"))
-                .values(status=DONE, locked_until=None, finished_at=now),
-                [{"_id": job.id, "_attempt": job.attempts} for job in jobs],
-            )
-
-    async def lane(stop_at: Callable[[], bool]) -> None:
-        nonlocal handled
-        while not stop_at():
-            jobs = await asyncio.to_thread(
-                claim_index_ordered,
-                queue,
-                me,
-                now=datetime.now(UTC),
-                lease=lease,
-                tasks=[SEND_TASK],
-                limit=batch,
-            )
-            if not jobs:
-                return
-            subscribers, opened, delivered = await asyncio.to_thread(prepare, jobs)
-            composer = await service.composer()
-            todo = [s for s in subscribers if s.id in opened]
-            window = {
-                int(job.payload["subscriber_id"]): datetime.fromisoformat(job.payload["window_end"])
-                - datetime.fromisoformat(job.payload["window_start"])
-                for job in jobs
-            }
-            period = {int(job.payload["subscriber_id"]): str(job.payload["period"]) for job in jobs}
-            plans = composer.plan_many(
-                [composer.preferences_of(s, window=window[int(s.id or 0)]) for s in todo],
-                delivered=[delivered.get(int(s.id or 0), set()) for s in todo],
-            )
-            sends = []
-            for subscriber, plan in zip(todo, plans, strict=True):
-                sid = int(subscriber.id or 0)
-                outgoing = service.outgoing(subscriber, period[sid], plan)
-                sends.append((opened[sid], sid, outgoing, [item.article.id for item in plan.items]))
-            results = await asyncio.gather(*(channel.send(o) for _, _, o, _ in sends), return_exceptions=True)
-            acked = [
-                (delivery_id, sid, outgoing.message_id, aids)
-                for (delivery_id, sid, outgoing, aids), result in zip(sends, results, strict=True)
-                if not isinstance(result, BaseException)
-            ]
-            await asyncio.to_thread(settle, jobs, acked)
-            handled += len(jobs)
-
-    sink.ask("reset")
-    cpu0 = _cpu()
-    with RssPeaks() as rss:
-        started = time.perf_counter()
-        planned = await asyncio.to_thread(plan_due_batched, service)
-        planned_at = time.perf_counter()
-        limit = max_sends or planned
-        deadline = planned_at + budget if budget else float("inf")
-        await asyncio.gather(
-            *(lane(lambda: handled >= limit or time.perf_counter() > deadline) for _ in range(lanes))
-        )
-        ended = time.perf_counter()
-    cpu = _cpu() - cpu0
-    await channel.aclose()
-    stats = sink.ask("stats")
-    counts = service.ledger.counts()
-    return Round(
-        kind="batched",
-        messages=int(stats["messages"]),
-        wall=ended - started,
-        cpu=cpu,
-        sink_cpu=float(stats["cpu"]),
-        distinct=int(stats["distinct"]),
-        plan_wall=planned_at - started,
-        send_wall=ended - planned_at,
-        planned=planned,
-        deliveries={k: v for k, v in counts.items() if v},
-        rss_own=rss.own,
-        rss_tree=rss.tree,
-    )
-
-
-EXPERIMENTS: dict[str, tuple[Any, str, Callable[..., Any], str]] = {
-    "claim": (JobQueue, "claim", claim_index_ordered, "claim picks candidates in index order"),
-    "plan": (DigestService, "plan_due", plan_due_batched, "plan_due reads columns, inserts in one txn"),
-    # Not a patch: the whole send path batched (run_batched); includes claim and plan.
-    "batch": (
-        None,
-        "",
-        run_batched,
-        f"send jobs {BATCH} at a time, rank_many, group commits ({LANES} lanes)",
-    ),
-}
-
-
-@contextmanager
-def experiments(names: Sequence[str]) -> Iterator[None]:
-    saved = []
-    for name in names:
-        owner, attribute, replacement, _ = EXPERIMENTS[name]
-        if owner is None:
-            continue
-        saved.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, replacement)
-    try:
-        yield
-    finally:
-        for owner, attribute, original in reversed(saved):
-            setattr(owner, attribute, original)
-
-
-# =============================================================================================
 # Profiling
 # =============================================================================================
 
@@ -979,22 +667,21 @@ def _steps() -> list[tuple[str, Any, str]]:
 
     return [
         ("plan_due (per subscriber)", DigestService, "plan_due"),
-        ("  enqueue (1 txn each)", JobQueue, "enqueue"),
+        ("  enqueue_many (1 txn)", JobQueue, "enqueue_many"),
         ("composer build (pool)", Composer, "__init__"),
-        ("job claim", JobQueue, "claim"),
-        ("subscribers.get", SubscriberStore, "get"),
-        ("ledger.open", DeliveryLedger, "open"),
-        ("ledger.begin_send", DeliveryLedger, "begin_send"),
-        ("ledger.sent_article_ids", DeliveryLedger, "sent_article_ids"),
+        ("job claim (per batch)", JobQueue, "claim"),
+        ("subscribers + sent (per batch)", BatchSender, "_look_up"),
         ("composer.preferences_of", Composer, "preferences_of"),
-        ("composer.plan (rank)", Composer, "plan"),
+        ("composer.plan_many (rank)", Composer, "plan_many"),
         ("service.view (item views)", DigestService, "view"),
         ("renderer.render", DigestRenderer, "render"),
-        ("  css inlining", DigestRenderer, "_inline"),
+        ("  css inlining (per page)", DigestRenderer, "_inline"),
         ("SmtpChannel.send", SmtpChannel, "send"),
         ("  message_bytes", email_channel, "message_bytes"),
-        ("ledger.mark_sent", DeliveryLedger, "mark_sent"),
-        ("job finish", JobQueue, "finish"),
+        ("commit (sent+finish+begin)", BatchSender, "_commit_now"),
+        ("  ledger.mark_sent", DeliveryLedger, "mark_sent"),
+        ("  ledger.begin", DeliveryLedger, "begin"),
+        ("  job finish", JobQueue, "finish"),
     ]
 
 
@@ -1046,27 +733,33 @@ def timed_steps(steps: Sequence[tuple[str, Any, str]]) -> Iterator[dict[str, Ste
 
 @contextmanager
 def inline_threads() -> Iterator[None]:
-    """Run asyncio.to_thread calls on the loop's thread, so one thread does (and shows) all work."""
-    original = asyncio.to_thread
+    """Run asyncio.to_thread calls (and the sender's database thread) on the loop's thread, so
+    one thread does (and shows) all work."""
+    original, original_db = asyncio.to_thread, BatchSender._db
 
     async def inline(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
+    async def inline_db(self: BatchSender, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
     asyncio.to_thread = inline
+    BatchSender._db = inline_db  # type: ignore[method-assign]
     try:
         yield
     finally:
         asyncio.to_thread = original
+        BatchSender._db = original_db  # type: ignore[method-assign]
 
 
 async def run_diagnostic(
     store: Store, settings: Settings, sink: SinkProcess, sample: int, *, profile: bool
 ) -> dict[str, Any]:
-    """plan_due for everyone, then `sample` send jobs one at a time, every thread call inline.
+    """plan_due for everyone, then `sample` send jobs by one lane, every thread call inline.
 
-    One job slot and one thread: each step's CPU is its own (no overlap, no GIL hand-offs), and
+    One lane and one thread: each step's CPU is its own (no overlap, no GIL hand-offs), and
     cProfile (profile=True) sees the database work that normally runs in the thread pool. The
-    worker and the service are the real ones; only their concurrency is taken away.
+    sender and the service are the real ones; only their concurrency is taken away.
     """
     one_slot = settings.model_copy(update={"delivery": settings.delivery.model_copy(update={"workers": 1})})
     channel = SmtpChannel(settings.email)
@@ -1090,9 +783,9 @@ async def run_diagnostic(
         planned_cpu = time.thread_time() - cpu0
         await service.composer()  # built once, before the first send (then every 5 minutes)
         build_cpu = time.thread_time() - cpu0 - planned_cpu
-        worker = make_worker(service, one_slot, on_done)
-        worker.wake()
-        await worker.run(stop)
+        sender = make_sender(service, on_done, drafting="inline")  # drafting in this thread too
+        sender.wake()
+        await sender.run(stop)
         wall, cpu = time.perf_counter() - started, time.thread_time() - cpu0
         if profiler is not None:
             profiler.disable()
@@ -1170,10 +863,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subscribers_s = make_subscribers(store, settings, count=args.subscribers, seed=args.seed, now=now)
         log(f"setup done: articles {day.seconds:.1f}s, subscribers {subscribers_s:.1f}s")
         template = asyncio.run(sample_message(store, settings))
-        variants: list[tuple[str, list[str]]] = []
-        if not args.experiment or args.compare:
-            variants.append(("ours", []))
-        variants += [("ours+" + "+".join(names), names) for names in args.experiment]
+        variants = [False, True] if args.per_job else [False]  # per_job
         rounds: list[Round] = []
         for number in range(args.runs):
             if not args.skip_ceiling:
@@ -1182,24 +872,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 n = previous[-1] if previous else min(args.subscribers, args.max_sends or args.subscribers)
                 rounds.append(asyncio.run(run_ceiling(settings, sink, template, n)))
                 log(f"  {rounds[-1].messages} msgs in {rounds[-1].wall:.1f}s = {rounds[-1].rate:.0f}/s")
-            for kind, names in variants:
+            for per_job in variants:
+                kind = "ours (per-job)" if per_job else "ours"
                 log(f"round {number + 1}/{args.runs}: {kind}")
                 reset_delivery_state(store)
-                with experiments(names):
-                    if "batch" in names:
-                        run_send = run_batched(
-                            store,
-                            settings,
-                            sink,
-                            args.max_sends,
-                            args.time_budget,
-                            batch=args.batch_size,
-                            lanes=args.batch_lanes,
-                        )
-                    else:
-                        run_send = run_ours(store, settings, sink, args.max_sends, args.time_budget)
-                    ours = asyncio.run(run_send)
-                ours.kind = kind
+                ours = asyncio.run(
+                    run_ours(store, settings, sink, args.max_sends, args.time_budget, per_job=per_job)
+                )
                 rounds.append(ours)
                 log(
                     f"  {ours.messages} msgs in {ours.wall:.1f}s = {ours.rate:.0f}/s "
@@ -1212,7 +891,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
         profile = None
         if args.profile:
-            # the shipped path: where its time goes is what the experiments answer
             log(f"profile: plan_due + {args.profile_sample} send jobs, one at a time, steps timed")
             reset_delivery_state(store)
             profile = asyncio.run(run_diagnostic(store, settings, sink, args.profile_sample, profile=False))
@@ -1298,11 +976,6 @@ def summarize(
         "runs": args.runs,
         "max_sends": args.max_sends,
         "time_budget": args.time_budget,
-        "experiments": {
-            name: EXPERIMENTS[name][3]
-            + (f" [{args.batch_size} jobs × {args.batch_lanes} lanes]" if name == "batch" else "")
-            for name in dict.fromkeys(n for names in args.experiment for n in names)
-        },
         "setup_seconds": {"articles": day.seconds, "subscribers": subscribers_s},
         "variants": variants,
         "ceiling": None
@@ -1341,8 +1014,6 @@ def print_table(result: dict[str, Any]) -> None:
                 f"  {kind}: sent {data['messages']:,} of {data['planned']:,} planned digests within its "
                 f"{limit}; rates are measured over those, the 100k time is projected from them"
             )
-    for name, what in result["experiments"].items():
-        print(f"  experiment {name}: {what} (bench-only patch)")
 
     def cell(kind: str, key: str, fmt: str) -> str:
         data = ceiling if kind == "ceiling" else variants[kind]
@@ -1430,16 +1101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds our send phase may take before it stops and projects (0 = until done)",
     )
     parser.add_argument(
-        "--experiment",
-        type=lambda text: [name for name in text.split(",") if name],
-        action="append",
-        default=[],
-        help=f"bench-only what-ifs for bot/, one variant per option: {', '.join(EXPERIMENTS)} "
-        "(comma list combines them; repeat the option for more variants)",
+        "--per-job",
+        action="store_true",
+        help="also run the per-job path (a Worker calling DigestService.handle_send)",
     )
-    parser.add_argument("--compare", action="store_true", help="with --experiment: run the shipped path too")
-    parser.add_argument("--batch-size", type=int, default=BATCH, help="experiment batch: jobs per batch")
-    parser.add_argument("--batch-lanes", type=int, default=LANES, help="experiment batch: batches in flight")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="add the step timing and cProfile passes")
     parser.add_argument("--profile-sample", type=int, default=1000, help="send jobs in the profile passes")
@@ -1447,9 +1112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep bench/.work/email-N afterwards")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    unknown = [name for names in args.experiment for name in names if name not in EXPERIMENTS]
-    if unknown:
-        parser.error(f"unknown experiment {', '.join(unknown)}; known: {', '.join(EXPERIMENTS)}")
     result = run(args)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

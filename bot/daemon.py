@@ -1,5 +1,7 @@
 """`flarestart run`: one process that keeps sources fetched, plans digests on a clock and sends
-them from a job worker. Several processes on PostgreSQL share the same job table.
+them: a job worker runs the planning and confirmation jobs, a `BatchSender` the digest sends
+(claimed, looked up and ranked in batches, drafted in a child process; see bot.delivery.batch).
+Several processes on PostgreSQL share the same job table.
 
 SIGTERM / Ctrl-C stop it cleanly: no new fetch cycle or job starts, running sends get 25 s.
 """
@@ -15,8 +17,10 @@ from datetime import datetime, timedelta
 
 from bot.channels.base import Channel
 from bot.config import Settings
-from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, SEND_TASK, DigestService, make_channel
+from bot.delivery.batch import BatchSender
+from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService, make_channel
 from bot.jobs.clock import Clock, Recurring
+from bot.jobs.queue import ClaimedJob
 from bot.jobs.worker import Worker
 from bot.sources.ingest import Ingestor
 from bot.store import Store
@@ -46,13 +50,16 @@ async def run_daemon(
     channel = channel or make_channel(settings)
     service = DigestService(store, settings, channel, clock=clock)
     service.sources_ready.clear()
+    # Digests are drafted (ranked, rendered) in a child process: see bot.delivery.drafts.
+    sender = BatchSender(service, clock=clock, poll_interval=poll_interval, drafting="process")
+
+    async def plan(job: ClaimedJob) -> None:
+        await service.handle_plan(job)
+        sender.wake()  # the new send jobs are due now
+
     worker = Worker(
         service.queue,
-        {
-            PLAN_TASK: service.handle_plan,
-            SEND_TASK: service.handle_send,
-            CONFIRM_TASK: service.handle_confirm,
-        },
+        {PLAN_TASK: plan, CONFIRM_TASK: service.handle_confirm},
         settings=settings.delivery,
         clock=clock,
         poll_interval=poll_interval,
@@ -60,10 +67,11 @@ async def run_daemon(
     ticker = Clock(service.queue, [Recurring(PLAN_TASK, PLAN_EVERY)], clock=clock, on_scheduled=worker.wake)
     log.info("delivering through %s", channel.name, extra={"channel": channel.name})
     try:
-        cycles, _, _ = await asyncio.gather(
+        cycles, *_ = await asyncio.gather(
             _fetch_loop(store, settings, stop, clock, max_sleep, service.sources_ready),
             ticker.run(stop, max_sleep=max_sleep),
             worker.run(stop),
+            sender.run(stop),
         )
     finally:
         await channel.aclose()

@@ -12,6 +12,8 @@ How a send is made exactly-once, and where it honestly is only at-least-once:
 2. The sending job calls `begin_send()`: pending → sending. It returns False for a row that is
    already sent, skipped or failed for good, and the caller must then not send. Mutual exclusion
    between senders is the job lease (only the lease holder runs the job), not this row.
+   `begin()` does 1 and 2 in one statement (an upsert: inserted as sending, or moved to sending
+   if pending or sending), which is what a send job does.
 3. The channel sends with a Message-ID that is deterministic per (subscriber, period), so every
    attempt of this digest carries the same id.
 4. Right after the server accepted (the SMTP DATA reply, the API's 2xx), the job calls
@@ -31,11 +33,12 @@ can close it entirely: the server's "accepted" and our commit are two systems' w
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Table, func, literal, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -56,6 +59,14 @@ MAX_ERROR_CHARS = 4000
 MAX_MESSAGE_ID = 300  # the column size
 
 
+class Opened(NamedTuple):
+    """A delivery row after `begin()`: its id, its status, and whether this call began the send."""
+
+    id: int
+    status: str
+    began: bool
+
+
 class DeliveryLedger:
     """Deliveries and the subscriber × article ledger, behind a narrow interface."""
 
@@ -65,9 +76,80 @@ class DeliveryLedger:
         if dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"the delivery ledger needs SQLite or PostgreSQL, not {dialect}")
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        # The send path's statements, built once with bound parameters: each call then costs the
+        # database's time, not SQLAlchemy's statement construction.
+        d = DELIVERIES.c
+        now = bindparam("now", type_=UTCDateTime())
+        key = [d.subscriber_id, d.period, d.channel]
+        self._begin = (
+            self._insert(DELIVERIES)
+            .values(
+                subscriber_id=bindparam("subscriber_id"),
+                period=bindparam("period"),
+                channel=bindparam("channel"),
+                status=SENDING,
+                attempts=1,
+                article_ids=[],
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=key,
+                set_={"status": SENDING, "attempts": d.attempts + 1, "updated_at": now},
+                where=d.status.in_(OPEN),
+            )
+            .returning(d.id)
+        )
+        self._find = select(d.id, d.status).where(
+            d.subscriber_id == bindparam("subscriber_id"),
+            d.period == bindparam("period"),
+            d.channel == bindparam("channel"),
+        )
+        self._begin_send = (
+            update(DELIVERIES)
+            .where(d.id == bindparam("delivery_id"), d.status.in_(OPEN))
+            .values(status=SENDING, attempts=d.attempts + 1, updated_at=now)
+        )
+        self._mark_sent = (
+            update(DELIVERIES)
+            .where(d.id == bindparam("delivery_id"), d.status == SENDING)
+            .values(
+                status=SENT,
+                sent_at=now,
+                updated_at=now,
+                message_id=bindparam("message_id"),
+                article_ids=bindparam("article_ids", type_=DELIVERIES.c.article_ids.type),
+                last_error=None,
+            )
+            .returning(d.subscriber_id)
+        )
+        existing = select(
+            bindparam("subscriber_id", type_=SENT_ARTICLES.c.subscriber_id.type),
+            ARTICLES.c.id,
+            bindparam("now", type_=UTCDateTime()),
+        ).where(ARTICLES.c.id.in_(bindparam("article_ids", expanding=True)))
+        self._record_articles = (
+            self._insert(SENT_ARTICLES)
+            .from_select(["subscriber_id", "article_id", "sent_at"], existing)
+            .on_conflict_do_nothing(
+                index_elements=[SENT_ARTICLES.c.subscriber_id, SENT_ARTICLES.c.article_id]
+            )
+        )
+        self._sent_articles = select(SENT_ARTICLES.c.subscriber_id, SENT_ARTICLES.c.article_id).where(
+            SENT_ARTICLES.c.subscriber_id.in_(bindparam("ids", expanding=True))
+        )
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _transaction(self, connection: Connection | None) -> Iterator[Connection]:
+        """The caller's connection (its transaction goes on), or a transaction of our own."""
+        if connection is not None:
+            yield connection
+        else:
+            with self.engine.begin() as conn:
+                yield conn
 
     # -- the row's life ---------------------------------------------------------------------
 
@@ -111,6 +193,26 @@ class DeliveryLedger:
                 .where(DELIVERIES.c.channel == channel)
             ).one()
 
+    def begin(
+        self,
+        subscriber_id: int,
+        period: str,
+        channel: str,
+        *,
+        now: datetime,
+        connection: Connection | None = None,
+    ) -> Opened:
+        """`open()` and `begin_send()` in one statement: the row is created as sending, or moved
+        pending/sending → sending (attempts + 1). `began` is False when the row is sent, skipped
+        or failed for good; the caller must then not send."""
+        params = {"subscriber_id": subscriber_id, "period": period, "channel": channel, "now": now}
+        with self._transaction(connection) as conn:
+            began = conn.execute(self._begin, params).scalar_one_or_none()
+            if began is not None:
+                return Opened(int(began), SENDING, True)
+            row = conn.execute(self._find, params).one()
+        return Opened(int(row.id), str(row.status), False)
+
     def get(self, delivery_id: int) -> Delivery:
         with self._session() as session:
             row = session.get(Delivery, delivery_id)
@@ -118,17 +220,22 @@ class DeliveryLedger:
             raise NotFoundError(f"no delivery with id {delivery_id}")
         return row
 
-    def begin_send(self, delivery_id: int, *, now: datetime) -> bool:
+    def begin_send(self, delivery_id: int, *, now: datetime, connection: Connection | None = None) -> bool:
         """pending (new or after a transient failure) or sending (a crashed attempt) → sending.
 
         False when the delivery is sent, skipped or failed for good: the caller must not send.
         """
-        return self._move(
-            delivery_id, OPEN, status=SENDING, attempts=DELIVERIES.c.attempts + 1, updated_at=now
-        )
+        with self._transaction(connection) as conn:
+            return conn.execute(self._begin_send, {"delivery_id": delivery_id, "now": now}).rowcount == 1
 
     def mark_sent(
-        self, delivery_id: int, *, message_id: str, article_ids: Iterable[int], now: datetime
+        self,
+        delivery_id: int,
+        *,
+        message_id: str,
+        article_ids: Iterable[int],
+        now: datetime,
+        connection: Connection | None = None,
     ) -> bool:
         """sending → sent, and the articles into the reader's ledger, in one transaction.
 
@@ -139,86 +246,94 @@ class DeliveryLedger:
         if len(message_id) > MAX_MESSAGE_ID:
             raise ValueError(f"message_id is longer than {MAX_MESSAGE_ID} characters")
         ids = sorted({int(a) for a in article_ids})
-        mark = (
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == delivery_id)
-            .where(DELIVERIES.c.status == SENDING)
-            .values(
-                status=SENT,
-                sent_at=now,
-                updated_at=now,
-                message_id=message_id,
-                article_ids=ids,
-                last_error=None,
-            )
-            .returning(DELIVERIES.c.subscriber_id)
-        )
-        with self.engine.begin() as conn:
-            subscriber_id = conn.execute(mark).scalar_one_or_none()
+        mark = {"delivery_id": delivery_id, "now": now, "message_id": message_id, "article_ids": ids}
+        with self._transaction(connection) as conn:
+            subscriber_id = conn.execute(self._mark_sent, mark).scalar_one_or_none()
             if subscriber_id is None:
                 return False
             for start in range(0, len(ids), ID_BATCH):
-                chunk = ids[start : start + ID_BATCH]
-                existing = select(
-                    literal(int(subscriber_id)), ARTICLES.c.id, literal(now, UTCDateTime())
-                ).where(ARTICLES.c.id.in_(chunk))  # the WHERE also settles SQLite's upsert parse
-                conn.execute(
-                    self._insert(SENT_ARTICLES)
-                    .from_select(["subscriber_id", "article_id", "sent_at"], existing)
-                    .on_conflict_do_nothing(
-                        index_elements=[SENT_ARTICLES.c.subscriber_id, SENT_ARTICLES.c.article_id]
-                    )
-                )
+                # INSERT … SELECT from articles: ids pruned meanwhile drop out; the WHERE also
+                # settles SQLite's upsert parse.
+                chunk = {"subscriber_id": int(subscriber_id), "article_ids": ids[start : start + ID_BATCH]}
+                conn.execute(self._record_articles, chunk | {"now": now})
         return True
 
-    def mark_failed(self, delivery_id: int, *, error: str, permanent: bool, now: datetime) -> bool:
+    def mark_failed(
+        self,
+        delivery_id: int,
+        *,
+        error: str,
+        permanent: bool,
+        now: datetime,
+        connection: Connection | None = None,
+    ) -> bool:
         """A transient failure → pending again (error and attempts kept, the job retries);
         a permanent one (or the last attempt) → failed, which `begin_send` refuses from then on."""
         return self._move(
             delivery_id,
             OPEN,
+            connection,
             status=FAILED if permanent else PENDING,
             last_error=_clip(error),
             updated_at=now,
         )
 
-    def mark_skipped(self, delivery_id: int, *, reason: str, now: datetime | None = None) -> bool:
+    def mark_skipped(
+        self,
+        delivery_id: int,
+        *,
+        reason: str,
+        now: datetime | None = None,
+        connection: Connection | None = None,
+    ) -> bool:
         """Nothing to send this period (a quiet day, a paused reader): the reason goes in last_error."""
         return self._move(
-            delivery_id, OPEN, status=SKIPPED, last_error=_clip(reason), updated_at=now or utcnow()
+            delivery_id,
+            OPEN,
+            connection,
+            status=SKIPPED,
+            last_error=_clip(reason),
+            updated_at=now or utcnow(),
         )
 
-    def _move(self, delivery_id: int, allowed: Sequence[str], **values: Any) -> bool:
+    def _move(
+        self, delivery_id: int, allowed: Sequence[str], connection: Connection | None, **values: Any
+    ) -> bool:
         query = (
             update(DELIVERIES)
             .where(DELIVERIES.c.id == delivery_id)
             .where(DELIVERIES.c.status.in_(list(allowed)))
             .values(**values)
         )
-        with self.engine.begin() as conn:
+        with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
 
     # -- the article ledger -----------------------------------------------------------------
 
-    def sent_article_ids(self, subscriber_id: int) -> set[int]:
+    def sent_article_ids(self, subscriber_id: int, *, connection: Connection | None = None) -> set[int]:
         """Articles this reader has been sent (ranking leaves them out)."""
-        return self.sent_article_ids_many([subscriber_id])[subscriber_id]
+        return self.sent_article_ids_many([subscriber_id], connection=connection)[subscriber_id]
 
-    def sent_article_ids_many(self, subscriber_ids: Iterable[int]) -> dict[int, set[int]]:
+    def sent_article_ids_many(
+        self, subscriber_ids: Iterable[int], *, connection: Connection | None = None
+    ) -> dict[int, set[int]]:
         """Sent articles per reader; every asked-for id is a key, with an empty set if none."""
         wanted = sorted({int(s) for s in subscriber_ids})
         found: dict[int, set[int]] = {subscriber_id: set() for subscriber_id in wanted}
-        with self.engine.connect() as conn:
+        with self._reading(connection) as conn:
             for start in range(0, len(wanted), ID_BATCH):
-                chunk = wanted[start : start + ID_BATCH]
-                rows = conn.execute(
-                    select(SENT_ARTICLES.c.subscriber_id, SENT_ARTICLES.c.article_id).where(
-                        SENT_ARTICLES.c.subscriber_id.in_(chunk)
-                    )
-                )
+                rows = conn.execute(self._sent_articles, {"ids": wanted[start : start + ID_BATCH]})
                 for subscriber_id, article_id in rows:
                     found[int(subscriber_id)].add(int(article_id))
         return found
+
+    @contextmanager
+    def _reading(self, connection: Connection | None) -> Iterator[Connection]:
+        if connection is not None:
+            yield connection
+        else:
+            with self.engine.connect() as conn:
+                yield conn
 
     # -- looking ----------------------------------------------------------------------------
 

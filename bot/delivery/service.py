@@ -10,28 +10,31 @@ a sent row is never sent again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel, make_message_id, message_id_domain
 from bot.channels.outbox import OutboxChannel
 from bot.config import Settings
-from bot.delivery.ledger import DeliveryLedger
-from bot.digest.compose import Composer, DigestPlan, PlannedItem
+from bot.delivery.ledger import DeliveryLedger, Opened
+from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences
 from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
-from bot.jobs.queue import ClaimedJob, JobQueue
+from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
 from bot.store import Store
 from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberStore
+from bot.store.store import StoredArticle
+from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
 from bot.web.secret import resolve_secret
@@ -44,6 +47,24 @@ SEND_TASK = "send_digest"
 CONFIRM_TASK = "send_confirmation"
 CONFIRM_PERIOD = "confirm"  # the ledger period of the one double opt-in mail
 COMPOSER_TTL = 300.0  # seconds one candidate pool serves before it is rebuilt with new articles
+ITEM_VIEWS_LIMIT = 50_000  # cached item views before the cache starts afresh
+
+
+class Reader(SubscriberPreferences, Protocol):
+    """What sending reads of a subscriber: a `Subscriber` row or a `SubscriberRecord`."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def consecutive_bounces(self) -> int: ...
 
 
 def make_channel(settings: Settings) -> Channel:
@@ -87,6 +108,11 @@ class DigestService:
         self._composer: Composer | None = None
         self._composer_built = 0.0
         self._composer_lock = asyncio.Lock()
+        # An article's item view is the same in every digest that picks it for the same reasons.
+        self._item_views: dict[
+            tuple[int, tuple[str, ...], tuple[int, ...]], tuple[StoredArticle, DigestItemView]
+        ]
+        self._item_views = {}
         # Set by the daemon once its first fetch cycle is done: planning before it would compose
         # digests from yesterday's store and skip today's as quiet.
         self.sources_ready = asyncio.Event()
@@ -105,39 +131,49 @@ class DigestService:
 
     def plan_due(self) -> int:
         """Enqueue this period's send for every active subscriber who is due, and the confirmation
-        mail for every pending one; returns how many jobs are new."""
-        now = self.clock()
-        created = 0
-        for subscriber in self.subscribers.active():
-            if not subscriber.email or subscriber.id is None:
-                continue
-            due = self.due(subscriber, now)
-            if due is None:
-                continue
-            job = self.queue.enqueue(
-                SEND_TASK,
-                {
-                    "subscriber_id": subscriber.id,
-                    "period": due.period,
-                    "window_start": due.window_start.isoformat(),
-                    "window_end": due.window_end.isoformat(),
-                },
-                unique_key=f"{SEND_TASK}:{subscriber.id}:{due.period}:{self.channel.name}",
-                max_attempts=self.settings.delivery.max_attempts,
-            )
-            created += job is not None
-        for subscriber in self.subscribers.list(status="pending"):
-            if subscriber.email and subscriber.id is not None:
-                job = self.queue.enqueue(
-                    CONFIRM_TASK,
-                    {"subscriber_id": subscriber.id},
-                    unique_key=f"{CONFIRM_TASK}:{subscriber.id}:{self.channel.name}",
-                    max_attempts=self.settings.delivery.max_attempts,
-                )
-                created += job is not None
+        mail for every pending one; returns how many jobs are new.
+
+        One query reads the schedule columns of every subscriber, each distinct schedule (time
+        zone, time, frequency) is worked out once, and every job goes in with one transaction;
+        jobs that exist already (an earlier run planned them) are skipped by their unique keys.
+        """
+        schedules = self.subscribers.schedules(("active", "pending"))
+        created = self.queue.enqueue_many(self._due_jobs(schedules, self.clock()))
         if created:
             log.info("digests planned", extra={"count": created, "channel": self.channel.name})
         return created
+
+    def _due_jobs(self, schedules: Sequence[Schedule], now: datetime) -> Iterator[NewJob]:
+        channel, attempts = self.channel.name, self.settings.delivery.max_attempts
+        catch_up = timedelta(hours=self.settings.delivery.catch_up_hours)
+        periods: dict[tuple[str, str, str], dict[str, str] | None] = {}
+        for row in schedules:
+            if row.status == "pending":
+                yield NewJob(
+                    CONFIRM_TASK,
+                    {"subscriber_id": row.id},
+                    unique_key=f"{CONFIRM_TASK}:{row.id}:{channel}",
+                    max_attempts=attempts,
+                )
+                continue
+            key = (row.timezone, row.delivery_time, row.frequency)
+            if key not in periods:
+                due = due_period(
+                    now=now,
+                    timezone=row.timezone,
+                    delivery_time=parse_delivery_time(row.delivery_time),
+                    frequency=row.frequency,
+                    catch_up=catch_up,
+                )
+                periods[key] = None if due is None else _period_payload(due)
+            period = periods[key]
+            if period is not None:
+                yield NewJob(
+                    SEND_TASK,
+                    {"subscriber_id": row.id, **period},
+                    unique_key=f"{SEND_TASK}:{row.id}:{period['period']}:{channel}",
+                    max_attempts=attempts,
+                )
 
     async def handle_plan(self, job: ClaimedJob) -> None:
         await self.sources_ready.wait()
@@ -160,12 +196,25 @@ class DigestService:
     async def composer(self) -> Composer:
         """The shared candidate pool, rebuilt when older than COMPOSER_TTL (new articles arrive)."""
         async with self._composer_lock:
-            if self._composer is None or time.monotonic() - self._composer_built > COMPOSER_TTL:
-                self._composer = await asyncio.to_thread(
-                    Composer, self.store, self.settings, self.taxonomy, now=self.clock()
-                )
-                self._composer_built = time.monotonic()
+            if self._composer_stale():
+                await asyncio.to_thread(self._build_composer, self.clock())
+            assert self._composer is not None
             return self._composer
+
+    def current_composer(self, now: datetime | None = None) -> Composer:
+        """`composer()` for code off the event loop (the drafting process), one thread at a time."""
+        if self._composer_stale():
+            return self._build_composer(now or self.clock())
+        assert self._composer is not None
+        return self._composer
+
+    def _composer_stale(self) -> bool:
+        return self._composer is None or time.monotonic() - self._composer_built > COMPOSER_TTL
+
+    def _build_composer(self, now: datetime) -> Composer:
+        composer = Composer(self.store, self.settings, self.taxonomy, now=now)
+        self._composer, self._composer_built = composer, time.monotonic()
+        return composer
 
     async def send(
         self,
@@ -177,39 +226,30 @@ class DigestService:
         dry_run: bool = False,
     ) -> SendResult:
         """Send one subscriber's digest for one period, at most once. Raises Delivery*Error."""
-        subscriber = await asyncio.to_thread(self.subscribers.get, subscriber_id)
+        subscriber, delivery, delivered = await asyncio.to_thread(self._start, subscriber_id, period, dry_run)
         assert subscriber.id is not None
         who = subscriber.email or str(subscriber.id)
         extra = {"subscriber": who, "period": period, "channel": self.channel.name}
         if subscriber.status != "active" or not subscriber.email:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
-        delivery = (
-            await asyncio.to_thread(
-                self.ledger.open, subscriber.id, period, self.channel.name, article_ids=[]
-            )
-            if not dry_run
-            else None
-        )
-        if delivery is not None:
-            assert delivery.id is not None
-            if not await asyncio.to_thread(self.ledger.begin_send, delivery.id, now=self.clock()):
-                return SendResult("already-sent", who, period, 0, f"delivery is {delivery.status}")
+        if delivery is not None and not delivery.began:
+            return SendResult("already-sent", who, period, 0, f"delivery is {delivery.status}")
         composer = await self.composer()
-        delivered = await asyncio.to_thread(self.ledger.sent_article_ids, subscriber.id)
         plan = composer.plan(composer.preferences_of(subscriber, window=window), delivered=delivered)
         if not plan.items and self.settings.email.quiet_day == "skip":
             reason = plan.empty_reason or "nothing new matched"
-            if delivery is not None and delivery.id is not None:
+            if delivery is not None:
                 await asyncio.to_thread(
                     self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
                 )
             log.info("quiet period, nothing sent: %s", reason, extra=extra)
             return SendResult("skipped", who, period, 0, reason)
+        await asyncio.sleep(0)  # ranking took the loop for a while: let other sends' replies in
         outgoing = self.outgoing(subscriber, period, plan)
         if dry_run:
             return SendResult("dry-run", who, period, len(plan.items), outgoing.rendered.subject)
-        assert delivery is not None and delivery.id is not None
+        assert delivery is not None
         article_ids = [item.article.id for item in plan.items]
         receipt = await self._deliver(
             delivery.id, subscriber, outgoing, article_ids, last_attempt=last_attempt
@@ -217,10 +257,34 @@ class DigestService:
         log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
         return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
 
+    def _start(self, ref: int | str, period: str, dry_run: bool) -> tuple[Reader, Opened | None, set[int]]:
+        """The database half of starting a send, on one connection: the subscriber, what they
+        were sent before, and (unless a dry run) their delivery row begun (`DeliveryLedger.begin`).
+        The row is not touched for a subscriber who is not active."""
+        if not isinstance(ref, int):
+            return self._start_by_ref(ref, period, dry_run)
+        with self.store.engine.connect() as conn:
+            subscriber = self.subscribers.record(ref, connection=conn)
+            if subscriber.status != "active" or not subscriber.email:
+                return subscriber, None, set()
+            delivered = self.ledger.sent_article_ids(subscriber.id, connection=conn)
+            if dry_run:
+                return subscriber, None, delivered
+            delivery = self.ledger.begin(
+                subscriber.id, period, self.channel.name, now=self.clock(), connection=conn
+            )
+            conn.commit()
+        return subscriber, delivery, delivered
+
+    def _start_by_ref(self, ref: str, period: str, dry_run: bool) -> tuple[Reader, Opened | None, set[int]]:
+        subscriber = self.subscribers.get(ref)  # an email or an id as text (the CLI)
+        assert subscriber.id is not None
+        return self._start(subscriber.id, period, dry_run)
+
     async def _deliver(
         self,
         delivery_id: int,
-        subscriber: Subscriber,
+        subscriber: Reader,
         outgoing: OutgoingDigest,
         article_ids: list[int],
         *,
@@ -242,15 +306,18 @@ class DigestService:
             log.info("delivery will be retried: %s", exc, extra=extra)
             raise
         await asyncio.to_thread(
-            self.ledger.mark_sent,
-            delivery_id,
-            message_id=outgoing.message_id,
-            article_ids=article_ids,
-            now=self.clock(),
+            self._record_sent, delivery_id, subscriber, outgoing.message_id, article_ids, self.clock()
         )
-        if subscriber.consecutive_bounces:
-            await asyncio.to_thread(self.subscribers.reset_bounces, subscriber.id)
         return receipt
+
+    def _record_sent(
+        self, delivery_id: int, subscriber: Reader, message_id: str, article_ids: list[int], now: datetime
+    ) -> None:
+        """Right after the server's 250: the ledger row sent (and the articles into the reader's
+        ledger), in its own transaction; a bouncing count starts again from zero."""
+        self.ledger.mark_sent(delivery_id, message_id=message_id, article_ids=article_ids, now=now)
+        if subscriber.consecutive_bounces and subscriber.id is not None:
+            self.subscribers.reset_bounces(subscriber.id)
 
     # -- double opt-in -----------------------------------------------------------------------
 
@@ -293,7 +360,7 @@ class DigestService:
         log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": self.channel.name})
         return True
 
-    def _permanent_failure(self, delivery_id: int, subscriber: Subscriber, error: str) -> None:
+    def _permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
@@ -301,9 +368,11 @@ class DigestService:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def view(self, subscriber: Subscriber, period: str, plan: DigestPlan) -> DigestView:
+    def view(
+        self, subscriber: Reader, period: str, plan: DigestPlan, *, now: datetime | None = None
+    ) -> DigestView:
         assert subscriber.id is not None
-        now = self.clock()
+        now = now or self.clock()
         link = unsubscribe_url(self.settings.web.base_url, self.secret, subscriber.id)
         return DigestView(
             subscriber_name=subscriber.name or "",
@@ -317,9 +386,11 @@ class DigestService:
             now=now,
         )
 
-    def outgoing(self, subscriber: Subscriber, period: str, plan: DigestPlan) -> OutgoingDigest:
+    def outgoing(
+        self, subscriber: Reader, period: str, plan: DigestPlan, *, now: datetime | None = None
+    ) -> OutgoingDigest:
         assert subscriber.id is not None
-        view = self.view(subscriber, period, plan)
+        view = self.view(subscriber, period, plan, now=now)
         return OutgoingDigest(
             to_name=subscriber.name or "",
             to_address=subscriber.email or "",
@@ -330,6 +401,22 @@ class DigestService:
         )
 
     def _item_view(self, item: PlannedItem) -> DigestItemView:
+        article = item.article
+        key = (
+            article.id,
+            tuple(match.slug for match in item.ranked.reason.topics),
+            tuple(a.id for a in item.also),
+        )
+        cached = self._item_views.get(key)
+        if cached is not None and cached[0] is article:  # the same pool's article, not a reloaded one
+            return cached[1]
+        if len(self._item_views) >= ITEM_VIEWS_LIMIT:
+            self._item_views.clear()
+        view = self._new_item_view(item)
+        self._item_views[key] = (article, view)
+        return view
+
+    def _new_item_view(self, item: PlannedItem) -> DigestItemView:
         article, reason = item.article, item.ranked.reason
         names = [self.taxonomy.get(match.slug).name for match in reason.topics]
         kinds = [
@@ -352,7 +439,14 @@ class DigestService:
         )
 
 
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
+def _period_payload(due: DuePeriod) -> dict[str, str]:
+    return {
+        "period": due.period,
+        "window_start": due.window_start.isoformat(),
+        "window_end": due.window_end.isoformat(),
+    }
 
+
+@functools.lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -20,7 +21,6 @@ from bot.ranking.stories import cluster_stories
 from bot.ranking.topics import Taxonomy
 from bot.ranking.types import ArticleText, Preferences, RankedItem
 from bot.store import Store
-from bot.store.models import Subscriber
 from bot.store.store import StoredArticle
 
 DAY = timedelta(hours=24)
@@ -39,6 +39,25 @@ class DigestPlan:
     items: tuple[PlannedItem, ...]
     empty_reason: str | None
     candidates: int  # articles in the pool the plan was picked from
+
+
+class SubscriberPreferences(Protocol):
+    """What preferences are read from: a `Subscriber` row or a `SubscriberRecord`."""
+
+    @property
+    def topics(self) -> Mapping[str, float]: ...
+    @property
+    def muted_topics(self) -> Sequence[str]: ...
+    @property
+    def muted_keywords(self) -> Sequence[str]: ...
+    @property
+    def muted_sources(self) -> Sequence[str]: ...
+    @property
+    def source_weights(self) -> Mapping[str, float]: ...
+    @property
+    def max_items(self) -> int: ...
+    @property
+    def frequency(self) -> str: ...
 
 
 def window_for(frequency: str) -> timedelta:
@@ -110,7 +129,9 @@ class Composer:
             max_per_source=ranking.max_per_source,
         )
 
-    def preferences_of(self, subscriber: Subscriber, *, window: timedelta | None = None) -> Preferences:
+    def preferences_of(
+        self, subscriber: SubscriberPreferences, *, window: timedelta | None = None
+    ) -> Preferences:
         return self.preferences(
             topics=subscriber.topics,
             muted_topics=subscriber.muted_topics,

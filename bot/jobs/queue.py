@@ -7,7 +7,10 @@ Why it is safe with many workers on one database:
 - A claim is one atomic statement. On PostgreSQL the candidate rows are picked with
   `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait for or take each other's rows; on
   SQLite the single `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING` runs under the one write
-  lock.
+  lock. The candidates are the first n due queued rows and the first n expired leases, each read
+  in `ix_jobs_claim` order (status, run_at, id), then the first n of both: a claim costs the same
+  with ten queued jobs or a hundred thousand (one OR over both would collect and sort every due
+  row).
 - A lease: a running job whose `locked_until` has passed is claimable again, so a crashed
   worker's job is taken over by another. A live worker renews its leases (`extend`).
 - A fence: every write after the claim requires `locked_by = me` and the claim's attempt number,
@@ -18,12 +21,28 @@ Why it is safe with many workers on one database:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -39,9 +58,24 @@ STATUSES = (QUEUED, RUNNING, DONE, FAILED)
 MAX_ERROR_CHARS = 4000  # a traceback's tail is enough; keep rows small
 MAX_KEY_CHARS = 300  # the unique_key column size
 
+ENQUEUE_CHUNK = 1000  # rows per INSERT statement in enqueue_many (one transaction for all)
+ANALYZE_AFTER = 10_000  # new jobs after which enqueue_many refreshes PostgreSQL's statistics
+GAVE_UP = "the lease expired on the last attempt (the worker crashed or hung)"
+
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
 RETRY_JITTER = 0.25  # jitter only shortens a delay, so the cap stays a cap
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue with `JobQueue.enqueue_many` (the arguments of `enqueue`)."""
+
+    task: str
+    payload: Mapping[str, Any] | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+    max_attempts: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +124,23 @@ class JobQueue:
         self.dialect = engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"the job queue needs SQLite or PostgreSQL, not {self.dialect}")
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self._insert_many = (
+            insert(JOBS).on_conflict_do_nothing(index_elements=[JOBS.c.unique_key]).returning(JOBS.c.id)
+        )
+        # Built once with bound parameters: a claim or a finish then costs the database's time,
+        # not SQLAlchemy's statement construction.
+        self._claims = {filtered: _claim_statements(filtered) for filtered in (False, True)}
+        self._finish = {fenced: _fenced_statement(fenced, _FINISH) for fenced in (False, True)}
+        self._extend = {fenced: _fenced_statement(fenced, _EXTEND) for fenced in (False, True)}
+        self._release = (
+            update(JOBS)
+            .where(JOBS.c.id == bindparam("job_id"))
+            .where(JOBS.c.status == RUNNING)
+            .where(JOBS.c.locked_by == bindparam("worker_id"))
+            .where(JOBS.c.attempts == bindparam("attempt"))
+            .values(status=QUEUED, attempts=JOBS.c.attempts - 1, locked_by=None, locked_until=None)
+        )
 
     # -- producing --------------------------------------------------------------------------
 
@@ -133,6 +184,36 @@ class JobQueue:
             job_id = conn.execute(statement).scalar_one_or_none()
         return None if job_id is None else int(job_id)
 
+    def enqueue_many(self, jobs: Iterable[NewJob], *, chunk: int = ENQUEUE_CHUNK) -> int:
+        """Add many jobs in one transaction; returns how many were new.
+
+        A job whose `unique_key` is already taken (by an earlier job, or by one earlier in
+        `jobs`) is skipped by the same unique index as in `enqueue` (`ON CONFLICT DO NOTHING`),
+        so producers racing on the same keys still create one row per key.
+        """
+        now = utcnow()
+        created = 0
+        batch: list[dict[str, Any]] = []
+        with self.engine.begin() as conn:
+            for job in jobs:
+                batch.append(_row(job, now))
+                if len(batch) >= chunk:
+                    created += self._insert_rows(conn, batch)
+                    batch = []
+            if batch:
+                created += self._insert_rows(conn, batch)
+        if created >= ANALYZE_AFTER and self.dialect == "postgresql":
+            # Until autovacuum gets to it, the planner knows nothing of the new rows and reads
+            # the whole table for every claim (tens of ms at 100k) instead of the claim index.
+            with self.engine.begin() as conn:
+                conn.execute(text("ANALYZE jobs"))
+        return created
+
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        # executemany with RETURNING: SQLAlchemy sends multi-row INSERTs ("insertmanyvalues"),
+        # and only rows that were inserted come back.
+        return len(conn.execute(self._insert_many, rows).all())
+
     # -- consuming --------------------------------------------------------------------------
 
     def claim(
@@ -152,47 +233,15 @@ class JobQueue:
         """
         if limit < 1 or (tasks is not None and not tasks):
             return []
-        task_filter = JOBS.c.task.in_(list(tasks)) if tasks is not None else None
-        expired = and_(JOBS.c.status == RUNNING, JOBS.c.locked_until < now)
-        exhausted = JOBS.c.attempts >= JOBS.c.max_attempts
-        due = or_(
-            and_(JOBS.c.status == QUEUED, JOBS.c.run_at <= now),
-            and_(expired, ~exhausted),
-        )
-        picked = self._pick(due, task_filter).order_by(JOBS.c.run_at, JOBS.c.id).limit(limit)
-        claim = (
-            update(JOBS)
-            .where(JOBS.c.id.in_(picked))
-            .values(
-                status=RUNNING,
-                attempts=JOBS.c.attempts + 1,
-                locked_by=worker_id,
-                locked_until=now + lease,
-            )
-            .returning(
-                JOBS.c.id,
-                JOBS.c.task,
-                JOBS.c.payload,
-                JOBS.c.attempts,
-                JOBS.c.max_attempts,
-                JOBS.c.locked_until,
-            )
-        )
-        give_up = (
-            update(JOBS)
-            .where(JOBS.c.id.in_(self._pick(and_(expired, exhausted), task_filter)))
-            .values(
-                status=FAILED,
-                locked_until=None,
-                finished_at=now,
-                last_error="the lease expired on the last attempt (the worker crashed or hung)",
-            )
-        )
+        give_up, claim = self._claims[tasks is not None]
+        params: dict[str, Any] = {"now": now, "until": now + lease, "worker_id": worker_id, "n": limit}
+        if tasks is not None:
+            params["tasks"] = list(tasks)
         with self.engine.begin() as conn:
             # Both statements write first thing, so a SQLite transaction never has to upgrade a
             # stale read snapshot to a write (which fails at once instead of waiting).
-            conn.execute(give_up)
-            rows = conn.execute(claim).all()
+            conn.execute(give_up, params)
+            rows = conn.execute(claim, params).all()
         jobs = [
             ClaimedJob(
                 id=int(row.id),
@@ -206,21 +255,53 @@ class JobQueue:
         ]
         return sorted(jobs, key=lambda job: job.id)
 
-    def _pick(self, condition: ColumnElement[bool], task_filter: ColumnElement[bool] | None) -> Any:
-        query = select(JOBS.c.id).where(condition)
-        if task_filter is not None:
-            query = query.where(task_filter)
-        # PostgreSQL: lock the candidates, skip rows another claimer holds. SQLite has no row
-        # locks and renders no FOR UPDATE: its one writer makes the UPDATE atomic by itself.
-        return query.with_for_update(skip_locked=True)
-
     def extend(self, job_id: int, worker_id: str, *, until: datetime, attempt: int | None = None) -> bool:
         """Renew our lease; False when the job is no longer ours (taken over, finished)."""
-        return self._fenced(job_id, worker_id, attempt, locked_until=until)
+        params = {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "until": until}
+        with self.engine.begin() as conn:
+            return conn.execute(self._extend[attempt is not None], params).rowcount == 1
 
-    def finish(self, job_id: int, worker_id: str, *, now: datetime, attempt: int | None = None) -> bool:
-        """Mark done; False when the lease was lost to another worker (their result stands)."""
-        return self._fenced(job_id, worker_id, attempt, status=DONE, locked_until=None, finished_at=now)
+    def extend_many(self, jobs: Iterable[ClaimedJob], worker_id: str, *, until: datetime) -> set[int]:
+        """Renew the leases of many jobs (each fenced by its claim) in one transaction; returns
+        the ids still ours."""
+        held: set[int] = set()
+        with self.engine.begin() as conn:
+            for job in jobs:
+                params = {"job_id": job.id, "worker_id": worker_id, "attempt": job.attempts, "until": until}
+                if conn.execute(self._extend[True], params).rowcount == 1:
+                    held.add(job.id)
+        return held
+
+    def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        *,
+        now: datetime,
+        attempt: int | None = None,
+        connection: Connection | None = None,
+    ) -> bool:
+        """Mark done; False when the lease was lost to another worker (their result stands).
+
+        With `connection` the update joins the caller's transaction (e.g. the one recording the
+        job's result), so the two commit together.
+        """
+        params = {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "now": now}
+        statement = self._finish[attempt is not None]
+        if connection is not None:
+            return connection.execute(statement, params).rowcount == 1
+        with self.engine.begin() as conn:
+            return conn.execute(statement, params).rowcount == 1
+
+    def release(self, jobs: Iterable[ClaimedJob], worker_id: str) -> int:
+        """Give claimed jobs back untouched (queued again, this claim not counted as an attempt),
+        for a worker that claimed more than it will run; returns how many were still ours."""
+        released = 0
+        with self.engine.begin() as conn:
+            for job in jobs:
+                params = {"job_id": job.id, "worker_id": worker_id, "attempt": job.attempts}
+                released += conn.execute(self._release, params).rowcount
+        return released
 
     def retry(
         self,
@@ -316,6 +397,88 @@ class JobQueue:
         )
         with self.engine.begin() as conn:
             return int(conn.execute(query).rowcount or 0)
+
+
+def _row(job: NewJob, now: datetime) -> dict[str, Any]:
+    if job.max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    if job.unique_key is not None and len(job.unique_key) > MAX_KEY_CHARS:
+        raise ValueError(f"unique_key is longer than {MAX_KEY_CHARS} characters: {job.unique_key[:60]}…")
+    return {
+        "task": job.task,
+        "payload": dict(job.payload or {}),
+        "unique_key": job.unique_key,
+        "status": QUEUED,
+        "run_at": job.run_at or now,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "created_at": now,
+    }
+
+
+def _claim_statements(filtered: bool) -> tuple[Any, Any]:
+    """(give up, claim) for JobQueue.claim, with :now, :until, :worker_id, :n (and :tasks).
+
+    Each branch reads the claim index in order and stops after n rows; PostgreSQL locks what it
+    read with `FOR UPDATE SKIP LOCKED` (in each branch: a UNION cannot carry a locking clause
+    itself), SQLite renders no FOR UPDATE, its one writer making the UPDATE atomic by itself.
+    """
+    jobs = JOBS.c
+    now = bindparam("now", type_=UTCDateTime())
+    expired = and_(jobs.status == RUNNING, jobs.locked_until < now)
+    exhausted = jobs.attempts >= jobs.max_attempts
+    tasks = jobs.task.in_(bindparam("tasks", expanding=True)) if filtered else None
+    branches = []
+    for condition in (and_(jobs.status == QUEUED, jobs.run_at <= now), and_(expired, ~exhausted)):
+        branch = select(jobs.id, jobs.run_at).where(condition)
+        if tasks is not None:
+            branch = branch.where(tasks)
+        branch = (
+            branch.order_by(jobs.run_at, jobs.id)
+            .limit(bindparam("n", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+        branches.append(select(branch.subquery()))
+    candidates = union_all(*branches).subquery()
+    picked = select(candidates.c.id).order_by(candidates.c.run_at, candidates.c.id).limit(bindparam("n"))
+    claim = (
+        update(JOBS)
+        .where(jobs.id.in_(picked))
+        .values(
+            status=RUNNING,
+            attempts=jobs.attempts + 1,
+            locked_by=bindparam("worker_id"),
+            locked_until=bindparam("until", type_=UTCDateTime()),
+        )
+        .returning(jobs.id, jobs.task, jobs.payload, jobs.attempts, jobs.max_attempts, jobs.locked_until)
+    )
+    lost = select(jobs.id).where(expired, exhausted)
+    if tasks is not None:
+        lost = lost.where(tasks)
+    give_up = (
+        update(JOBS)
+        .where(jobs.id.in_(lost.with_for_update(skip_locked=True)))
+        .values(status=FAILED, locked_until=None, finished_at=now, last_error=GAVE_UP)
+    )
+    return give_up, claim
+
+
+_FINISH, _EXTEND = "finish", "extend"
+
+
+def _fenced_statement(fenced: bool, kind: str) -> Any:
+    """The fenced write of `finish` or `extend` with :job_id, :worker_id (:attempt) bound."""
+    query = (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("job_id"))
+        .where(JOBS.c.status == RUNNING)
+        .where(JOBS.c.locked_by == bindparam("worker_id"))
+    )
+    if fenced:
+        query = query.where(JOBS.c.attempts == bindparam("attempt"))
+    if kind == _FINISH:
+        return query.values(status=DONE, locked_until=None, finished_at=bindparam("now", type_=UTCDateTime()))
+    return query.values(locked_until=bindparam("until", type_=UTCDateTime()))
 
 
 def _clip(error: str) -> str:

@@ -155,7 +155,8 @@ class Job(SQLModel, table=True):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "status", "run_at"),)
+    # The claim reads due jobs in (run_at, id) order within a status: see JobQueue.claim.
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     task: str = Field(max_length=100)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import builtins
 import difflib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Engine, Table, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -43,6 +44,47 @@ EDITABLE = frozenset(
         "consecutive_bounces",
     }
 )
+
+
+ID_BATCH = 500  # ids per IN (...) query
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRecord:
+    """What sending needs of a subscriber, read with one Core query (no ORM object behind it).
+
+    It has the attributes of `Subscriber` that composing, rendering and addressing a digest read,
+    so code that takes either can use the `SubscriberLike` protocols of those modules.
+    """
+
+    id: int
+    email: str | None
+    name: str
+    timezone: str
+    delivery_time: str
+    frequency: str
+    topics: dict[str, float]
+    muted_topics: list[str]
+    muted_keywords: list[str]
+    muted_sources: list[str]
+    source_weights: dict[str, float]
+    max_items: int
+    status: str
+    consecutive_bounces: int
+
+
+class Schedule(NamedTuple):
+    """When a subscriber is due: the columns planning reads, and no more."""
+
+    id: int
+    status: str
+    timezone: str
+    delivery_time: str
+    frequency: str
+
+
+_RECORD_COLUMNS = [SUBSCRIBERS.c[name] for name in SubscriberRecord.__slots__]
+_RECORDS = select(*_RECORD_COLUMNS).where(SUBSCRIBERS.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class SubscriberError(FlareStartError):
@@ -102,6 +144,40 @@ class SubscriberStore:
         close = _close_emails(wanted, emails)
         hint = f"; did you mean {', '.join(repr(e) for e in close)}?" if close else ""
         raise NotFoundError(f"no subscriber {str(ref)!r}{hint} (see `flarestart subscribers list`)")
+
+    def records(
+        self, subscriber_ids: Iterable[int], *, connection: Connection | None = None
+    ) -> dict[int, SubscriberRecord]:
+        """The subscribers with these ids (the ones that exist), by id: one query per 500 ids."""
+        wanted = sorted({int(s) for s in subscriber_ids})
+        found: dict[int, SubscriberRecord] = {}
+        with _connected(self.engine, connection) as conn:
+            for start in range(0, len(wanted), ID_BATCH):
+                rows = conn.execute(_RECORDS, {"ids": wanted[start : start + ID_BATCH]})
+                for row in rows:
+                    found[int(row.id)] = SubscriberRecord(*row)
+        return found
+
+    def record(self, subscriber_id: int, *, connection: Connection | None = None) -> SubscriberRecord:
+        """One subscriber by id as a `SubscriberRecord`; NotFoundError when there is none."""
+        found = self.records([subscriber_id], connection=connection).get(int(subscriber_id))
+        if found is None:
+            raise NotFoundError(f"no subscriber with id {subscriber_id}")
+        return found
+
+    def schedules(self, statuses: Collection[str] = ("active",)) -> builtins.list[Schedule]:
+        """Id, status and delivery schedule of every subscriber with an address and one of
+        `statuses`, by id: what planning reads, without loading whole rows."""
+        for status in statuses:
+            _check_status(status)
+        columns = SUBSCRIBERS.c
+        query = (
+            select(columns.id, columns.status, columns.timezone, columns.delivery_time, columns.frequency)
+            .where(columns.status.in_(builtins.list(statuses)), columns.email.is_not(None))
+            .order_by(columns.id)
+        )
+        with self.engine.connect() as conn:
+            return [Schedule(*row) for row in conn.execute(query)]
 
     def list(self, status: str | None = None) -> builtins.list[Subscriber]:
         """All subscribers (or those with one status), by email."""
@@ -170,9 +246,9 @@ class SubscriberStore:
             )
             return bool(result.rowcount)
 
-    def reset_bounces(self, subscriber_id: int) -> None:
+    def reset_bounces(self, subscriber_id: int, *, connection: Connection | None = None) -> None:
         """A delivery got through: the bounce count starts again from zero."""
-        with self.engine.begin() as conn:
+        with _transaction(self.engine, connection) as conn:
             conn.execute(
                 update(SUBSCRIBERS)
                 .where(SUBSCRIBERS.c.id == subscriber_id)
@@ -233,6 +309,26 @@ class SubscriberBatch:
             self._session.execute(
                 delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(builtins.list(subscriber_ids)))
             )
+
+
+@contextmanager
+def _transaction(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
+    """The caller's connection (its transaction goes on), or a transaction of our own."""
+    if connection is not None:
+        yield connection
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
+@contextmanager
+def _connected(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
+    """The caller's connection (its transaction goes on), or a new one for this read."""
+    if connection is not None:
+        yield connection
+    else:
+        with engine.connect() as conn:
+            yield conn
 
 
 def _close_emails(wanted: str, emails: builtins.list[str]) -> builtins.list[str]:

@@ -217,3 +217,37 @@ def test_list_filters_and_get_names_a_missing_delivery(ledger: DeliveryLedger, r
     assert len(ledger.list(status="pending")) == 4
     with pytest.raises(NotFoundError, match="no delivery with id 424242"):
         ledger.get(424242)
+
+
+def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_closed_row(
+    ledger: DeliveryLedger, readers: list[int], articles: list[int]
+) -> None:
+    new = ledger.begin(readers[0], "2026-11-27", "email", now=NOW)
+    crashed = ledger.begin(readers[0], "2026-11-27", "email", now=LATER)  # the attempt died: again
+    pending = ledger.open(readers[1], "2026-11-27", "email", article_ids=[], now=NOW)
+    assert pending.id is not None
+    from_pending = ledger.begin(readers[1], "2026-11-27", "email", now=LATER)
+    ledger.mark_sent(new.id, message_id="<d@x>", article_ids=articles[:1], now=LATER)
+    after_sent = ledger.begin(readers[0], "2026-11-27", "email", now=LATER)
+    skipped = ledger.open(readers[2], "2026-11-27", "email", article_ids=[])
+    assert skipped.id is not None and ledger.mark_skipped(skipped.id, reason="quiet")
+    after_skip = ledger.begin(readers[2], "2026-11-27", "email", now=LATER)
+
+    assert (new.status, new.began) == ("sending", True)
+    assert (crashed.id, crashed.began) == (new.id, True)
+    assert (from_pending.id, from_pending.began) == (pending.id, True)
+    assert (after_sent.id, after_sent.status, after_sent.began) == (new.id, "sent", False)
+    assert (after_skip.id, after_skip.status, after_skip.began) == (skipped.id, "skipped", False)
+    sent_row, begun_row = ledger.get(new.id), ledger.get(pending.id)
+    assert (sent_row.status, sent_row.attempts, sent_row.created_at) == ("sent", 2, NOW)
+    assert (begun_row.status, begun_row.attempts, begun_row.updated_at) == ("sending", 1, LATER)
+
+
+def test_begin_joins_the_callers_transaction(
+    ledger: DeliveryLedger, engine: Engine, readers: list[int]
+) -> None:
+    with engine.connect() as conn:
+        opened = ledger.begin(readers[0], "2026-11-27", "email", now=NOW, connection=conn)
+        assert opened.began
+        conn.rollback()
+    assert ledger.list(subscriber_id=readers[0]) == []

@@ -13,7 +13,7 @@ import pytest
 from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
 from bot.config import Settings, load_settings
-from bot.delivery.service import CONFIRM_TASK, DigestService
+from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
 from bot.ranking.types import TopicMatch
@@ -128,3 +128,56 @@ async def test_three_permanent_failures_mark_the_reader_bouncing(store: Store, t
     assert subscriber.status == "bouncing"
     assert {d.status for d in service.ledger.list(subscriber_id=reader)} == {"failed"}
     assert service.plan_due() == 0  # a bouncing reader is not planned again
+
+
+def test_plan_due_enqueues_exactly_one_job_per_due_subscriber_and_period(
+    store: Store, settings: Settings
+) -> None:
+    clock = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)  # a Friday
+    subscribers = SubscriberStore(store.engine)
+
+    def reader(email: str, *, status: str = "active", **fields: object) -> int:
+        values = {"email": email, "timezone": "UTC", "delivery_time": "07:00", **fields}
+        subscriber_id = subscribers.add(values, status=status).id
+        assert subscriber_id is not None
+        return subscriber_id
+
+    due = [reader(f"due{n}@example.com") for n in range(30)]  # one schedule shared by many
+    due += [
+        reader("tokyo@example.com", timezone="Asia/Tokyo", delivery_time="16:00"),  # 16:30 there
+        reader("weekly@example.com", frequency="weekly:fri", delivery_time="06:00"),
+        reader("late@example.com", delivery_time="02:00"),  # 5.5 h late: within the catch-up
+    ]
+    reader("early@example.com", delivery_time="09:00")  # not yet
+    reader("missed@example.com", delivery_time="00:30")  # 7 h late: beyond the 6 h catch-up
+    reader("monday@example.com", frequency="weekly:mon")  # not today
+    reader("paused@example.com", status="paused")
+    reader("bouncing@example.com", status="bouncing")
+    pending = reader("pending@example.com", status="pending")
+    service = DigestService(
+        store, settings, OutboxChannel(settings.outbox_dir, settings=settings.email), clock=lambda: clock
+    )
+
+    created = service.plan_due()
+    again = service.plan_due()
+
+    jobs = JobQueue(store.engine).claim(
+        "t", now=clock + timedelta(days=1), lease=timedelta(minutes=1), limit=100
+    )
+    sends = sorted(
+        (job for job in jobs if job.task == SEND_TASK), key=lambda job: job.payload["subscriber_id"]
+    )
+    assert (created, again) == (len(due) + 1, 0)
+    assert [job.payload["subscriber_id"] for job in sends] == sorted(due)
+    assert [dict(job.payload) for job in jobs if job.task == CONFIRM_TASK] == [{"subscriber_id": pending}]
+    for job in sends:  # the same payload as one subscriber at a time would get
+        subscriber = subscribers.get(int(job.payload["subscriber_id"]))
+        period = service.due(subscriber, clock)
+        assert period is not None
+        assert dict(job.payload) == {
+            "subscriber_id": subscriber.id,
+            "period": period.period,
+            "window_start": period.window_start.isoformat(),
+            "window_end": period.window_end.isoformat(),
+        }
+    assert {job.payload["period"] for job in sends} == {"2026-11-27", "2026-W48"}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from bot.jobs.queue import JobQueue, retry_delay
+from bot.jobs.queue import JobQueue, NewJob, retry_delay
 from bot.store.engine import make_engine
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -203,3 +203,107 @@ def test_retry_delay_doubles_up_to_a_cap_with_deterministic_jitter() -> None:
     assert all(timedelta(seconds=90) <= d <= timedelta(seconds=120) for d in jittered)
     assert len(set(jittered)) > 40, "jitter should spread jobs apart"
     assert jittered == [retry_delay(3, jitter_key=job_id) for job_id in range(50)]
+
+
+def test_enqueue_many_creates_one_job_per_unique_key_in_one_go(queue: JobQueue) -> None:
+    existing = queue.enqueue("digest", {"n": 0}, run_at=NOW, unique_key="digest:0")
+    jobs = [NewJob("digest", {"n": n}, run_at=NOW, unique_key=f"digest:{n}") for n in range(5)]
+    jobs += [NewJob("digest", {"n": 1, "again": True}, run_at=NOW, unique_key="digest:1")]  # same key twice
+    jobs += [NewJob("fetch", run_at=NOW), NewJob("fetch", run_at=NOW)]  # no key: never a duplicate
+
+    created = queue.enqueue_many(jobs, chunk=3)  # several statements, one transaction
+    again = queue.enqueue_many(jobs)
+
+    assert existing is not None
+    assert (created, again) == (6, 2)  # digest:1..4 and the two fetches; then only fetches
+    claimed = queue.claim("w1", now=NOW, lease=LEASE, tasks=["digest"], limit=10)
+    assert sorted(dict(job.payload)["n"] for job in claimed) == [0, 1, 2, 3, 4]
+    assert all("again" not in job.payload for job in claimed)  # the first job of a key stands
+    assert queue.counts() == {"queued": 4, "running": 5, "done": 0, "failed": 0}
+
+
+def test_enqueue_many_racing_producers_create_each_key_once(queue: JobQueue, database_url: str) -> None:
+    keys = [f"send:{n}" for n in range(300)]
+    barrier = threading.Barrier(4)
+    created: list[int] = []
+    errors: list[BaseException] = []
+
+    def produce(offset: int) -> None:
+        engine = make_engine(database_url)
+        try:
+            barrier.wait()
+            mine = keys[offset:] + keys[:offset]  # everyone inserts every key, in another order
+            created.append(JobQueue(engine).enqueue_many(NewJob("send", unique_key=k) for k in mine))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=produce, args=(n * 75,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    assert sum(created) == len(keys)
+    assert queue.counts()["queued"] == len(keys)
+
+
+def test_enqueue_many_checks_every_job_before_writing(queue: JobQueue) -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        queue.enqueue_many([NewJob("ok"), NewJob("bad", max_attempts=0)])
+    with pytest.raises(ValueError, match="unique_key is longer"):
+        queue.enqueue_many([NewJob("bad", unique_key="k" * 301)])
+    assert queue.counts()["queued"] == 0  # the transaction took nothing
+
+
+def test_claim_takes_queued_jobs_and_expired_leases_in_run_at_order(queue: JobQueue) -> None:
+    orphan = add(queue, run_at=NOW - timedelta(minutes=10))
+    [held] = queue.claim("w-dead", now=NOW - timedelta(minutes=9), lease=LEASE)  # its worker dies
+    fresh = [add(queue, run_at=NOW - timedelta(minutes=n)) for n in (5, 3, 1)]
+    later = add(queue, run_at=NOW + timedelta(minutes=1))  # not due
+    other = add(queue, "fetch", run_at=NOW - timedelta(hours=1))  # not asked for
+
+    first = queue.claim("w1", now=NOW, lease=LEASE, tasks=["send"], limit=2)
+    rest = queue.claim("w1", now=NOW, lease=LEASE, tasks=["send"], limit=10)
+
+    assert held.id == orphan
+    assert [(job.id, job.attempts) for job in first] == sorted([(orphan, 2), (fresh[0], 1)])
+    assert sorted(job.id for job in rest) == sorted(fresh[1:])
+    assert queue.claim("w1", now=NOW, lease=LEASE, tasks=["send"], limit=10) == []
+    assert later not in [job.id for job in first + rest] and other not in [job.id for job in first + rest]
+
+
+def test_released_jobs_go_back_untouched_and_only_by_their_holder(queue: JobQueue) -> None:
+    ids = [add(queue) for _ in range(3)]
+    claimed = queue.claim("w1", now=NOW, lease=LEASE, limit=3)
+
+    assert queue.release(claimed[:1], "w2") == 0  # not w2's to give back
+    assert queue.release(claimed[:2], "w1") == 2
+    again = queue.claim("w2", now=NOW, lease=LEASE, limit=3)
+
+    assert sorted(job.id for job in again) == ids[:2]
+    assert [job.attempts for job in again] == [1, 1]  # the released claim did not count
+    assert not queue.finish(claimed[0].id, "w1", now=NOW, attempt=claimed[0].attempts)
+
+
+def test_extend_many_renews_what_is_still_ours(queue: JobQueue) -> None:
+    [add(queue) for _ in range(2)]
+    mine = queue.claim("w1", now=NOW, lease=LEASE, limit=2)
+    queue.finish(mine[1].id, "w1", now=NOW, attempt=mine[1].attempts)
+
+    held = queue.extend_many(mine, "w1", until=NOW + 3 * LEASE)
+
+    assert held == {mine[0].id}
+    assert queue.claim("w2", now=NOW + 2 * LEASE, lease=LEASE) == []  # renewed, not taken over
+
+
+def test_finish_can_join_the_callers_transaction(queue: JobQueue, engine: Engine) -> None:
+    add(queue)
+    [job] = queue.claim("w1", now=NOW, lease=LEASE)
+    with engine.connect() as conn:
+        assert queue.finish(job.id, "w1", now=NOW, attempt=job.attempts, connection=conn)
+        conn.rollback()  # the caller's transaction failed: the finish goes with it
+    assert queue.counts()["running"] == 1
+    assert queue.finish(job.id, "w1", now=NOW, attempt=job.attempts)

@@ -216,3 +216,29 @@ def test_update_and_remove(store: SubscriberStore) -> None:
     assert store.list() == []
     with pytest.raises(NotFoundError):
         store.remove("ada@example.com")
+
+
+def test_records_and_schedules_read_only_what_sending_and_planning_need(store: SubscriberStore) -> None:
+    ada = store.add(spec("ada@example.com", origin="cli", topics={"python": 2.0}), now=NOW)
+    bob = store.add({"email": "bob@example.com", "origin": "web", "timezone": "Asia/Tokyo"}, status="pending")
+    paused = store.add({"email": "cy@example.com", "origin": "cli"}, status="paused")
+    assert ada.id is not None and bob.id is not None and paused.id is not None
+
+    found = store.records([ada.id, bob.id, 999_999])
+    record = store.record(ada.id)
+
+    assert set(found) == {ada.id, bob.id}
+    assert found[ada.id] == record
+    assert (record.email, record.timezone, record.delivery_time, record.topics) == (
+        "ada@example.com",
+        "Europe/Berlin",
+        "07:00",
+        {"python": 2.0},
+    )
+    assert (found[bob.id].status, found[bob.id].timezone) == ("pending", "Asia/Tokyo")
+    with pytest.raises(NotFoundError, match="999999"):
+        store.record(999_999)
+    assert store.schedules() == [(ada.id, "active", "Europe/Berlin", "07:00", "daily")]
+    assert [s.id for s in store.schedules(("active", "pending"))] == [ada.id, bob.id]
+    with pytest.raises(ValueError, match="status must be one of"):
+        store.schedules(("gone",))

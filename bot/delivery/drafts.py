@@ -1,0 +1,192 @@
+"""Drafting digests for the batch sender: rank a batch of subscribers, build and render each one.
+
+This is the CPU-heavy half of a send (ranking over the candidate pool, jinja rendering) and needs
+nothing but the articles and the subscribers' preferences. In the daemon it runs in a child
+process (`DraftProcess`): the event loop that carries the SMTP conversations then never waits for
+it, and it uses a core of its own (with the GIL, a thread would only take turns with the loop).
+`InlineDrafts` does the same work on the calling thread, for tests and for a clock of one's own.
+
+Either way a draft is the same: `Drafter.draft` is the one implementation, and what it renders is
+what `DigestService.outgoing` renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.channels.base import OutgoingDigest, Receipt
+from bot.config import Settings
+from bot.delivery.service import DigestService
+from bot.store import Store
+from bot.store.subscribers import SubscriberRecord
+from bot.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+PARENT_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    """One send job's digest to draft."""
+
+    job_id: int
+    subscriber: SubscriberRecord
+    period: str
+    window: timedelta
+    delivered: frozenset[int]  # articles the subscriber was sent before
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A drafted digest: the message to send, or why there is none."""
+
+    job_id: int
+    outgoing: OutgoingDigest | None  # None: nothing matched (empty_reason), or the draft failed
+    article_ids: tuple[int, ...] = ()
+    empty_reason: str | None = None
+    error: str | None = None  # the traceback when drafting this one failed (the job retries)
+
+
+class Drafts(Protocol):
+    async def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]: ...
+
+    def close(self) -> None: ...
+
+
+class Drafter:
+    """Drafts digests with a service's composer, renderer and links, at a given moment."""
+
+    def __init__(self, service: DigestService) -> None:
+        self.service = service
+
+    def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]:
+        service = self.service
+        composer = service.current_composer(now)
+        drafts: dict[int, Draft] = {}
+        todo = []
+        for request in requests:
+            try:
+                todo.append((request, composer.preferences_of(request.subscriber, window=request.window)))
+            except Exception:  # unknown topics or sources in the preferences: this job crashes
+                drafts[request.job_id] = Draft(request.job_id, None, error=traceback.format_exc())
+        plans = composer.plan_many([prefs for _, prefs in todo], delivered=[r.delivered for r, _ in todo])
+        for (request, _), plan in zip(todo, plans, strict=True):
+            if not plan.items:
+                reason = plan.empty_reason or "nothing new matched"
+                if service.settings.email.quiet_day == "skip":
+                    drafts[request.job_id] = Draft(request.job_id, None, empty_reason=reason)
+                    continue
+            try:
+                outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
+            except Exception:
+                drafts[request.job_id] = Draft(request.job_id, None, error=traceback.format_exc())
+                continue
+            article_ids = tuple(item.article.id for item in plan.items)
+            drafts[request.job_id] = Draft(request.job_id, outgoing, article_ids, plan.empty_reason)
+        return [drafts[request.job_id] for request in requests]
+
+
+class InlineDrafts:
+    """Drafting on the event loop's thread, with the service itself (its clock, its taxonomy)."""
+
+    def __init__(self, service: DigestService) -> None:
+        self._drafter = Drafter(service)
+
+    async def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]:
+        await self._drafter.service.composer()  # a stale pool is rebuilt in a thread, not here
+        return self._drafter.draft(requests, now)
+
+    def close(self) -> None:
+        pass
+
+
+class DraftProcess:
+    """Drafting in one child process (spawned, so it starts clean of our threads)."""
+
+    def __init__(self, settings: Settings, channel_name: str) -> None:
+        self._settings = settings
+        self._channel_name = channel_name
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_child,
+            initargs=(self._settings, self._channel_name),
+        )
+        pool.submit(_ready)  # start it now: it imports and builds its pool while we plan
+        return pool
+
+    async def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, _draft_in_child, list(requests), now)
+        except BrokenProcessPool:
+            log.error("the drafting process died; starting a new one")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- the child process -----------------------------------------------------------------------------
+
+_CHILD: Drafter | None = None
+
+
+class _NoChannel:
+    """The child drafts messages; sending them is the parent's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(self, message: OutgoingDigest) -> Receipt:
+        raise RuntimeError("the drafting process does not send")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _start_child(settings: Settings, channel_name: str) -> None:
+    global _CHILD
+    # Stopping is the parent's business: a Ctrl-C to the process group must not kill us mid-batch,
+    # and when the parent is gone (killed), so are we.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    store = Store.open(settings, migrate=False)
+    _CHILD = Drafter(DigestService(store, settings, _NoChannel(channel_name), clock=utcnow))
+    _CHILD.service.current_composer(utcnow())
+
+
+def _exit_with_parent(parent: int) -> None:
+    # The pool's queues do not tell a child its parent died (it holds their pipes' other ends).
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return _CHILD is not None
+
+
+def _draft_in_child(requests: list[DraftRequest], now: datetime) -> list[Draft]:
+    assert _CHILD is not None, "the drafting process did not start"
+    return _CHILD.draft(requests, now)

@@ -1,0 +1,228 @@
+"""The daemon's send path: BatchSender against the store and aiosmtpd on loopback.
+
+What it must keep from DigestService.send under a Worker: one digest per due subscriber and period,
+nothing sent for inactive readers, quiet periods or rows already sent, the ledger moved the same
+way, failures retried or failed the same way; and what it adds: batches, drafting elsewhere, and
+jobs it never started given back on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from bot.channels.email import SmtpChannel
+from bot.config import Settings, load_settings
+from bot.delivery.batch import BatchSender
+from bot.delivery.drafts import DraftProcess, DraftRequest, InlineDrafts
+from bot.delivery.service import DigestService
+from bot.jobs.queue import JobQueue
+from bot.ranking.types import TopicMatch
+from bot.sources.types import ParsedEntry
+from bot.store import NewSource, Store
+from bot.store.models import Job
+from bot.store.subscribers import SubscriberStore
+from tests.channels.smtp_server import SmtpServer
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def article(key: str, title: str, hours: float, topic: str = "python") -> ParsedEntry:
+    return ParsedEntry(
+        key=key,
+        guid=key,
+        url=f"https://n.example/{key}",
+        title=title,
+        excerpt=f"About {title}.",
+        author="Lin",
+        published=NOW - timedelta(hours=hours),
+        content_hash=key,
+        topics=(TopicMatch(topic, 0.9, (topic,)),),
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as smtp:
+        yield smtp
+
+
+@pytest.fixture
+def smtp_settings(tmp_path: Path, server: SmtpServer) -> Settings:
+    return load_settings(
+        {
+            "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+            "SMTP_URL": server.url(),
+            "FLARESTART_EMAIL_ALLOW_PLAIN": "1",
+            "FLARESTART_DELIVERY_WORKERS": "3",
+        }
+    )
+
+
+@pytest.fixture
+def store(smtp_settings: Settings) -> Iterator[Store]:
+    store = Store.open(smtp_settings)
+    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
+    assert source
+    store.save_entries(
+        source,
+        [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(6)],
+        now=NOW,
+    )
+    yield store
+    store.close()
+
+
+def add_readers(store: Store, count: int, *, prefix: str = "reader", **fields: object) -> list[int]:
+    due = (NOW - timedelta(minutes=5)).strftime("%H:%M")
+    subscribers = SubscriberStore(store.engine)
+    ids = []
+    for n in range(count):
+        values = {"email": f"{prefix}{n}@example.com", "timezone": "UTC", "delivery_time": due}
+        added = subscribers.add({**values, "topics": {"python": 1.0}, **fields})
+        assert added.id is not None
+        ids.append(added.id)
+    return ids
+
+
+async def run_until(sender: BatchSender, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    stop = asyncio.Event()
+    runner = asyncio.create_task(sender.run(stop))
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline or runner.done():
+            stop.set()
+            await runner
+            raise AssertionError("the sender did not get there in time")
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(runner, timeout)
+
+
+def jobs_by_status(store: Store) -> dict[str, int]:
+    return {status: n for status, n in JobQueue(store.engine).counts().items() if n}
+
+
+def all_jobs(store: Store) -> list[Job]:
+    with Session(store.engine) as session:
+        return list(session.scalars(select(Job)))
+
+
+def make_sender(service: DigestService, **options: object) -> BatchSender:
+    options.setdefault("poll_interval", 0.02)
+    options.setdefault("backoff", lambda job: timedelta(minutes=5))
+    return BatchSender(service, worker_id="sender-test", **options)  # type: ignore[arg-type]
+
+
+async def test_every_due_digest_is_sent_once_and_recorded(
+    store: Store, smtp_settings: Settings, server: SmtpServer
+) -> None:
+    readers = add_readers(store, 23)
+    quiet = add_readers(store, 1, prefix="rust", topics={"rust": 1.0})  # nothing matches: a quiet day
+    paused = add_readers(store, 1, prefix="paused")
+    channel = SmtpChannel(smtp_settings.email)
+    service = DigestService(store, smtp_settings, channel)
+    assert service.plan_due() == 25
+    SubscriberStore(store.engine).set_status(paused[0], "paused", now=NOW)  # after planning
+    already = service.ledger.begin(readers[0], NOW.strftime("%Y-%m-%d"), "email", now=NOW)
+    service.ledger.mark_sent(already.id, message_id="<earlier@x>", article_ids=[], now=NOW)
+    sender = make_sender(service, batch=7)  # several batches
+
+    try:
+        await run_until(sender, lambda: jobs_by_status(store) == {"done": 25})
+    finally:
+        await channel.aclose()
+
+    received = sorted(to for message in server.messages for to in message.rcpt_tos)
+    assert received == sorted(f"reader{n}@example.com" for n in range(1, 23))
+    assert len({message.message()["Message-ID"] for message in server.messages}) == 22
+    counts = service.ledger.counts()
+    assert (counts["sent"], counts["skipped"], counts["sending"], counts["pending"]) == (23, 1, 0, 0)
+    [skipped] = service.ledger.list(status="skipped")
+    assert skipped.subscriber_id == quiet[0] and skipped.last_error
+    assert service.ledger.list(subscriber_id=paused[0]) == []  # not begun for an inactive reader
+    assert all(service.ledger.sent_article_ids(r) for r in readers[1:])
+    assert (sender.stats.claimed, sender.stats.sent, sender.stats.skipped) == (25, 22, 3)
+    assert sender.stats.lost == sender.stats.retried == sender.stats.failed == 0
+
+
+async def test_failures_retry_or_fail_as_the_worker_would(
+    store: Store, smtp_settings: Settings, server: SmtpServer
+) -> None:
+    [ok, gone, busy] = add_readers(store, 3)
+    server.rcpt_replies["reader1@example.com"] = "550 5.1.1 no such user"
+    server.rcpt_replies["reader2@example.com"] = "421 4.7.0 try again later"
+    channel = SmtpChannel(smtp_settings.email)
+    service = DigestService(store, smtp_settings, channel)
+    service.plan_due()
+    sender = make_sender(service)
+
+    try:
+        await run_until(sender, lambda: jobs_by_status(store) == {"done": 1, "failed": 1, "queued": 1})
+    finally:
+        await channel.aclose()
+
+    jobs = {int(job.payload["subscriber_id"]): job for job in all_jobs(store)}
+    assert (jobs[ok].status, jobs[gone].status, jobs[busy].status) == ("done", "failed", "queued")
+    assert jobs[busy].attempts == 1 and jobs[busy].run_at > NOW  # backed off
+    assert "550" in (jobs[gone].last_error or "") and "421" in (jobs[busy].last_error or "")
+    states = {d.subscriber_id: (d.status, d.last_error) for d in service.ledger.list()}
+    assert states[ok][0] == "sent"
+    assert states[gone][0] == "failed" and "550" in (states[gone][1] or "")
+    assert states[busy][0] == "pending" and "421" in (states[busy][1] or "")
+    assert SubscriberStore(store.engine).get(gone).consecutive_bounces == 1
+    assert (sender.stats.sent, sender.stats.failed, sender.stats.retried) == (1, 1, 1)
+
+
+async def test_stopping_gives_back_the_jobs_it_never_started(
+    store: Store, smtp_settings: Settings, server: SmtpServer
+) -> None:
+    add_readers(store, 40)
+    server.data_delay = 0.05  # a slow server: most jobs are still waiting when the stop comes
+    channel = SmtpChannel(smtp_settings.email)
+    service = DigestService(store, smtp_settings, channel)
+    service.plan_due()
+    sender = make_sender(service, batch=40)
+
+    try:
+        await run_until(sender, lambda: len(server.messages) >= 3)
+    finally:
+        await channel.aclose()
+
+    jobs = jobs_by_status(store)
+    counts = service.ledger.counts()
+    assert counts["sending"] == 0, "a send was left half-recorded"
+    assert jobs["done"] == counts["sent"] == len(server.messages) == sender.stats.sent
+    assert jobs["queued"] == sender.stats.released == 40 - jobs["done"]
+    queued = [job for job in all_jobs(store) if job.status == "queued"]
+    assert all(job.attempts == 0 and job.locked_by is None for job in queued)
+
+
+async def test_a_draft_is_the_same_in_the_drafting_process(store: Store, smtp_settings: Settings) -> None:
+    readers = add_readers(store, 3)
+    service = DigestService(store, smtp_settings, SmtpChannel(smtp_settings.email))
+    records = service.subscribers.records(readers)
+    requests = [
+        DraftRequest(n, records[r], "2026-11-27", timedelta(days=1), frozenset())
+        for n, r in enumerate(readers)
+    ]
+    requests.append(
+        DraftRequest(9, records[readers[0]], "2026-11-27", timedelta(days=1), frozenset(range(99)))
+    )
+    process = DraftProcess(smtp_settings, "email")
+    try:
+        elsewhere = await process.draft(requests, NOW)
+    finally:
+        process.close()
+    here = await InlineDrafts(service).draft(requests, NOW)
+
+    assert elsewhere == here
+    assert [d.outgoing is not None for d in here] == [True, True, True, False]
+    assert here[3].empty_reason and here[0].article_ids
