@@ -1,12 +1,12 @@
 """Email delivery benchmark: every subscriber's digest ranked, rendered and sent over SMTP, against
 the ceiling of plain aiosmtplib sending pre-rendered messages to the same server.
 
-    .venv/bin/python bench/email.py                        # 10,000 subscribers × 3,000 articles
-    .venv/bin/python bench/email.py --time-budget 0        # ... sending all 10,000 however long
-    .venv/bin/python bench/email.py --subscribers 100000 --time-budget 0   # the 5-minute target
-    .venv/bin/python bench/email.py --runs 3 --json        # medians over 3 interleaved rounds
-    .venv/bin/python bench/email.py --profile              # + where our time goes, step by step
-    .venv/bin/python bench/email.py --per-job              # + the one-job-at-a-time Worker path
+    .venv/bin/python bench/email_delivery.py                        # 10,000 subscribers × 3,000 articles
+    .venv/bin/python bench/email_delivery.py --time-budget 0        # ... sending all 10,000 however long
+    .venv/bin/python bench/email_delivery.py --subscribers 100000 --time-budget 0   # the 5-minute target
+    .venv/bin/python bench/email_delivery.py --runs 3 --json        # medians over 3 interleaved rounds
+    .venv/bin/python bench/email_delivery.py --profile              # + where our time goes, step by step
+    .venv/bin/python bench/email_delivery.py --per-job              # + the one-job-at-a-time Worker path
 
 Setup (not timed): a fresh SQLite data folder in bench/.work/, a day of generated articles
 (realistic titles and excerpts over the taxonomy's topics, 60 sources, ~8% of the stories covered
