@@ -13,7 +13,7 @@ import logging
 import shlex
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.channels.email import SmtpChannel
 from bot.cli.common import console, state
 from bot.cli.delivery import current_period
+from bot.cli.fetching import fetch_progress
 from bot.config import Settings
 from bot.delivery.service import DigestService, SendResult
 from bot.demo import (
@@ -46,7 +46,7 @@ from bot.demo import (
 from bot.errors import ConfigError
 from bot.ranking.setup import taxonomy_for
 from bot.sources.defaults import SEEDED_FLAG
-from bot.sources.ingest import Ingestor, SourceReport
+from bot.sources.ingest import Ingestor, ProgressHook, SourceReport
 from bot.store import NewSource, Store
 from bot.store.models import Source, Subscriber
 from bot.store.subscribers import SubscriberStore
@@ -190,24 +190,8 @@ def _add_demo_sources(store: Store, server: FixtureServer, now: datetime) -> lis
 
 def _fetch(store: Store, settings: Settings) -> list[SourceReport]:
     """Fetch every demo source with the real ingestor, showing progress as `flarestart fetch` does."""
-    progress = Progress(
-        TextColumn("[bold]Fetching"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task("", total=None)
 
-    def started(sources: list[Source]) -> None:
-        progress.update(task, total=len(sources))
-
-    def advanced(report: SourceReport) -> None:
-        progress.update(task, advance=1, description=report.source[:40])
-
-    async def run() -> list[SourceReport]:
+    async def run(started: Callable[[list[Source]], None], advanced: ProgressHook) -> list[SourceReport]:
         # Six small feeds parse in milliseconds: threads spare the demo starting parser processes.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-parse") as pool:
             ingestor = Ingestor(store, settings, pool=pool)
@@ -216,8 +200,8 @@ def _fetch(store: Store, settings: Settings) -> list[SourceReport]:
             finally:
                 ingestor.close()
 
-    with progress:
-        return asyncio.run(run())
+    with fetch_progress() as hooks:
+        return asyncio.run(run(*hooks))
 
 
 def _print_fetch(reports: list[SourceReport]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated
@@ -12,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
-from bot.sources.ingest import SourceReport, ingest_sources
+from bot.sources.ingest import ProgressHook, SourceReport, ingest_sources
 from bot.store.models import Source
 from bot.store.types import utcnow
 
@@ -23,6 +25,31 @@ STATUS_STYLE = {
     "failed": "red",
     "gone": "red",
 }
+
+
+@contextmanager
+def fetch_progress(*, disable: bool = False) -> Iterator[tuple[Callable[[list[Source]], None], ProgressHook]]:
+    """A progress bar over the sources of one ingest run: the (on_start, on_progress) hooks to pass."""
+    progress = Progress(
+        TextColumn("[bold]Fetching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+        disable=disable,
+    )
+    task = progress.add_task("", total=None)
+
+    def started(sources: list[Source]) -> None:
+        progress.update(task, total=len(sources))
+
+    def advanced(report: SourceReport) -> None:
+        progress.update(task, advance=1, description=report.source[:40])
+
+    with progress:
+        yield started, advanced
 
 
 def fetch(
@@ -41,25 +68,7 @@ def fetch(
     """
     settings = state.get_settings()
     with open_store() as store:
-        progress = Progress(
-            TextColumn("[bold]Fetching"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-            transient=True,
-            disable=json,
-        )
-        task = progress.add_task("", total=None)
-
-        def started(sources: list[Source]) -> None:
-            progress.update(task, total=len(sources))
-
-        def advanced(report: SourceReport) -> None:
-            progress.update(task, advance=1, description=report.source[:40])
-
-        with progress:
+        with fetch_progress(disable=json) as (started, advanced):
             reports = asyncio.run(
                 ingest_sources(
                     store,
