@@ -131,7 +131,9 @@ async def test_every_due_digest_is_sent_once_and_recorded(
     service = DigestService(store, smtp_settings, channel)
     assert service.plan_due() == 25
     SubscriberStore(store.engine).set_status(paused[0], "paused", now=NOW)  # after planning
-    already = service.ledger.begin(readers[0], NOW.strftime("%Y-%m-%d"), "email", now=NOW)
+    due = service.due(SubscriberStore(store.engine).get(readers[0]), NOW)
+    assert due is not None
+    already = service.ledger.begin(readers[0], due.period, "email", now=NOW)  # sent by someone else
     service.ledger.mark_sent(already.id, message_id="<earlier@x>", article_ids=[], now=NOW)
     sender = make_sender(service, batch=7)  # several batches
 
@@ -200,7 +202,7 @@ async def test_stopping_gives_back_the_jobs_it_never_started(
     counts = service.ledger.counts()
     assert counts["sending"] == 0, "a send was left half-recorded"
     assert jobs["done"] == counts["sent"] == len(server.messages) == sender.stats.sent
-    assert jobs["queued"] == sender.stats.released == 40 - jobs["done"]
+    assert jobs.get("queued", 0) == sender.stats.released == 40 - jobs["done"]
     queued = [job for job in all_jobs(store) if job.status == "queued"]
     assert all(job.attempts == 0 and job.locked_by is None for job in queued)
 

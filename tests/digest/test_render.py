@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import jinja2
 import lxml.html
 import pytest
 
@@ -309,3 +311,106 @@ def test_rendering_is_fast_enough_for_a_morning_run(renderer: DigestRenderer) ->
     rate = count / (time.perf_counter() - started)
     # the target is >= 300/s on the reference machine; this only catches an order-of-magnitude slip
     assert rate > 60, f"{rate:.0f} digests/s"
+
+
+HOSTILE = 'Tom & Jerry\'s <b>"bold"</b>\xa0&amp; &lt;x&gt; → ünï 🚀 ={{ x }}{% raw %}'
+
+
+def varied_views() -> list[DigestView]:
+    """Views over everything a page can hold: optional parts on and off, hostile text everywhere."""
+    hostile_items = tuple(
+        make_item(
+            n,
+            title=f"{HOSTILE} {n}",
+            source=HOSTILE,
+            author=HOSTILE if n % 2 else None,
+            excerpt=HOSTILE * (n + 1),
+            chip=HOSTILE[:30],
+            reason=f"because you follow {HOSTILE}",
+            url=f'https://x.example/{n}?q="{HOSTILE}"&a=<b>' if n % 3 else "javascript:alert(1)",
+            image_url=f"https://cdn.example/{n}.png?a=1&b='2'" if n % 2 else None,
+            also_covered_by=((HOSTILE, f"https://y.example/{n}?z=&"), ("plain", "")) if n % 2 else (),
+        )
+        for n in range(6)
+    )
+    return [
+        make_view(),
+        make_view(hostile_items, subscriber_name=HOSTILE, subscriber_email="a+b&c@example.com"),
+        make_view(hostile_items[:1], subscriber_name=""),
+        make_view((), quiet=True, subscriber_name=HOSTILE),
+        make_view(tuple(make_item(n, published=NOW - timedelta(days=n * 3)) for n in range(10))),
+        make_view((make_item(1, title="line\r\nbreak\x00 and \x0b control"),)),  # cleaned, then both ways
+    ]
+
+
+def test_inlining_the_css_once_gives_the_same_page_as_inlining_every_page() -> None:
+    once = DigestRenderer(EmailSettings(postal_address=HOSTILE), base_url=BASE)
+    every = DigestRenderer(EmailSettings(postal_address=HOSTILE), base_url=BASE, preinline=False)
+
+    assert once.preinlined == {"digest.html.j2", "confirm.html.j2"}
+    assert every.preinlined == frozenset()
+    for view in varied_views():
+        assert once.render(view) == every.render(view)
+    confirm = ConfirmView(HOSTILE, "a&b@example.com", '/c/TOKEN?x="1"', topics=(HOSTILE,), now=NOW)
+    assert once.render_confirm(confirm) == every.render_confirm(confirm)
+    assert 'style="' in once.render(make_view()).html  # and it is inlined
+
+
+def test_a_value_the_fast_path_cannot_vouch_for_takes_the_per_page_path(tmp_path: Path) -> None:
+    (tmp_path / "confirm.html.j2").write_text(
+        "<html><head><style>.b { color: red; }</style></head>"
+        '<body><p class="b">{{ name }}</p><a href="{{ confirm_url }}">{{ topics | join(", ") }}</a>'
+        "{% for t in topics %}<i>{{ t ~ '\\x0c' }}</i>{% endfor %}<b>.</b></body></html>\n"
+    )
+    once = DigestRenderer(EmailSettings(template_dir=tmp_path), base_url=BASE)
+    every = DigestRenderer(EmailSettings(template_dir=tmp_path), base_url=BASE, preinline=False)
+    view = ConfirmView("Ada & Bob", "ada@example.com", "/c/T", topics=("a<b", "c"), now=NOW)
+
+    assert "confirm.html.j2" in once.preinlined
+    assert once.render_confirm(view) == every.render_confirm(view)  # the form feed: per page
+    assert once.render_confirm(replace(view, topics=())) == every.render_confirm(replace(view, topics=()))
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        # a rule whose match depends on the page's structure
+        "<html><head><style>p:first-child { color: red; } p { margin: 0; }</style></head><body>"
+        "{% for t in topics %}<p>{{ t }}</p>{% endfor %}</body></html>\n",
+        # a class from the data
+        "<html><head><style>.python { color: red; }</style></head><body>"
+        '{% for t in topics %}<p class="{{ t }}">{{ t }}</p>{% endfor %}</body></html>\n',
+        # a descendant rule, and a link that is there or not
+        "<html><head><style>a span { color: red; }</style></head><body>"
+        '{% if name %}<a href="{{ confirm_url }}">{% endif %}<span>{{ name }}</span>{% if name %}</a>{% endif %}'
+        "</body></html>\n",
+        # a tag inside a tag
+        '<html><head><style>p { color: red; }</style></head><body><p {% if name %}title="x"{% endif %}>'
+        "{{ name }}</p></body></html>\n",
+    ],
+)
+def test_a_template_whose_styling_depends_on_its_data_keeps_per_page_inlining(
+    tmp_path: Path, template: str
+) -> None:
+    (tmp_path / "confirm.html.j2").write_text(template)
+    renderer = DigestRenderer(EmailSettings(template_dir=tmp_path), base_url=BASE)
+    every = DigestRenderer(EmailSettings(template_dir=tmp_path), base_url=BASE, preinline=False)
+
+    assert renderer.preinlined == {"digest.html.j2"}
+    for view in (
+        ConfirmView("Ada", "ada@example.com", "/c/T", topics=("python", "rust"), now=NOW),
+        ConfirmView("", "ada@example.com", "/c/T", topics=(), now=NOW),
+    ):
+        assert renderer.render_confirm(view) == every.render_confirm(view)
+
+
+def test_the_wrapped_excerpt_is_remembered_not_changed(renderer: DigestRenderer) -> None:
+    plain = jinja2.Environment(
+        autoescape=True, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True
+    )
+    template = '{{ text | wordwrap(68, false, "\\n   ") }}|{{ text | wordwrap(20) }}|{{ text | wordwrap }}'
+    texts = ["word " * 40, "a-very-long-hyphenated-word-that-goes-on " * 5, HOSTILE * 3, ""]
+    cached = renderer._env.from_string(template)
+
+    for text in texts * 2:  # the second time from the cache
+        assert cached.render(text=text) == plain.from_string(template).render(text=text)
