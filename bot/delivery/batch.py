@@ -143,6 +143,7 @@ class BatchSender:
         self._more = asyncio.Event()  # ranked jobs arrived for the lanes
         self._room = asyncio.Event()  # the lanes drained the ready list below a batch
         self._stopping = False
+        self._drafts: Drafts | None = None  # made by run(): a drafting process lives as long as it
         self._commits: list[_CommitRequest] = []  # waiting for the next group commit
         self._committing: asyncio.Task[None] | None = None
         # Every database call of the sender goes through one thread: its writes never meet each
@@ -161,7 +162,7 @@ class BatchSender:
         """Send until `stop` is set, then drain; returns what this sender did."""
         log.info("sender started", extra={"worker": self.worker_id, "lanes": self.lanes, "batch": self.batch})
         service = self.service
-        self._drafts: Drafts = (
+        drafts = self._drafts = (
             DraftProcess(service.settings, service.channel.name)
             if self.drafting == "process"
             else InlineDrafts(service)
@@ -177,7 +178,8 @@ class BatchSender:
             self._stopping = True
             for event in (self._wake, self._more, self._room):
                 event.set()
-            await asyncio.wait([producer])  # a claim under way is tracked before we go on
+            # A batch being claimed or drafted lands in the ready list (given back below).
+            await asyncio.wait([producer], timeout=self.drain_seconds)
             _, late = await asyncio.wait(lanes, timeout=self.drain_seconds)
             if late:
                 log.warning(
@@ -195,7 +197,7 @@ class BatchSender:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._drafts.close()
+            drafts.close()
             self._database.shutdown(wait=False)
         log.info("sender stopped", extra={"worker": self.worker_id, **vars(self.stats)})
         return self.stats
@@ -266,6 +268,7 @@ class BatchSender:
             await self._finish_skipped(skipped)
         if not requests:
             return True
+        assert self._drafts is not None, "run() makes the drafts"
         try:
             drafts = await self._drafts.draft([request for _, request in requests], self.clock())
         except Exception:
@@ -485,7 +488,7 @@ class BatchSender:
         extra = _about(job) | {"subscriber": ready.subscriber.email}
         try:
             if permanent:
-                await self._db(service._permanent_failure, delivery_id, ready.subscriber, str(exc))
+                await self._db(service.record_permanent_failure, delivery_id, ready.subscriber, str(exc))
                 log.warning("delivery failed for good: %s", exc, extra=extra)
                 ours = await self._db(
                     self.queue.fail,

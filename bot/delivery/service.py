@@ -296,7 +296,7 @@ class DigestService:
         try:
             receipt = await self.channel.send(outgoing)
         except DeliveryPermanentError as exc:
-            await asyncio.to_thread(self._permanent_failure, delivery_id, subscriber, str(exc))
+            await asyncio.to_thread(self.record_permanent_failure, delivery_id, subscriber, str(exc))
             log.warning("delivery failed for good: %s", exc, extra=extra)
             raise
         except DeliveryTransientError as exc:
@@ -360,7 +360,8 @@ class DigestService:
         log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": self.channel.name})
         return True
 
-    def _permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
+    def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
+        """A send the server refused for good: the delivery failed, one more bounce counted."""
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
