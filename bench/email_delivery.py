@@ -21,8 +21,8 @@ Timed, per round (rounds interleave, so a noisy spell hits every contender alike
 - ours: the real delivery path, as `flarestart run` drives it: `DigestService.plan_due()` (one
   send job per due subscriber, all enqueued in one transaction), then a `BatchSender` draining the
   send jobs (bot/delivery/batch.py): claim 50 at a time, one query for their subscribers and one
-  for what they were sent, draft them in a child process (rank_many over the shared pool, then
-  jinja2 with the CSS inlined into the template once), then delivery.workers lanes that each begin
+  for what they were sent, draft them (rank_many over the shared pool, then jinja2 with the CSS
+  inlined into the template once; in a child process, as the daemon does with a core to spare), then delivery.workers lanes that each begin
   a ledger row → SmtpChannel (pooled connections) → commit mark_sent + the job's finish right after
   the 250 (group commits on one database thread). It stops when every job is done, or once sending
   took --time-budget seconds (default 120): the rates are then measured over what was sent, and
@@ -85,6 +85,7 @@ from sqlalchemy import text  # noqa: E402
 
 from bot.channels.email import SmtpChannel, message_bytes  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
+from bot.daemon import drafting_for_this_machine  # noqa: E402
 from bot.delivery.batch import BatchSender  # noqa: E402
 from bot.delivery.ledger import DeliveryLedger  # noqa: E402
 from bot.delivery.service import SEND_TASK, DigestService  # noqa: E402
@@ -546,10 +547,10 @@ def make_worker(service: DigestService, settings: Settings, on_done: Callable[[]
     return Worker(service.queue, {SEND_TASK: send}, settings=settings.delivery)
 
 
-def make_sender(
-    service: DigestService, on_done: Callable[[], None], *, drafting: str = "process"
-) -> BatchSender:
-    """The daemon's path (bot/daemon.py): a BatchSender for the send jobs, drafting in a child."""
+def make_sender(service: DigestService, on_done: Callable[[], None], *, drafting: str = "") -> BatchSender:
+    """The daemon's path (bot/daemon.py): a BatchSender for the send jobs, drafting as it does
+    (in a child process when there is a core to spare)."""
+    drafting = drafting or drafting_for_this_machine()
     return BatchSender(service, drafting=drafting, on_done=lambda job: on_done())
 
 
@@ -754,7 +755,7 @@ def timed_steps(steps: Sequence[tuple[str, Any, str]]) -> Iterator[dict[str, Ste
 def inline_threads() -> Iterator[None]:
     """Run asyncio.to_thread calls (and the sender's database thread) on the loop's thread, so
     one thread does (and shows) all work."""
-    original, original_db = asyncio.to_thread, BatchSender._db
+    original, original_db, original_commits = asyncio.to_thread, BatchSender._db, BatchSender._run_commits
 
     async def inline(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
@@ -762,13 +763,18 @@ def inline_threads() -> Iterator[None]:
     async def inline_db(self: BatchSender, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
+    def inline_commits(self: BatchSender, loop: asyncio.AbstractEventLoop) -> None:
+        self._commit_groups(loop)
+
     asyncio.to_thread = inline
     BatchSender._db = inline_db  # type: ignore[method-assign]
+    BatchSender._run_commits = inline_commits  # type: ignore[method-assign]
     try:
         yield
     finally:
         asyncio.to_thread = original
         BatchSender._db = original_db  # type: ignore[method-assign]
+        BatchSender._run_commits = original_commits  # type: ignore[method-assign]
 
 
 async def run_diagnostic(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -50,8 +51,9 @@ async def run_daemon(
     channel = channel or make_channel(settings)
     service = DigestService(store, settings, channel, clock=clock)
     service.sources_ready.clear()
-    # Digests are drafted (ranked, rendered) in a child process: see bot.delivery.drafts.
-    sender = BatchSender(service, clock=clock, poll_interval=poll_interval, drafting="process")
+    sender = BatchSender(
+        service, clock=clock, poll_interval=poll_interval, drafting=drafting_for_this_machine()
+    )
 
     async def plan(job: ClaimedJob) -> None:
         await service.handle_plan(job)
@@ -77,6 +79,12 @@ async def run_daemon(
         await channel.aclose()
         log.info("stopped")
     return int(cycles)
+
+
+def drafting_for_this_machine() -> str:
+    """Draft digests (rank, render) in a child process when there is a core to spare for it, so
+    that CPU never holds up the SMTP conversations of the event loop; on one core, inline."""
+    return "process" if (os.cpu_count() or 1) > 1 else "inline"
 
 
 async def _fetch_loop(

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import traceback
 import uuid
 from collections import deque
@@ -144,8 +145,10 @@ class BatchSender:
         self._room = asyncio.Event()  # the lanes drained the ready list below a batch
         self._stopping = False
         self._drafts: Drafts | None = None  # made by run(): a drafting process lives as long as it
-        self._commits: list[_CommitRequest] = []  # waiting for the next group commit
-        self._committing: asyncio.Task[None] | None = None
+        # Commits waiting for the next group commit, and whether the database thread is on them.
+        self._commits: list[_CommitRequest] = []
+        self._committing = False
+        self._commits_lock = threading.Lock()
         # Every database call of the sender goes through one thread: its writes never meet each
         # other at SQLite's lock (whose busy handler sleeps in milliseconds), and stay in order.
         self._database = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.worker_id}-db")
@@ -189,9 +192,7 @@ class BatchSender:
                 for task in late:
                     task.cancel()
                 await asyncio.wait(late, timeout=CANCEL_GRACE)
-            if self._committing is not None:  # the lanes' last commits
-                await asyncio.wait([self._committing], timeout=CANCEL_GRACE)
-            await self._release_unstarted()
+            await self._release_unstarted()  # on the database thread after the lanes' last commits
         finally:
             tasks: list[asyncio.Task[Any]] = [watcher, heartbeat, producer, *lanes]
             for task in tasks:
@@ -376,12 +377,17 @@ class BatchSender:
         (if any), committed together. Lanes asking while a commit runs are committed together in
         the next one (a group commit): nobody waits longer than the commit before theirs.
         Errors are logged and the jobs retried."""
-        request: _CommitRequest = (sent, ready, asyncio.get_running_loop().create_future())
-        self._commits.append(request)
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(self._commit_groups(), name=f"{self.worker_id}-commit")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Commit] = loop.create_future()
+        with self._commits_lock:
+            self._commits.append((sent, ready, future))
+            start = not self._committing
+            self._committing = True
+        if start:
+            self._run_commits(loop)
         try:
-            result: _Commit = await asyncio.shield(request[2])
+            # A cancelled lane stops waiting; its commit still happens (and is counted) below.
+            result = await future
         except Exception:
             log.exception("could not record a send; its job runs again", extra={"worker": self.worker_id})
             error = traceback.format_exc()
@@ -405,25 +411,28 @@ class BatchSender:
             self._settled(ready.job, "skipped" if result.closed_ours else "lost")
         return result
 
-    async def _commit_groups(self) -> None:
-        while self._commits:
+    def _commit_groups(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the database thread: commit what is waiting as one group, answer the lanes straight
+        from here (one wake-up of the loop for the group), and queue itself again behind the other
+        database calls if more came meanwhile (claims and lease renewals are not starved)."""
+        with self._commits_lock:
             group, self._commits = self._commits, []
-            try:
-                results = await self._db(self._commit_group, [(sent, ready) for sent, ready, _ in group])
-            except BaseException as exc:
-                for _, _, future in group:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, _, future), result in zip(group, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            if not group:
+                self._committing = False
+                return
+        try:
+            outcomes = self._commit_group([(sent, ready) for sent, ready, _ in group])
+        except BaseException as exc:  # not even one by one: every lane hears of it
+            outcomes = [exc if isinstance(exc, Exception) else RuntimeError(str(exc))] * len(group)
+        loop.call_soon_threadsafe(_answer, [future for _, _, future in group], outcomes)
+        self._run_commits(loop)
+
+    def _run_commits(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._database.submit(self._commit_groups, loop)
+        except RuntimeError:  # shut down: the lanes are gone, nothing is waiting
+            with self._commits_lock:
+                self._committing = False
 
     def _commit_group(self, requests: list[tuple[_Sent | None, _Ready | None]]) -> list[_Commit | Exception]:
         """One transaction for the whole group; if it fails, one each, so one bad request (or a
@@ -576,6 +585,16 @@ class BatchSender:
 
 
 _CommitRequest = tuple[_Sent | None, _Ready | None, "asyncio.Future[_Commit]"]
+
+
+def _answer(futures: list[asyncio.Future[_Commit]], outcomes: list[_Commit | Exception]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():  # the lane was cancelled
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _subscriber_id(job: ClaimedJob) -> int:

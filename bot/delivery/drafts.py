@@ -30,6 +30,8 @@ from typing import Protocol
 from bot.channels.base import OutgoingDigest, Receipt
 from bot.config import Settings
 from bot.delivery.service import DigestService
+from bot.digest.compose import DigestPlan
+from bot.ranking.types import Preferences
 from bot.store import Store
 from bot.store.subscribers import SubscriberRecord
 from bot.store.types import utcnow
@@ -61,6 +63,9 @@ class Draft:
     error: str | None = None  # the traceback when drafting this one failed (the job retries)
 
 
+_NO_PLAN = DigestPlan((), None, 0)  # a place holder, replaced by the request's plan
+
+
 class Drafts(Protocol):
     async def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]: ...
 
@@ -74,41 +79,62 @@ class Drafter:
         self.service = service
 
     def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]:
-        service = self.service
-        composer = service.current_composer(now)
-        drafts: dict[int, Draft] = {}
-        todo = []
+        planned = self.plan(requests, now)
+        return [self.render(request, plan, now) for request, plan in zip(requests, planned, strict=True)]
+
+    def plan(self, requests: Sequence[DraftRequest], now: datetime) -> list[DigestPlan | Draft]:
+        """Every request's plan, ranked together (rank_many); a Draft with the error for a request
+        whose preferences name unknown topics or sources."""
+        composer = self.service.current_composer(now)
+        planned: list[DigestPlan | Draft] = []
+        todo: list[tuple[int, Preferences]] = []
         for request in requests:
             try:
-                todo.append((request, composer.preferences_of(request.subscriber, window=request.window)))
-            except Exception:  # unknown topics or sources in the preferences: this job crashes
-                drafts[request.job_id] = Draft(request.job_id, None, error=traceback.format_exc())
-        plans = composer.plan_many([prefs for _, prefs in todo], delivered=[r.delivered for r, _ in todo])
-        for (request, _), plan in zip(todo, plans, strict=True):
-            if not plan.items:
-                reason = plan.empty_reason or "nothing new matched"
-                if service.settings.email.quiet_day == "skip":
-                    drafts[request.job_id] = Draft(request.job_id, None, empty_reason=reason)
-                    continue
-            try:
-                outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
-            except Exception:
-                drafts[request.job_id] = Draft(request.job_id, None, error=traceback.format_exc())
-                continue
-            article_ids = tuple(item.article.id for item in plan.items)
-            drafts[request.job_id] = Draft(request.job_id, outgoing, article_ids, plan.empty_reason)
-        return [drafts[request.job_id] for request in requests]
+                todo.append(
+                    (len(planned), composer.preferences_of(request.subscriber, window=request.window))
+                )
+                planned.append(_NO_PLAN)
+            except Exception:  # this job crashes
+                planned.append(Draft(request.job_id, None, error=traceback.format_exc()))
+        plans = composer.plan_many(
+            [prefs for _, prefs in todo], delivered=[requests[n].delivered for n, _ in todo]
+        )
+        for (n, _), plan in zip(todo, plans, strict=True):
+            planned[n] = plan
+        return planned
+
+    def render(self, request: DraftRequest, plan: DigestPlan | Draft, now: datetime) -> Draft:
+        """One request's message from its plan (or the plan's error, or why there is nothing)."""
+        if isinstance(plan, Draft):
+            return plan
+        service = self.service
+        if not plan.items and service.settings.email.quiet_day == "skip":
+            return Draft(request.job_id, None, empty_reason=plan.empty_reason or "nothing new matched")
+        try:
+            outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
+        except Exception:
+            return Draft(request.job_id, None, error=traceback.format_exc())
+        article_ids = tuple(item.article.id for item in plan.items)
+        return Draft(request.job_id, outgoing, article_ids, plan.empty_reason)
 
 
 class InlineDrafts:
-    """Drafting on the event loop's thread, with the service itself (its clock, its taxonomy)."""
+    """Drafting on the event loop's thread, with the service itself (its clock, its taxonomy).
+
+    Between two digests it lets the loop run, so the SMTP replies of other sends are read while a
+    batch is rendered (the ranking, one rank_many call for the batch, runs in one go)."""
 
     def __init__(self, service: DigestService) -> None:
         self._drafter = Drafter(service)
 
     async def draft(self, requests: Sequence[DraftRequest], now: datetime) -> list[Draft]:
         await self._drafter.service.composer()  # a stale pool is rebuilt in a thread, not here
-        return self._drafter.draft(requests, now)
+        planned = self._drafter.plan(requests, now)
+        drafts = []
+        for request, plan in zip(requests, planned, strict=True):
+            await asyncio.sleep(0)
+            drafts.append(self._drafter.render(request, plan, now))
+        return drafts
 
     def close(self) -> None:
         pass
