@@ -38,7 +38,7 @@ from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
 from bot.web.secret import resolve_secret
-from bot.web.tokens import CONFIRM_MAX_AGE, confirm_url, unsubscribe_url
+from bot.web.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class DigestService:
             period=period,
             date=now.astimezone(_zone(subscriber.timezone)).date(),
             items=tuple(self._item_view(item) for item in plan.items),
-            preferences_url=link,
+            preferences_url=preferences_url(self.settings.web.base_url, self.secret, subscriber.id),
             unsubscribe_url=link,
             quiet=not plan.items,
             now=now,

@@ -95,6 +95,10 @@ class DuplicateSubscriberError(SubscriberError):
     """A subscriber with this email already exists."""
 
 
+class StatusChangedError(SubscriberError):
+    """The subscriber's status is not one the change was meant for (another change came first)."""
+
+
 class SubscriberStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -202,10 +206,21 @@ class SubscriberStore:
         self._update(subscriber_id, {**values, "updated_at": now or utcnow()})
         return self.get(subscriber_id)
 
-    def set_status(self, subscriber_id: int, status: str, *, now: datetime) -> Subscriber:
-        """Change status, stamping what it means: unsubscribed_at, confirmed_at (pending → active)."""
+    def set_status(
+        self, subscriber_id: int, status: str, *, now: datetime, expect: Collection[str] | None = None
+    ) -> Subscriber:
+        """Change status, stamping what it means: unsubscribed_at, confirmed_at (pending → active).
+
+        With `expect`, only a subscriber whose status is one of those is changed, else
+        StatusChangedError; the update itself checks the status it read, so a concurrent change
+        (an unsubscribe while a pause is saved) is never overwritten.
+        """
         _check_status(status)
         current = self.get(subscriber_id)
+        if expect is not None and current.status not in expect:
+            raise StatusChangedError(
+                f"subscriber {subscriber_id} is {current.status}, not {' or '.join(expect)}"
+            )
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if status == "unsubscribed" and current.status != "unsubscribed":
             values["unsubscribed_at"] = now
@@ -215,7 +230,7 @@ class SubscriberStore:
             if current.status == "bouncing":  # someone fixed the address: start counting afresh
                 values["consecutive_bounces"] = 0
             values["unsubscribed_at"] = None
-        self._update(subscriber_id, values)
+        self._update(subscriber_id, values, only_status=current.status if expect is not None else None)
         return self.get(subscriber_id)
 
     def remove(self, ref: str | int) -> Subscriber:
@@ -262,15 +277,25 @@ class SubscriberStore:
         with self._session() as session, session.begin():
             yield SubscriberBatch(session, now or utcnow())
 
-    def _update(self, subscriber_id: int, values: Mapping[str, Any]) -> None:
+    def _update(
+        self, subscriber_id: int, values: Mapping[str, Any], *, only_status: str | None = None
+    ) -> None:
+        statement = update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
+        if only_status is not None:
+            statement = statement.where(SUBSCRIBERS.c.status == only_status)
         with self.engine.begin() as conn:
             try:
-                result = conn.execute(
-                    update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(**values)
-                )
+                result = conn.execute(statement.values(**values))
             except IntegrityError:
                 raise DuplicateSubscriberError(f"{values.get('email')} is already a subscriber") from None
             if not result.rowcount:
+                if (
+                    only_status is not None
+                    and conn.execute(
+                        select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.id == subscriber_id)
+                    ).first()
+                ):
+                    raise StatusChangedError(f"subscriber {subscriber_id} is no longer {only_status}")
                 raise NotFoundError(f"no subscriber with id {subscriber_id}")
 
 

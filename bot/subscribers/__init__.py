@@ -1,17 +1,20 @@
 """Subscribers: kept as code in TOML files (files), synced to the store (sync), scheduled (schedule)."""
 
 from bot.subscribers.files import (
+    PreferenceSpec,
     Problem,
     SubscriberFileError,
     SubscriberSpec,
     load_subscriber_files,
     make_spec,
+    parse_preferences,
 )
 from bot.subscribers.schedule import DuePeriod, due_period, next_delivery_at, period_for
 from bot.subscribers.sync import SyncReport, sync_subscribers
 
 __all__ = [
     "DuePeriod",
+    "PreferenceSpec",
     "Problem",
     "SubscriberFileError",
     "SubscriberSpec",
@@ -20,6 +23,7 @@ __all__ = [
     "load_subscriber_files",
     "make_spec",
     "next_delivery_at",
+    "parse_preferences",
     "period_for",
     "sync_subscribers",
 ]

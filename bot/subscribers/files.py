@@ -4,6 +4,9 @@ A folder holds any number of *.toml files and a file any number of subscribers; 
 documented in subscribers/example.toml. tomllib reports no line numbers for values, so problems
 are placed by scanning the text: the line of the offending key inside its `[[subscriber]]` table,
 or of the table header itself. Every problem in every file is collected and reported at once.
+
+`parse_preferences` is the one validator of what a subscriber wants (time zone, time, frequency,
+topics, mutes, max items): files, `make_spec` (CLI, demo) and the web preferences page use it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import difflib
 import math
 import re
 import tomllib
+import unicodedata
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ TopicValidator = Callable[[Iterable[str]], None]
 
 DEFAULT_MAX_ITEMS = 10
 MAX_ITEMS_RANGE = (1, 50)
+MAX_MUTED_KEYWORDS, MAX_KEYWORD_CHARS = 20, 40
 MAX_EMAIL, MAX_LOCAL_PART, MAX_NAME, MAX_ORIGIN = 254, 64, 200, 500
 TABLE = "subscriber"
 EXAMPLE_PREFIX = "example"  # subscribers/example.toml documents the format; it is never synced
@@ -55,6 +60,38 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
 @dataclass(frozen=True, slots=True)
+class PreferenceSpec:
+    """What a subscriber wants, and when: validated and normalised (see `parse_preferences`)."""
+
+    timezone: str = "UTC"
+    delivery_time: time = DEFAULT_DELIVERY_TIME
+    frequency: str = "daily"
+    topics: dict[str, float] = field(default_factory=dict)  # slug → weight (1.0 = normal)
+    muted_topics: tuple[str, ...] = ()
+    muted_keywords: tuple[str, ...] = ()
+    muted_sources: tuple[str, ...] = ()  # source names
+    source_weights: dict[str, float] = field(default_factory=dict)  # source name → weight
+    max_items: int = DEFAULT_MAX_ITEMS
+
+    def column_values(self) -> dict[str, Any]:
+        """The values of the subscribers table these preferences set."""
+        return {
+            "timezone": self.timezone,
+            "delivery_time": format_delivery_time(self.delivery_time),
+            "frequency": self.frequency,
+            "topics": dict(self.topics),
+            "muted_topics": list(self.muted_topics),
+            "muted_keywords": list(self.muted_keywords),
+            "muted_sources": list(self.muted_sources),
+            "source_weights": dict(self.source_weights),
+            "max_items": self.max_items,
+        }
+
+
+PREFERENCE_FIELDS = tuple(f.name for f in fields(PreferenceSpec))
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberSpec:
     """A subscriber as a file (or the CLI) describes them: validated and normalised."""
 
@@ -71,20 +108,16 @@ class SubscriberSpec:
     max_items: int = DEFAULT_MAX_ITEMS
     origin: str = "cli"  # "file:subscribers/team.toml", "cli", "web", "chat"
 
+    @property
+    def preferences(self) -> PreferenceSpec:
+        return PreferenceSpec(**{name: getattr(self, name) for name in PREFERENCE_FIELDS})
+
     def column_values(self) -> dict[str, Any]:
         """The values of the subscribers table this spec sets (never status or timestamps)."""
         return {
             "email": self.email,
             "name": self.name,
-            "timezone": self.timezone,
-            "delivery_time": format_delivery_time(self.delivery_time),
-            "frequency": self.frequency,
-            "topics": dict(self.topics),
-            "muted_topics": list(self.muted_topics),
-            "muted_keywords": list(self.muted_keywords),
-            "muted_sources": list(self.muted_sources),
-            "source_weights": dict(self.source_weights),
-            "max_items": self.max_items,
+            **self.preferences.column_values(),
             "origin": self.origin,
         }
 
@@ -382,6 +415,36 @@ def _parse_subscriber(
     name = _string(data, "name", "", problem)
     if len(name) > MAX_NAME:
         problem("name", f"name is longer than {MAX_NAME} characters")
+    preferences, preference_problems = parse_preferences(data, validate_topics=validate_topics)
+    for key, message in preference_problems:
+        problem(key, message)
+
+    if found or preferences is None:
+        return None, found
+    spec = SubscriberSpec(
+        email=email,
+        name=name.strip(),
+        origin=origin[:MAX_ORIGIN],
+        **{key: getattr(preferences, key) for key in PREFERENCE_FIELDS},
+    )
+    return spec, found
+
+
+def parse_preferences(
+    data: Mapping[str, Any], *, validate_topics: TopicValidator | None = None
+) -> tuple[PreferenceSpec | None, list[tuple[str, str]]]:
+    """Validate the preference keys of a subscriber as a file spells them (`timezone`,
+    `delivery_time`, `frequency`, `topics`, `mute = {topics, keywords, sources}`,
+    `source_weights`, `max_items`; a missing key takes its default).
+
+    Returns the preferences, or None and every problem as (key, message): the key as the file
+    names it ("timezone", "mute.keywords"). Files, the CLI and the web page all validate here.
+    """
+    found: list[tuple[str, str]] = []
+
+    def problem(key: str | None, message: str) -> None:
+        found.append((key or "mute", message))
+
     timezone = _string(data, "timezone", "UTC", problem)
     try:
         check_timezone(timezone)
@@ -418,6 +481,7 @@ def _parse_subscriber(
             problem(f"mute.{key}", f"unknown key {key!r} in mute{hint}")
     muted_topics = tuple(s.lower() for s in _strings(mute, "topics", "mute.topics", problem))
     muted_keywords = _strings(mute, "keywords", "mute.keywords", problem)
+    _check_keywords(muted_keywords, problem)
     muted_sources = _strings(mute, "sources", "mute.sources", problem)
     for key, slugs in (("topics", list(topics)), ("mute.topics", list(muted_topics))):
         bad = [slug for slug in slugs if not _SLUG.match(slug)]
@@ -432,9 +496,7 @@ def _parse_subscriber(
 
     if found:
         return None, found
-    spec = SubscriberSpec(
-        email=email,
-        name=name.strip(),
+    preferences = PreferenceSpec(
         timezone=timezone,
         delivery_time=delivery_time,
         frequency=frequency,
@@ -444,9 +506,23 @@ def _parse_subscriber(
         muted_sources=muted_sources,
         source_weights=source_weights,
         max_items=int(max_items),
-        origin=origin[:MAX_ORIGIN],
     )
-    return spec, found
+    return preferences, found
+
+
+def _check_keywords(keywords: Sequence[str], problem: _Report) -> None:
+    """Muted keywords are short words or phrases: a bounded number, each short, on one line."""
+    if len(keywords) > MAX_MUTED_KEYWORDS:
+        problem("mute.keywords", f"at most {MAX_MUTED_KEYWORDS} muted keywords, got {len(keywords)}")
+    too_long = [keyword for keyword in keywords if len(keyword) > MAX_KEYWORD_CHARS]
+    if too_long:
+        shown = too_long[0] if len(too_long[0]) <= 60 else too_long[0][:57] + "…"
+        problem(
+            "mute.keywords",
+            f"a muted keyword is at most {MAX_KEYWORD_CHARS} characters; {shown!r} has {len(too_long[0])}",
+        )
+    if any(unicodedata.category(char) == "Cc" for keyword in keywords for char in keyword):
+        problem("mute.keywords", "muted keywords cannot hold control characters (tabs, line breaks)")
 
 
 _Report = Callable[[str | None, str], None]

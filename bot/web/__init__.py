@@ -1,4 +1,5 @@
-"""The web side of the subscriber lifecycle: signed links, one-click unsubscribe, double opt-in.
+"""The web side of the subscriber lifecycle: signed links, one-click unsubscribe, double opt-in and
+the preferences page.
 
 The app itself is `bot.web.app.create_app` (Starlette). The link helpers below are what mail
 rendering needs, and importing them does not pull in the web framework.
@@ -11,6 +12,7 @@ from bot.web.tokens import (
     TokenClaims,
     confirm_url,
     make_token,
+    preferences_url,
     read_token,
     read_token_claims,
     unsubscribe_url,
@@ -22,6 +24,7 @@ __all__ = [
     "TokenClaims",
     "confirm_url",
     "make_token",
+    "preferences_url",
     "read_token",
     "read_token_claims",
     "resolve_secret",

@@ -6,11 +6,17 @@
                            (`List-Unsubscribe=One-Click`) and the page's button: 200, no redirect,
                            idempotent
     GET  /confirm/{token}  double opt-in: pending → active
+    GET  /p/{token}        the preferences page (the digest footer's "Choose your topics and
+                           time"): topics, mutes, schedule, size; pause and resume
+    POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
+                           303 back to GET (?done=saved); invalid input 400 with the form again;
+                           a change the subscriber may not make here 409 (see bot.web.preferences)
     GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
 
-The signed token is the only authority: request bodies are read under a small cap and otherwise
-ignored, so a provider's form-encoded or multipart body and our own form all work. A forged,
-stale or expired token gets a plain error page and changes nothing.
+The signed token is the only authority, and each token is good for its one purpose. Unsubscribe
+bodies are read under a small cap and otherwise ignored, so a provider's form-encoded or multipart
+body and our own form all work; the preferences form is read under a larger cap. A forged, stale
+or expired token gets a plain error page and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,23 +38,40 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import Settings
 from bot.errors import NotFoundError
+from bot.ranking.setup import taxonomy_for
+from bot.ranking.topics import load_taxonomy
 from bot.store import Store
 from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberStore
+from bot.store.subscribers import StatusChangedError, SubscriberStore
+from bot.web import preferences
+from bot.web.preferences import (
+    NOTICES,
+    Decision,
+    FormError,
+    Invalid,
+    PreferencesEditor,
+    PreferencesForm,
+    Refused,
+    Save,
+    SetStatus,
+    Unchanged,
+)
 from bot.web.secret import resolve_secret
 from bot.web.tokens import (
     CONFIRM_PATH,
     MAX_AGE,
+    PREFERENCES_PATH,
     UNSUBSCRIBE_PATH,
     InvalidTokenError,
     Purpose,
     TokenClaims,
+    make_token,
     read_token_claims,
 )
 
@@ -67,7 +90,11 @@ class SubscriberAccess(Protocol):
 
     def get(self, ref: str | int, /) -> Subscriber: ...
 
-    def set_status(self, subscriber_id: int, status: str, /, *, now: datetime) -> Subscriber: ...
+    def set_status(
+        self, subscriber_id: int, status: str, /, *, now: datetime, expect: Collection[str] | None = None
+    ) -> Subscriber: ...
+
+    def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber: ...
 
 
 StoreFactory = Callable[[Engine], SubscriberAccess]
@@ -83,11 +110,13 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     `store_factory` builds the subscriber store from the engine (default: SubscriberStore).
     """
     pages = Pages(TEMPLATE_DIR)
-    web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore)
+    editor = PreferencesEditor(taxonomy_for(settings), shipped=load_taxonomy().slugs)
+    web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
     app = Starlette(
         routes=[
             Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
             Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
+            Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
             Route("/healthz", web.healthz, methods=["GET"]),
         ],
         middleware=[Middleware(SecurityHeaders, headers=pages.security_headers)],
@@ -184,11 +213,19 @@ def mask_email(email: str | None) -> str | None:
 
 
 class _Web:
-    def __init__(self, settings: Settings, secret: bytes, pages: Pages, factory: StoreFactory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes,
+        pages: Pages,
+        factory: StoreFactory,
+        editor: PreferencesEditor,
+    ) -> None:
         self.settings = settings
         self.secret = secret
         self.pages = pages
         self.factory = factory
+        self.editor = editor
         self.store: Store | None = None
         self._subscribers: SubscriberAccess | None = None
 
@@ -237,6 +274,47 @@ class _Web:
         subscriber, outcome = await run_in_threadpool(self._confirm, self._claims(request, "confirm"))
         return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
 
+    async def preferences_link(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.save_preferences(request)
+        return await self.preferences_page(request)
+
+    async def preferences_page(self, request: Request) -> Response:
+        subscriber = await run_in_threadpool(self._find, self._claims(request, "preferences"))
+        notice = NOTICES.get(request.query_params.get("done", ""))
+        return self._preferences(subscriber, notice=notice)
+
+    async def save_preferences(self, request: Request) -> Response:
+        claims = self._claims(request, "preferences")
+        if not preferences.is_form(request.headers.get("content-type")):
+            return self.pages.error(
+                415,
+                "Unsupported form",
+                "This page takes a form as a browser sends it (application/x-www-form-urlencoded). "
+                "Nothing was changed.",
+            )
+        body = await _read_body(request, preferences.MAX_BODY_BYTES)
+        try:
+            fields = preferences.read_form(body)
+            subscriber, decision = await run_in_threadpool(self._save_preferences, claims, fields)
+        except FormError as exc:
+            log.info(
+                "refused a preferences form", extra={"subscriber": claims.subscriber_id, "reason": str(exc)}
+            )
+            return self.pages.error(
+                400,
+                "This form could not be read",
+                "Nothing was changed.",
+                "Open the link from your digest again and make your changes there.",
+            )
+        match decision:
+            case Save() | SetStatus() | Unchanged():  # Post/Redirect/Get: a reload posts nothing
+                return RedirectResponse(f"{request.url.path}?done={decision.done}", status_code=303)
+            case Invalid(form=form, errors=errors):
+                return self._preferences(subscriber, form=form, errors=errors, status_code=400)
+            case Refused(reason=reason):
+                return self._preferences(subscriber, refusal=reason, status_code=409)
+
     async def healthz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self._ping)
@@ -273,6 +351,71 @@ class _Web:
         subscriber = self.subscribers.set_status(claims.subscriber_id, "active", now=_now())
         log.info("confirmed", extra={"subscriber": claims.subscriber_id})
         return subscriber, "confirmed"
+
+    def _save_preferences(
+        self, claims: TokenClaims, fields: Mapping[str, list[str]]
+    ) -> tuple[Subscriber, Decision]:
+        subscriber = self._find(claims)
+        decision = self.editor.decide(subscriber, fields)
+        who = {"subscriber": claims.subscriber_id}
+        match decision:
+            case Save(values=values) if values:
+                subscriber = self.subscribers.update(claims.subscriber_id, now=_now(), **values)
+                log.info("preferences saved", extra={**who, "changed": ",".join(values)})
+            case Save():
+                log.info("preferences saved: nothing changed", extra=who)
+            case SetStatus(status=status, expect=expect):
+                try:
+                    subscriber = self.subscribers.set_status(
+                        claims.subscriber_id, status, now=_now(), expect=(expect,)
+                    )
+                except StatusChangedError:
+                    subscriber = self._find(claims)
+                    log.info(
+                        "status not changed: it changed meanwhile", extra={**who, "status": subscriber.status}
+                    )
+                    return subscriber, Refused(
+                        "Your subscription changed while this page was open, so nothing was changed. "
+                        "This is how it is now."
+                    )
+                log.info(
+                    "paused" if status == "paused" else "resumed",
+                    extra={**who, "previous": expect, "via": "preferences"},
+                )
+            case Unchanged(done=done):
+                log.info(f"{done} again: nothing to change", extra=who)
+            case Invalid(errors=errors):
+                log.info("preferences not saved: invalid", extra={**who, "fields": ",".join(errors)})
+            case Refused():
+                log.info(
+                    "preferences not saved: not changeable here",
+                    extra={**who, "status": subscriber.status, "origin": subscriber.origin},
+                )
+        return subscriber, decision
+
+    def _preferences(
+        self,
+        subscriber: Subscriber,
+        *,
+        form: PreferencesForm | None = None,
+        errors: Mapping[str, str] | None = None,
+        notice: str | None = None,
+        refusal: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        assert subscriber.id is not None
+        unsubscribe = None
+        if subscriber.status != "unsubscribed":
+            token = make_token(self.secret, purpose="unsubscribe", subscriber_id=subscriber.id)
+            unsubscribe = UNSUBSCRIBE_PATH.format(token=token)
+        context = self.editor.context(subscriber, form=form, errors=errors, notice=notice, refusal=refusal)
+        return self.pages.render(
+            "preferences.html.j2",
+            status_code=status_code,
+            address=mask_email(subscriber.email),
+            unsubscribe_url=unsubscribe,
+            **context,
+        )
 
     def _ping(self) -> None:
         if self.store is None:
@@ -348,7 +491,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _route_name(request: Request) -> str:
-    return "confirm" if request.url.path.startswith("/confirm/") else "unsubscribe"
+    prefix = request.url.path.split("/")[1]
+    return {"confirm": "confirm", "p": "preferences"}.get(prefix, "unsubscribe")
 
 
 def _now() -> datetime:

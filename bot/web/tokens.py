@@ -1,4 +1,5 @@
-"""Signed links for the subscriber lifecycle: one-click unsubscribe and double opt-in confirmation.
+"""Signed links for the subscriber lifecycle: one-click unsubscribe, double opt-in confirmation and
+the preferences page.
 
 Nothing is stored on the server: a token carries what it is for, whom it concerns and when it was
 made, and an HMAC over those with the secret key proves we made it. The format is
@@ -7,8 +8,9 @@ made, and an HMAC over those with the secret key proves we made it. The format i
     payload   = version (1 byte) | purpose (1) | subscriber id (8) | issued at (8, Unix seconds)
     signature = HMAC-SHA256(secret, DOMAIN + payload), first 16 bytes
 
-about 47 characters. Unsubscribe tokens never expire (links in old mails must keep working);
-confirmation tokens expire after CONFIRM_MAX_AGE.
+about 47 characters. Unsubscribe and preferences tokens never expire (links in old mails must
+keep working); confirmation tokens expire after CONFIRM_MAX_AGE. A token is good for its one
+purpose only: a preferences link cannot unsubscribe, nor an unsubscribe link change preferences.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ from typing import Literal, get_args
 
 from bot.errors import FlareStartError
 
-Purpose = Literal["unsubscribe", "confirm"]
+Purpose = Literal["unsubscribe", "confirm", "preferences"]
 Reason = Literal["malformed", "forged", "wrong_purpose", "expired", "stale"]
 
 CONFIRM_MAX_AGE = timedelta(days=7)
 # How long a token of each purpose stays valid; None = forever.
-MAX_AGE: dict[Purpose, timedelta | None] = {"unsubscribe": None, "confirm": CONFIRM_MAX_AGE}
+MAX_AGE: dict[Purpose, timedelta | None] = {
+    "unsubscribe": None,
+    "confirm": CONFIRM_MAX_AGE,
+    "preferences": None,
+}
 UNSUBSCRIBE_PATH = "/u/{token}"
 CONFIRM_PATH = "/confirm/{token}"
+PREFERENCES_PATH = "/p/{token}"
 
 _VERSION = 1
-_PURPOSE_CODES: dict[Purpose, int] = {"unsubscribe": 1, "confirm": 2}
+_PURPOSE_CODES: dict[Purpose, int] = {"unsubscribe": 1, "confirm": 2, "preferences": 3}
 _PURPOSES_BY_CODE = {code: purpose for purpose, code in _PURPOSE_CODES.items()}
 _PAYLOAD = struct.Struct(">BBQQ")
 _MAC_BYTES = 16
@@ -145,6 +152,14 @@ def confirm_url(
     """The double opt-in URL for a pending subscriber's confirmation mail."""
     token = make_token(secret, purpose="confirm", subscriber_id=subscriber_id, issued_at=issued_at)
     return base_url.rstrip("/") + CONFIRM_PATH.format(token=token)
+
+
+def preferences_url(
+    base_url: str, secret: bytes, subscriber_id: int, *, issued_at: datetime | None = None
+) -> str:
+    """The preferences page for digests' footers ("Choose your topics and time")."""
+    token = make_token(secret, purpose="preferences", subscriber_id=subscriber_id, issued_at=issued_at)
+    return base_url.rstrip("/") + PREFERENCES_PATH.format(token=token)
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:

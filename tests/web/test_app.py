@@ -6,12 +6,7 @@ import base64
 import hashlib
 import logging
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,71 +20,11 @@ from bot.cli.common import state
 from bot.config import Settings
 from bot.store.engine import make_engine
 from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberStore
 from bot.web.app import MAX_BODY_BYTES, create_app, mask_email
-from bot.web.tokens import Purpose, make_token
+from bot.web.tokens import make_token
+from tests.web.conftest import SECRET, Web, assert_page, running
 
-SECRET = "a-test-secret-key-for-signed-links"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a background thread; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the web app did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-
-
-@dataclass
-class Web:
-    app: Starlette
-    client: httpx.Client
-    subscribers: SubscriberStore
-
-    def add(self, status: str = "active", *, now: datetime | None = None, **fields: Any) -> int:
-        fields.setdefault("email", "ada@example.com")
-        fields.setdefault("name", "Ada")
-        subscriber = self.subscribers.add(fields, status=status, now=now)
-        assert subscriber.id is not None
-        return subscriber.id
-
-    def get(self, subscriber_id: int) -> Subscriber:
-        return self.subscribers.get(subscriber_id)
-
-    @staticmethod
-    def token(purpose: Purpose, subscriber_id: int, issued_at: datetime | None = None) -> str:
-        return make_token(SECRET.encode(), purpose=purpose, subscriber_id=subscriber_id, issued_at=issued_at)
-
-
-@pytest.fixture
-def web(settings: Settings, database_url: str) -> Iterator[Web]:
-    configured = settings.model_copy(update={"database_url": database_url, "secret_key": SECRET})
-    app = create_app(configured)
-    with running(app) as url, httpx.Client(base_url=url, follow_redirects=False, timeout=10) as client:
-        yield Web(app, client, SubscriberStore(app.state.store.engine))
-
-
-def assert_page(response: httpx.Response, status: int, *texts: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("text/html")
-    for text in texts:
-        assert text in response.text
 
 
 # -- unsubscribe --------------------------------------------------------------------------------
@@ -362,7 +297,12 @@ def test_a_failure_inside_is_a_plain_500_page_with_the_headers(
         def get(self, ref: str | int, /) -> Subscriber:
             raise RuntimeError("the disk is on fire")
 
-        def set_status(self, subscriber_id: int, status: str, /, *, now: datetime) -> Subscriber:
+        def set_status(
+            self, subscriber_id: int, status: str, /, *, now: datetime, expect: Collection[str] | None = None
+        ) -> Subscriber:
+            raise AssertionError("must not be reached")
+
+        def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber:
             raise AssertionError("must not be reached")
 
     configured = settings.model_copy(update={"database_url": database_url, "secret_key": SECRET})

@@ -20,6 +20,7 @@ from bot.web.tokens import (
     Purpose,
     confirm_url,
     make_token,
+    preferences_url,
     read_token,
     read_token_claims,
     unsubscribe_url,
@@ -42,7 +43,7 @@ def reason_of(token: str, *, purpose: Purpose = "unsubscribe", max_age: timedelt
     return caught.value.reason
 
 
-@pytest.mark.parametrize("purpose", ["unsubscribe", "confirm"])
+@pytest.mark.parametrize("purpose", ["unsubscribe", "confirm", "preferences"])
 def test_a_token_round_trips_its_subscriber_purpose_and_time(purpose: Purpose) -> None:
     token = make_token(SECRET, purpose=purpose, subscriber_id=4242, issued_at=NOW)
 
@@ -94,6 +95,18 @@ def test_an_unsubscribe_token_does_not_confirm_and_back() -> None:
 
     assert reason_of(unsubscribe, purpose="confirm", max_age=CONFIRM_MAX_AGE) == "wrong_purpose"
     assert reason_of(confirm, purpose="unsubscribe") == "wrong_purpose"
+
+
+def test_a_preferences_token_is_good_for_preferences_only_and_never_expires() -> None:
+    preferences = make_token(
+        SECRET, purpose="preferences", subscriber_id=7, issued_at=NOW - timedelta(days=3650)
+    )
+    unsubscribe = make_token(SECRET, purpose="unsubscribe", subscriber_id=7)
+
+    assert read_token(SECRET, preferences, purpose="preferences", max_age=None, now=NOW) == 7
+    assert reason_of(preferences, purpose="unsubscribe") == "wrong_purpose"
+    assert reason_of(preferences, purpose="confirm", max_age=CONFIRM_MAX_AGE) == "wrong_purpose"
+    assert reason_of(unsubscribe, purpose="preferences") == "wrong_purpose"
 
 
 def test_a_confirm_token_expires_after_seven_days() -> None:
@@ -172,11 +185,15 @@ def test_make_token_refuses_what_it_cannot_sign() -> None:
 def test_urls_put_the_token_under_the_base_url() -> None:
     unsubscribe = unsubscribe_url("https://news.example.com/", SECRET, 7)
     confirm = confirm_url("https://news.example.com", SECRET, 7)
+    preferences = preferences_url("https://news.example.com/", SECRET, 7)
 
     assert unsubscribe.startswith("https://news.example.com/u/")
     assert confirm.startswith("https://news.example.com/confirm/")
+    assert preferences.startswith("https://news.example.com/p/")
     token = unsubscribe.rsplit("/", 1)[1]
     assert read_token(SECRET, token, purpose="unsubscribe", max_age=None, now=NOW) == 7
+    token = preferences.rsplit("/", 1)[1]
+    assert read_token(SECRET, token, purpose="preferences", max_age=None, now=NOW) == 7
 
 
 # -- the signing key ---------------------------------------------------------------------------
