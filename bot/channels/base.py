@@ -24,6 +24,9 @@ class OutgoingDigest:
     message_id: str  # deterministic per (subscriber, period): resends look like the same mail
     unsubscribe_url: str  # one-click https link; "" for mails that are not list mail (confirm)
     period: str
+    # The message as the channel puts it on the wire, when it was made ahead (the drafting process
+    # does, so the sender's event loop only sends); None: the channel makes it at send time.
+    wire: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

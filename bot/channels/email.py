@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import importlib
@@ -58,6 +59,7 @@ _E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
     "MAIL_POLICY",
+    "MIME_CHANNELS",
     "DkimSigner",
     "RateLimiter",
     "SmtpChannel",
@@ -68,6 +70,7 @@ __all__ = [
     "message_bytes",
     "message_id_domain",
     "parse_smtp_url",
+    "with_wire",
 ]
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -92,7 +95,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+>")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 _HTTP_LINK = re.compile(r"https?://[^\s<>,\"]+", re.IGNORECASE)
-_NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
 # -- the message --------------------------------------------------------------------------
@@ -101,7 +103,8 @@ _NEWLINES = re.compile(r"\r\n|\r|\n")
 # Parsing keeps each header exactly as written (refold_source="none"): a parsed message writes out
 # the same bytes it was parsed from, so a DKIM signature over them stays valid.
 MAIL_POLICY = EmailPolicy(linesep="\r\n", refold_source="none")
-_LINE = 78  # RFC 5322's recommended line length; 998 is the hard limit
+_LINE = 78  # RFC 5322's recommended line length
+_MAX_LINE = 998  # RFC 5321/5322's hard limit, without the CRLF
 
 
 def make_message_id(
@@ -197,20 +200,30 @@ def message_bytes(out: OutgoingDigest, settings: EmailSettings, *, now: datetime
         "MIME-Version: 1.0\r\n",
         f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
     ]
-    # "=_" cannot occur in quoted-printable text, so the boundary never clashes with a part; taken
-    # from the Message-ID, it also makes the same digest the same bytes.
+    # "=_" cannot occur in quoted-printable text, and the HTML part checks it does not hold it, so
+    # the boundary never clashes with a part; taken from the Message-ID, it also makes the same
+    # digest the same bytes.
     body = b"".join(
         [
             f"\r\n--{boundary}\r\n".encode(),
             _text_part("plain", out.rendered.text),
             f"\r\n--{boundary}\r\n".encode(),
-            _text_part("html", out.rendered.html),
+            _html_part(out.rendered.html, boundary),
             f"\r\n--{boundary}--\r\n".encode(),
         ]
     )
     raw = "".join(head).encode("ascii") + body
     signer = dkim_signer(settings)
     return raw if signer is None else signer.signature(raw) + raw
+
+
+# The channels whose wire form is `message_bytes`: their digests can be encoded ahead of sending.
+MIME_CHANNELS = frozenset({"email", "outbox"})
+
+
+def with_wire(out: OutgoingDigest, settings: EmailSettings, *, now: datetime) -> OutgoingDigest:
+    """The digest with its wire bytes made now (Date = now: when it was complete, as RFC 5322 has it)."""
+    return dataclasses.replace(out, wire=message_bytes(out, settings, now=now))
 
 
 def _header(name: str, value: str) -> str:
@@ -251,9 +264,44 @@ def _list_unsubscribe(url: str, mailto: str) -> str:
     return f"List-Unsubscribe: <{url}>,\r\n <{mailto}>\r\n"
 
 
+def _html_part(html: str, boundary: str) -> bytes:
+    """The HTML as 7bit: non-ASCII characters become character references (HTML reads them as the
+    same characters) and lines longer than SMTP's 998 octets are broken at one of their spaces
+    (whitespace either way, in text, in CSS and around attributes). Against quoted-printable that
+    is ~1/15 of the lines, which every hop (the SMTP client's line-ending and dot-stuffing passes,
+    the server's line reader) pays for, and no '=3D' for every '=' of the markup. Quoted-printable
+    still when a line has no space to break at, or the text holds the boundary."""
+    data = html.encode("ascii", "xmlcharrefreplace").rstrip(b"\r\n")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if boundary.encode() in data:
+        return _text_part("html", html)
+    lines = data.split(b"\n")
+    if any(len(line) > _MAX_LINE for line in lines):
+        wrapped: list[bytes] = []
+        for line in lines:
+            while len(line) > _MAX_LINE:
+                cut = line.rfind(b" ", 1, _MAX_LINE + 1)
+                if cut <= 0:
+                    return _text_part("html", html)
+                wrapped.append(line[:cut])
+                line = line[cut + 1 :]
+            wrapped.append(line)
+        lines = wrapped
+    return (
+        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        + b"\r\n".join(lines)
+        + b"\r\n"
+    )
+
+
 def _text_part(subtype: str, text: str) -> bytes:
-    # b2a_qp takes its soft line breaks from the first line ending it sees: make sure there is one
-    lines = "\r\n".join(_NEWLINES.split(text.rstrip("\r\n") + "\n")).encode("utf-8")
+    # Every line ending becomes CRLF, and there is one at the end: b2a_qp takes its soft line
+    # breaks from the first line ending it sees. (str.replace: ~5x faster than a regex split.)
+    text = text.rstrip("\r\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
     encoded = binascii.b2a_qp(lines, quotetabs=False, istext=True, header=False)
     return (
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
@@ -436,7 +484,11 @@ class SmtpChannel:
     async def send(self, message: OutgoingDigest) -> Receipt:
         if self._closed:
             raise RuntimeError("SmtpChannel.send after aclose")
-        data = message_bytes(message, self.settings, now=self._clock())
+        data = (
+            message.wire
+            if message.wire is not None
+            else message_bytes(message, self.settings, now=self._clock())
+        )
         if self._limiter is not None:
             await self._limiter.wait()
         async with self._slots:

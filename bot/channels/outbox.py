@@ -70,7 +70,11 @@ class OutboxChannel:
         return mailbox.Maildir(self.maildir_path, create=False)
 
     async def send(self, message: OutgoingDigest) -> Receipt:
-        data = message_bytes(message, self.settings, now=self._clock())
+        data = (
+            message.wire
+            if message.wire is not None
+            else message_bytes(message, self.settings, now=self._clock())
+        )
         return await asyncio.to_thread(self._write, message, data)
 
     async def aclose(self) -> None:

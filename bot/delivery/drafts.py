@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.channels.base import OutgoingDigest, Receipt
+from bot.channels.email import MIME_CHANNELS, with_wire
 from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
@@ -112,6 +113,8 @@ class Drafter:
             return Draft(request.job_id, None, empty_reason=plan.empty_reason or "nothing new matched")
         try:
             outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
+            if service.channel.name in MIME_CHANNELS:  # encoded here, off the sender's loop
+                outgoing = with_wire(outgoing, service.settings.email, now=now)
         except Exception:
             return Draft(request.job_id, None, error=traceback.format_exc())
         article_ids = tuple(item.article.id for item in plan.items)

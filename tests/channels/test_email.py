@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import hashlib
 import importlib
 import re
 import time
@@ -25,6 +27,7 @@ from bot.channels.email import (
     SmtpChannel,
     build_message,
     make_message_id,
+    message_bytes,
     message_id_domain,
     parse_smtp_url,
 )
@@ -522,3 +525,60 @@ def test_non_ascii_names_and_long_links_survive_the_round_trip() -> None:
     text_part = msg.get_body(("plain",))
     assert text_part is not None and "FlareStart · your developer morning" in text_part.get_content()
     assert repr(parse_smtp_url("smtp://u:hunter2@h", allow_plain=False)).count("hunter2") == 0
+
+
+def _html_of(raw: bytes) -> tuple[str, str]:
+    """The HTML part as a mail client decodes it, and its Content-Transfer-Encoding."""
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    part = msg.get_body(("html",))
+    assert part is not None
+    return str(part.get_content()), str(part["Content-Transfer-Encoding"])
+
+
+def _same_page(a: str, b: str) -> bool:
+    """Two HTML texts a browser shows alike: the same tree, whitespace runs counted as one."""
+
+    def norm(html: str) -> str:
+        tree = lxml.html.document_fromstring(html)
+        return re.sub(r"\s+", " ", lxml.html.tostring(tree, encoding="unicode"))
+
+    return norm(a.strip()) == norm(b.strip())
+
+
+@pytest.mark.parametrize(
+    ("html", "encoding"),
+    [
+        # Plain markup: 7bit, as it is.
+        ("<p>Hello</p>", "7bit"),
+        # Non-ASCII becomes character references; long lines break at a space, in text and in
+        # CSS inside a style attribute.
+        ("<p>Zoë’s café 🚀 " + "word " * 400 + "</p>", "7bit"),
+        ('<td style="' + "padding: 0 24px; " * 120 + '">x</td>', "7bit"),
+        # No space to break a 2,000-character line at: quoted-printable.
+        ('<a href="https://example.com/' + "a" * 2000 + '">x</a>', "quoted-printable"),
+    ],
+)
+def test_the_html_part_is_7bit_when_it_can_be_and_reads_the_same(html: str, encoding: str) -> None:
+    rendered = dataclasses.replace(RENDERED, html=html)
+    out = dataclasses.replace(outgoing(), rendered=rendered)
+
+    raw = message_bytes(out, settings_for("smtp://h"), now=NOW)
+
+    assert raw.isascii() and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    decoded, used = _html_of(raw)
+    assert used == encoding
+    assert _same_page(decoded, html)
+
+
+def test_an_html_part_holding_the_boundary_falls_back_to_quoted_printable() -> None:
+    out = outgoing()
+    boundary = b"=_flarestart_" + hashlib.sha256(out.message_id.encode()).hexdigest()[:24].encode()
+    html = f"<p>--{boundary.decode()}</p>"
+    raw = message_bytes(
+        dataclasses.replace(out, rendered=dataclasses.replace(RENDERED, html=html)),
+        settings_for("smtp://h"),
+        now=NOW,
+    )
+
+    decoded, used = _html_of(raw)
+    assert used == "quoted-printable" and decoded.strip() == html

@@ -9,16 +9,18 @@ jobs it never started given back on stop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from bot.channels.email import SmtpChannel
+from bot.channels.email import SmtpChannel, message_bytes
 from bot.config import Settings, load_settings
 from bot.delivery.batch import BatchSender
 from bot.delivery.drafts import DraftProcess, DraftRequest, InlineDrafts
@@ -228,3 +230,9 @@ async def test_a_draft_is_the_same_in_the_drafting_process(store: Store, smtp_se
     assert elsewhere == here
     assert [d.outgoing is not None for d in here] == [True, True, True, False]
     assert here[3].empty_reason and here[0].article_ids
+    # The message is encoded where it is drafted: what the sender hands over is message_bytes'
+    # output for that digest, Date being the drafting time.
+    first = here[0].outgoing
+    assert first is not None and first.wire is not None
+    assert first.wire == message_bytes(dataclasses.replace(first, wire=None), smtp_settings.email, now=NOW)
+    assert b"Date: " + format_datetime(NOW).encode() in first.wire
