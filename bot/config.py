@@ -87,7 +87,9 @@ class DeliverySettings(_Section):
     catch_up_hours: float = Field(6.0, ge=0, description="send a missed digest this late at most")
     max_attempts: int = Field(5, ge=1, description="tries for one delivery before it fails")
     lease_seconds: float = Field(120.0, gt=0, description="how long a claimed job stays ours")
-    workers: int = Field(4, ge=1, le=64, description="jobs run at once by one process")
+    # Twice email.connections: while some sends record their outcome in the database, others
+    # keep every SMTP connection busy (measured: +12% digests/s over as many as connections).
+    workers: int = Field(8, ge=1, le=64, description="jobs (sends) in flight at once in one process")
     bounce_limit: int = Field(3, ge=1, description="permanent failures in a row before bouncing")
 
 

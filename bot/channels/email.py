@@ -105,6 +105,7 @@ _HTTP_LINK = re.compile(r"https?://[^\s<>,\"]+", re.IGNORECASE)
 MAIL_POLICY = EmailPolicy(linesep="\r\n", refold_source="none")
 _LINE = 78  # RFC 5322's recommended line length
 _MAX_LINE = 998  # RFC 5321/5322's hard limit, without the CRLF
+_WORD_BYTES = 39  # UTF-8 bytes per encoded word: base64 makes 52 characters, 64 with =?utf-8?b??=
 
 
 def make_message_id(
@@ -186,13 +187,13 @@ def message_bytes(out: OutgoingDigest, settings: EmailSettings, *, now: datetime
     if settings.reply_to:
         head.append(_folded("Reply-To", _one_line(settings.reply_to)))
     head += [
-        _header("Subject", _one_line(out.rendered.subject)),
+        _unstructured("Subject", _one_line(out.rendered.subject)),
         f"Date: {format_datetime(now.astimezone(UTC))}\r\n",
         f"Message-ID: {out.message_id}\r\n",
     ]
     if out.unsubscribe_url:
         head += [
-            _header("List-Id", _one_line(settings.list_id)),
+            _folded("List-Id", _one_line(settings.list_id)),
             _list_unsubscribe(out.unsubscribe_url, _unsubscribe_mailto(settings)),
             f"List-Unsubscribe-Post: {ONE_CLICK}\r\n",
         ]
@@ -226,12 +227,48 @@ def with_wire(out: OutgoingDigest, settings: EmailSettings, *, now: datetime) ->
     return dataclasses.replace(out, wire=message_bytes(out, settings, now=now))
 
 
-def _header(name: str, value: str) -> str:
-    """One header line; anything long or non-ASCII goes through the email package's folding."""
-    line = f"{name}: {value}"
-    if len(line) <= _LINE and value.isascii():
-        return line + "\r\n"
-    return str(MAIL_POLICY.header_factory(name, value).fold(policy=MAIL_POLICY))
+def _unstructured(name: str, value: str) -> str:
+    """An unstructured header (Subject) folded at spaces under 78 characters; non-ASCII text, or
+    text a client would take for an encoded word, as RFC 2047 encoded words. Written here: the
+    email package's header objects took ~0.13 ms a subject, a third of building a message."""
+    if value.isascii() and "=?" not in value:
+        return _fold(name, value.split(" "))
+    return _fold(name, _encoded_words(value))
+
+
+def _fold(name: str, words: list[str]) -> str:
+    # Folding puts CRLF before a space; unfolding removes the CRLF: the value comes back as it was.
+    # (Between encoded words the space is not part of the text: RFC 2047 §6.2.)
+    lines: list[str] = []
+    line = name + ":"
+    for word in words:
+        if len(line) + 1 + len(word) > _LINE and len(line) > len(name) + 1:
+            lines.append(line)
+            line = " " + word
+        else:
+            line += " " + word
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _encoded_words(value: str) -> list[str]:
+    """base64 encoded words of whole characters, at most 64 characters each ("Subject: " + one word
+    fits a line)."""
+    words: list[str] = []
+    chunk = bytearray()
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            words.append(_encoded_word(bytes(chunk)))
+            chunk.clear()
+        chunk += encoded
+    if chunk or not words:
+        words.append(_encoded_word(bytes(chunk)))
+    return words
+
+
+def _encoded_word(data: bytes) -> str:
+    return "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
 
 
 @lru_cache(maxsize=32)

@@ -43,6 +43,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -52,10 +53,10 @@ import jinja2
 import jinja2.filters
 from markupsafe import Markup
 
-import bot
 from bot.config import EmailSettings
 from bot.digest.view import ConfirmView, DigestItemView, DigestView, RenderedDigest, humanize_age
 from bot.errors import ConfigError, FlareStartError
+from bot.resources import shipped_template_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,8 @@ class DigestTemplateError(RenderError):
 
 
 def default_template_dir() -> Path:
-    """FlareStart's own email templates: templates/email beside the package (or inside it)."""
-    package = Path(bot.__file__).resolve().parent
-    for candidate in (package.parent / "templates" / "email", package / "templates" / "email"):
-        if candidate.is_dir():
-            return candidate
-    return package.parent / "templates" / "email"
+    """FlareStart's own email templates: inside the installed package, or templates/email of a checkout."""
+    return shipped_template_dir("email")
 
 
 def should_send(view: DigestView, settings: EmailSettings) -> bool:
@@ -607,6 +604,7 @@ _TEXT_FILTER, _ATTR_FILTER = "_html_text", "_html_attribute"
 _PARSER_CHANGES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # What markupsafe writes for text that contains no markup.
 _ESCAPED_TEXT = re.compile(r"&(?:amp|lt|gt|quot|#34|#39|#x27);")
+_ESCAPE_CACHE = 1 << 16  # distinct field values remembered escaped (a day of articles, many times over)
 _RAW_TEXT_TAGS = frozenset(
     {"style", "script", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"}
 )
@@ -631,14 +629,28 @@ def _plain(value: Any) -> str:
 
 def _escape_text(value: Any) -> Markup:
     """A value in text, escaped as the inliner's serializer writes text (quotes stay as they are)."""
+    if type(value) is str:  # the same titles, sources and excerpts recur in digest after digest
+        return _escaped_text(value)
+    return _escaped_text(_plain(value))
+
+
+def _escape_attr(value: Any) -> Markup:
+    """A value in an attribute, escaped as the inliner's serializer writes attributes."""
+    if type(value) is str:
+        return _escaped_attr(value)
+    return _escaped_attr(_plain(value))
+
+
+@lru_cache(maxsize=_ESCAPE_CACHE)
+def _escaped_text(value: str) -> Markup:
     text = _plain(value)
     return Markup(
         text.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
     )
 
 
-def _escape_attr(value: Any) -> Markup:
-    """A value in an attribute, escaped as the inliner's serializer writes attributes."""
+@lru_cache(maxsize=_ESCAPE_CACHE)
+def _escaped_attr(value: str) -> Markup:
     text = _plain(value)
     return Markup(text.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;"))
 

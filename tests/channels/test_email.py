@@ -582,3 +582,30 @@ def test_an_html_part_holding_the_boundary_falls_back_to_quoted_printable() -> N
 
     decoded, used = _html_of(raw)
     assert used == "quoted-printable" and decoded.strip() == html
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Short and plain",
+        "Redshift releases Quarry 9.15 with a redesigned dashboard · your developer morning",
+        "A long plain subject that goes on and on past the seventy-eight characters of a line, twice over",
+        "Zoë’s café ships 🚀 and 日本語のニュース, all in one morning digest that is long enough to fold",
+        "Looks like =?utf-8?b?SGk=?= an encoded word but is text",
+        "  leading and   inner   spaces kept",
+        "x" * 120,
+    ],
+)
+def test_subjects_come_back_as_written_in_lines_a_server_takes(subject: str) -> None:
+    out = dataclasses.replace(outgoing(), rendered=dataclasses.replace(RENDERED, subject=subject))
+
+    raw = message_bytes(out, settings_for("smtp://h"), now=NOW)
+
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    subject_lines = re.search(rb"^Subject:.*?(?=\r\n\S)", head, re.MULTILINE | re.DOTALL)
+    assert subject_lines is not None
+    for line in subject_lines.group(0).split(b"\r\n"):  # too long only when it cannot break
+        assert len(line) <= 78 or len(line.removeprefix(b"Subject:").split()) == 1
+    # Runs of whitespace become one space (headers are one line of text), nothing else changes.
+    assert BytesParser(policy=policy.default).parsebytes(raw)["Subject"] == " ".join(subject.split())
