@@ -46,6 +46,7 @@ from bot.config import Settings
 from bot.errors import NotFoundError
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import load_taxonomy
+from bot.resources import shipped_template_dir
 from bot.store import Store
 from bot.store.models import Subscriber
 from bot.store.subscribers import StatusChangedError, SubscriberStore
@@ -75,7 +76,7 @@ from bot.web.tokens import (
     read_token_claims,
 )
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
+TEMPLATE_DIR = shipped_template_dir("web")
 # A one-click body is 26 bytes; a multipart one a couple of hundred. Nothing more is needed.
 MAX_BODY_BYTES = 4096
 # A token made this long before its subscriber's row is for an earlier subscriber with the same
