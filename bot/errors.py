@@ -36,7 +36,16 @@ class OPMLError(FlareStartError):
 
 
 class DeliveryTransientError(FlareStartError):
-    """Delivery failed but may work later (timeouts, 4xx SMTP, 429)."""
+    """Delivery failed but may work later (timeouts, 4xx SMTP, 429).
+
+    `retry_after`: seconds the remote asked us to wait (a 429's Retry-After), or None. The retry
+    is scheduled no sooner than that, within a cap (`bot.jobs.queue.honour_retry_after`).
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        # An attribute, not an argument: exceptions pickle their args and their __dict__.
+        self.retry_after = retry_after
 
 
 class DeliveryPermanentError(FlareStartError):

@@ -3,7 +3,9 @@
 Email, the outbox, Slack and Discord are peers behind `Channel`. A channel raises
 `DeliveryTransientError` when trying again later may work (timeouts, 4xx, disconnects, 429) and
 `DeliveryPermanentError` when this delivery can never work as it stands (a 5xx for the recipient,
-a deleted webhook). Anything else it raises is a bug.
+a deleted webhook). Anything else it raises is a bug. A remote that says how long to wait (a
+429's Retry-After) goes into the transient error's `retry_after`, in seconds: the job is not tried
+again sooner (within a cap of a day).
 """
 
 from __future__ import annotations

@@ -127,7 +127,8 @@ async def _send_one(
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
         except DeliveryTransientError as exc:
             raise DeliveryTransientError(
-                f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry"
+                f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry",
+                retry_after=exc.retry_after,
             ) from None
         return _Outcome(result, channel.name, destination)
     finally:

@@ -47,7 +47,7 @@ from bot.delivery.drafts import Draft, DraftProcess, DraftRequest, Drafts, Inlin
 from bot.delivery.ledger import Opened
 from bot.delivery.service import SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError, DeliveryTransientError, NotFoundError
-from bot.jobs.queue import ClaimedJob
+from bot.jobs.queue import ClaimedJob, honour_retry_after
 from bot.jobs.worker import CANCEL_GRACE, DRAIN_SECONDS, POLL_SECONDS, Backoff, default_backoff
 from bot.store.subscribers import SubscriberRecord
 
@@ -519,9 +519,12 @@ class BatchSender:
             log.info("delivery will be retried: %s", exc, extra=extra)
         except Exception:
             log.exception("could not record a failed send", extra=extra)
-        await self._retry(job, error)
+        retry_after = exc.retry_after if isinstance(exc, DeliveryTransientError) else None
+        await self._retry(job, error, retry_after=retry_after)
 
-    async def _retry(self, job: ClaimedJob, error: str) -> None:
+    async def _retry(self, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> None:
+        """Queue the job again after its backoff, or after `retry_after` seconds (the remote's
+        hint, capped) when that is longer."""
         now = self.clock()
         try:
             ours = await self._db(
@@ -529,7 +532,7 @@ class BatchSender:
                 job.id,
                 self.worker_id,
                 error=error,
-                run_at=now + self.backoff(job),
+                run_at=now + honour_retry_after(self.backoff(job), retry_after),
                 attempt=job.attempts,
                 now=now,
             )

@@ -21,6 +21,7 @@ Why it is safe with many workers on one database:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,6 +66,9 @@ GAVE_UP = "the lease expired on the last attempt (the worker crashed or hung)"
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
 RETRY_JITTER = 0.25  # jitter only shortens a delay, so the cap stays a cap
+# The longest a remote's Retry-After may hold a job back: past that the hint is a mistake (or a
+# hostile server), and a digest a day late is still worth more than one never retried.
+RETRY_AFTER_CAP = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,21 @@ def retry_delay(
         fraction = int.from_bytes(digest[:8], "big") / 2**64
         delay = delay * (1 - RETRY_JITTER * fraction)
     return delay
+
+
+def honour_retry_after(
+    backoff: timedelta, retry_after: float | None, *, cap: timedelta = RETRY_AFTER_CAP
+) -> timedelta:
+    """The wait before a retry: the backoff, or longer when the remote asked for longer.
+
+    `retry_after` is in seconds (DeliveryTransientError.retry_after); it is capped at `cap`, a
+    negative one counts as 0 and one that is not a number is ignored. The hint gets no jitter: the
+    remote said "not before".
+    """
+    if retry_after is None or math.isnan(retry_after):
+        return backoff
+    asked = timedelta(seconds=min(max(retry_after, 0.0), cap.total_seconds()))
+    return max(backoff, asked)
 
 
 class JobQueue:

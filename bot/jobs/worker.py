@@ -2,8 +2,8 @@
 
 A handler is `async def handle(job: ClaimedJob) -> None`. How it ends decides the job's fate:
 - returns → done (a fenced finish: if our lease was lost meanwhile, the other worker's run stands);
-- raises DeliveryTransientError → queued again after an exponential backoff, failed when the
-  attempts are used up;
+- raises DeliveryTransientError → queued again after an exponential backoff (or the error's
+  `retry_after`, when the remote asked for longer), failed when the attempts are used up;
 - raises DeliveryPermanentError → failed at once, no retry;
 - raises anything else → a bug or an unforeseen outage: logged with its traceback, retried like a
   transient error.
@@ -27,7 +27,7 @@ from typing import Any
 
 from bot.config import DeliverySettings
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
-from bot.jobs.queue import ClaimedJob, JobQueue, retry_delay
+from bot.jobs.queue import ClaimedJob, JobQueue, honour_retry_after, retry_delay
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class Worker:
                 await self._fail(job, f"{type(exc).__name__}: {exc}", about)
             except DeliveryTransientError as exc:
                 state.settling = True
-                await self._retry(job, f"{type(exc).__name__}: {exc}", about)
+                await self._retry(job, f"{type(exc).__name__}: {exc}", about, retry_after=exc.retry_after)
             except Exception as exc:
                 state.settling = True
                 log.exception("job crashed", extra=about | {"error": type(exc).__name__})
@@ -215,9 +215,11 @@ class Worker:
             self.stats.lost += 1
             log.warning("job finished after its lease was lost; the other run's outcome stands", extra=about)
 
-    async def _retry(self, job: ClaimedJob, error: str, about: dict[str, Any]) -> None:
+    async def _retry(
+        self, job: ClaimedJob, error: str, about: dict[str, Any], *, retry_after: float | None = None
+    ) -> None:
         now = self.clock()
-        delay = self.backoff(job)
+        delay = honour_retry_after(self.backoff(job), retry_after)
         ours = await asyncio.to_thread(
             self.queue.retry,
             job.id,
