@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -49,6 +50,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from aiosmtplib import SMTPStatus
 
 from bot.channels.base import OutgoingDigest, Receipt
 from bot.config import EmailSettings, mask
@@ -92,6 +94,9 @@ SIGNED_HEADERS = (
     b"from",
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An addr-spec as it may go on MAIL/RCPT: ASCII, no spaces, angle brackets or control characters.
+# (Non-ASCII addresses would need SMTPUTF8 and UTF-8 headers, which FlareStart does not write.)
+_ENVELOPE = re.compile(r"[!-;=?-~]+@[!-;=?-~]+", re.ASCII)
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+>")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 _HTTP_LINK = re.compile(r"https?://[^\s<>,\"]+", re.IGNORECASE)
@@ -510,6 +515,11 @@ class SmtpChannel:
         self._local_hostname = local_hostname
         self._idle_check = idle_check_seconds
         self._sender = _sender_address(settings)
+        if not _ENVELOPE.fullmatch(self._sender):
+            raise ConfigError(
+                f"email.from_address {settings.from_address!r}: the address must be plain ASCII"
+            )
+        self._mail_from = b"FROM:<" + self._sender.encode("ascii") + b">"
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._slots = asyncio.Semaphore(settings.connections)
@@ -532,7 +542,7 @@ class SmtpChannel:
             conn = await self._checkout()
             self._busy.add(conn)
             try:
-                _, reply = await conn.smtp.sendmail(self._sender, [message.to_address], data)
+                reply = await self._transaction(conn.smtp, message.to_address, data)
             except Exception as exc:
                 self._busy.discard(conn)
                 error = self._explain(exc, message.to_address)
@@ -554,6 +564,32 @@ class SmtpChannel:
             extra={"channel": self.name, "to": message.to_address, "message_id": message.message_id},
         )
         return Receipt(self.name, message.to_address, message.message_id, detail=_one_line(reply))
+
+    async def _transaction(self, smtp: aiosmtplib.SMTP, recipient: str, data: bytes) -> str:
+        """MAIL, RCPT and DATA for one message on a connection of our own; the reply to DATA.
+
+        What `sendmail` does, less what a digest does not need: it parses both addresses again
+        for every message and passes the whole message through its line-ending regex a second
+        time to count SIZE, ~0.4 ms of CPU a message. Our bytes are CRLF already (len is the
+        size) and the addresses were checked when the digest was made; `_ENVELOPE` checks the
+        recipient once more, as nothing may reach a command line unchecked."""
+        if not _ENVELOPE.fullmatch(recipient):
+            raise ValueError(f"{recipient!r} is not an ASCII address SMTP can carry without SMTPUTF8")
+        options = [b"SIZE=%d" % len(data)] if smtp.supports_extension("size") else []
+        try:
+            reply = await smtp.execute_command(b"MAIL", self._mail_from, *options)
+            if reply.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, self._sender)
+            reply = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+            if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+                raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
+            reply = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException:
+            # As sendmail does: reset the envelope so the connection can carry the next message.
+            with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+                await smtp.rset()
+            raise
+        return reply.message
 
     async def aclose(self) -> None:
         self._closed = True
@@ -599,6 +635,11 @@ class SmtpChannel:
         )
         try:
             await smtp.connect()
+            if smtp.is_ehlo_or_helo_needed:  # connect() greets only when it goes on to TLS or AUTH
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
         except Exception as exc:
             smtp.close()
             raise self._explain(exc, None) from exc

@@ -116,6 +116,7 @@ class Received:
     data: bytes
     login: str | None  # who authenticated, if anyone
     tls: bool  # whether the session was encrypted
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM's parameters (SIZE=, SMTPUTF8)
 
     def message(self) -> EmailMessage:
         """Parsed with the modern email API, the way a mail client reads it."""
@@ -174,6 +175,7 @@ class _Handler:
                     data=data,
                     login=login,
                     tls=session.ssl is not None or _encrypted(server),
+                    mail_options=list(envelope.mail_options),
                 )
             )
             number = len(self.owner.messages)
@@ -218,6 +220,7 @@ class SmtpServer(_Knobs):
         certificate: SmtpCertificate | None = None,
         users: dict[str, str] | None = None,
         mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
+        smtputf8: bool = False,
     ) -> None:
         super().__init__()
         if tls != "none" and certificate is None:
@@ -228,7 +231,7 @@ class SmtpServer(_Knobs):
         self.logins: list[tuple[str, str]] = []  # (mechanism, user) of each successful AUTH
         self.connections = 0
         self.lock = threading.Lock()
-        smtp_kwargs: dict[str, Any] = {"server_hostname": "smtp.test.localhost"}
+        smtp_kwargs: dict[str, Any] = {"server_hostname": "smtp.test.localhost", "enable_SMTPUTF8": smtputf8}
         if tls == "starttls":
             assert certificate is not None
             smtp_kwargs.update(tls_context=certificate.server_context(), require_starttls=True)

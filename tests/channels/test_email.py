@@ -609,3 +609,41 @@ def test_subjects_come_back_as_written_in_lines_a_server_takes(subject: str) -> 
         assert len(line) <= 78 or len(line.removeprefix(b"Subject:").split()) == 1
     # Runs of whitespace become one space (headers are one line of text), nothing else changes.
     assert BytesParser(policy=policy.default).parsebytes(raw)["Subject"] == " ".join(subject.split())
+
+
+# -- the envelope ------------------------------------------------------------------------------
+
+
+async def test_the_envelope_declares_the_size_and_carries_the_message_unchanged() -> None:
+    with SmtpServer() as server:
+        channel = SmtpChannel(settings_for(server.url(), allow_plain=True), clock=clock())
+        await channel.send(outgoing())
+        await channel.send(outgoing("bob@example.com", subscriber_id=7))
+        await channel.aclose()
+
+    first, second = server.messages
+    wire = message_bytes(outgoing(), settings_for(server.url(), allow_plain=True), now=NOW)
+    assert first.mail_options == [f"SIZE={len(wire)}"]
+    assert first.data == wire  # dot-stuffing undone, nothing else touched
+    assert second.rcpt_tos == ["bob@example.com"] and server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ada@example.com\r\nRCPT TO:<eve@example.com>",
+        "a b@example.com",
+        "<ada@example.com>",
+        "zoë@example.com",
+    ],
+)
+async def test_an_address_that_could_break_the_command_line_never_reaches_the_server(address: str) -> None:
+    with SmtpServer() as server:
+        channel = SmtpChannel(settings_for(server.url(), allow_plain=True), clock=clock())
+        out = dataclasses.replace(outgoing(), to_address=address, wire=b"Subject: x\r\n\r\nbody\r\n")
+        with pytest.raises(DeliveryPermanentError):
+            await channel.send(out)
+        await channel.send(outgoing())  # the connection is fine for the next one
+        await channel.aclose()
+
+    assert [m.rcpt_tos for m in server.messages] == [["ada@example.com"]]
