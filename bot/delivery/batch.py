@@ -341,6 +341,9 @@ class BatchSender:
                 if carry is not None:  # nothing to pair the commit with: commit it now
                     await self._commit(carry, None)
                     carry = None
+                    # Look again: a batch readied while we committed set `_more` already, and
+                    # clearing it below would leave it (and every lane) waiting for ever.
+                    continue
                 if self._stopping:
                     return
                 self._more.clear()

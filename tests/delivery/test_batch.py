@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -236,3 +237,38 @@ async def test_a_draft_is_the_same_in_the_drafting_process(store: Store, smtp_se
     assert first is not None and first.wire is not None
     assert first.wire == message_bytes(dataclasses.replace(first, wire=None), smtp_settings.email, now=NOW)
     assert b"Date: " + format_datetime(NOW).encode() in first.wire
+
+
+class SlowCommits(BatchSender):
+    """A sender whose database answers slowly (a busy disk, a far PostgreSQL) when a lane commits
+    its last send alone, and whose producer takes a moment to claim and draft."""
+
+    async def _commit(self, sent: Any, ready: Any) -> Any:
+        if ready is None:
+            await asyncio.sleep(0.15)
+        return await super()._commit(sent, ready)
+
+    async def _claim(self) -> bool:
+        await asyncio.sleep(0.03)
+        return await super()._claim()
+
+
+async def test_a_batch_readied_while_every_lane_commits_is_still_sent(
+    store: Store, smtp_settings: Settings, server: SmtpServer
+) -> None:
+    # Every lane runs dry and commits its last send, and meanwhile the producer readies the next
+    # batch: the lanes must find it when their commits return, not sleep for ever (they did, and
+    # the daemon stalled with a full batch ready and its leases kept alive).
+    add_readers(store, 9)
+    channel = SmtpChannel(smtp_settings.email)
+    service = DigestService(store, smtp_settings, channel)
+    assert service.plan_due() == 9
+    assert smtp_settings.delivery.workers == 3
+    sender = SlowCommits(service, worker_id="sender-test", batch=3, poll_interval=0.02)
+
+    try:
+        await run_until(sender, lambda: jobs_by_status(store) == {"done": 9}, timeout=10)
+    finally:
+        await channel.aclose()
+
+    assert len(server.messages) == 9 and sender.stats.sent == 9
