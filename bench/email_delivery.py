@@ -959,7 +959,10 @@ def summarize(
     for kind in kinds:
         mine = [r for r in rounds if r.kind == kind]
         rate = _median([r.rate for r in mine])
-        complete = all(r.messages >= r.planned for r in mine)
+        # Done when every planned digest was settled: sent, or skipped as a quiet day, or failed.
+        complete = all(
+            sum(r.deliveries.get(s, 0) for s in ("sent", "skipped", "failed")) >= r.planned for r in mine
+        )
         measured_100k = complete and args.subscribers >= PROJECT_FOR
         projected = _median([r.wall for r in mine]) if measured_100k else _projected(mine, args.subscribers)
         ratio = rate / ceiling_rate if ceiling_rate else None
