@@ -91,21 +91,13 @@ class PreferenceSpec:
 PREFERENCE_FIELDS = tuple(f.name for f in fields(PreferenceSpec))
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriberSpec:
-    """A subscriber as a file (or the CLI) describes them: validated and normalised."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriberSpec(PreferenceSpec):
+    """A subscriber as a file (or the CLI) describes them: who, where from, and their preferences
+    (the fields it inherits). Validated and normalised."""
 
     email: str
     name: str = ""
-    timezone: str = "UTC"
-    delivery_time: time = DEFAULT_DELIVERY_TIME
-    frequency: str = "daily"
-    topics: dict[str, float] = field(default_factory=dict)  # slug → weight (1.0 = normal)
-    muted_topics: tuple[str, ...] = ()
-    muted_keywords: tuple[str, ...] = ()
-    muted_sources: tuple[str, ...] = ()  # source names
-    source_weights: dict[str, float] = field(default_factory=dict)  # source name → weight
-    max_items: int = DEFAULT_MAX_ITEMS
     origin: str = "cli"  # "file:subscribers/team.toml", "cli", "web", "chat"
 
     @property
@@ -114,10 +106,11 @@ class SubscriberSpec:
 
     def column_values(self) -> dict[str, Any]:
         """The values of the subscribers table this spec sets (never status or timestamps)."""
+        # (Not super(): slots=True makes a new class, which zero-argument super() does not know.)
         return {
             "email": self.email,
             "name": self.name,
-            **self.preferences.column_values(),
+            **PreferenceSpec.column_values(self),
             "origin": self.origin,
         }
 

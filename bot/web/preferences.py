@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 from bot.ranking.topics import Taxonomy, UnknownTopicError
 from bot.store.models import Subscriber
-from bot.subscribers.files import parse_preferences
+from bot.subscribers.files import PREFERENCE_FIELDS, parse_preferences
 from bot.subscribers.schedule import WEEKDAYS
 
 # Following and muting every topic (about 3 kB) and twenty 40-character keywords of emoji (12
@@ -35,15 +35,7 @@ FILE_ORIGIN = "file:"
 EDITABLE_STATUSES = ("active", "paused")
 # The columns this page writes; the rest (email, name, muted sources, source weights) stay as
 # they are.
-EDITED_COLUMNS = (
-    "timezone",
-    "delivery_time",
-    "frequency",
-    "topics",
-    "muted_topics",
-    "muted_keywords",
-    "max_items",
-)
+EDITED_COLUMNS = tuple(f for f in PREFERENCE_FIELDS if f not in ("muted_sources", "source_weights"))
 LABELS = {
     "topics": "Topics you follow",
     "muted_topics": "Muted topics",
