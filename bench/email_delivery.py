@@ -7,6 +7,7 @@ the ceiling of plain aiosmtplib sending pre-rendered messages to the same server
     .venv/bin/python bench/email_delivery.py --runs 3 --json        # medians over 3 interleaved rounds
     .venv/bin/python bench/email_delivery.py --profile              # + where our time goes, step by step
     .venv/bin/python bench/email_delivery.py --per-job              # + the one-job-at-a-time Worker path
+    .venv/bin/python bench/email_delivery.py --channel              # + SmtpChannel alone, pre-rendered
 
 Setup (not timed): a fresh SQLite data folder in bench/.work/, a day of generated articles
 (realistic titles and excerpts over the taxonomy's topics, 60 sources, ~8% of the stories covered
@@ -27,6 +28,8 @@ Timed, per round (rounds interleave, so a noisy spell hits every contender alike
   the 250 (group commits on one database thread). It stops when every job is done, or once sending
   took --time-budget seconds (default 120): the rates are then measured over what was sent, and
   the time for 100,000 is projected (plan time per subscriber × 100k + 100k / send rate).
+- channel alone (--channel): the ceiling's messages, encoded ahead, through SmtpChannel (our
+  MAIL/RCPT/DATA and connection pool) with nothing else: what of the gap is the channel.
 - ours (per-job) (--per-job): the same jobs through a `Worker` (delivery.workers slots) calling
   `DigestService.handle_send` for one job at a time, the path a single send takes.
 
@@ -83,6 +86,7 @@ import _measure  # noqa: E402  (bench/ is not a package: the sibling helper modu
 import aiosmtplib  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from bot.channels.base import OutgoingDigest  # noqa: E402
 from bot.channels.email import SmtpChannel, message_bytes  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.daemon import drafting_for_this_machine  # noqa: E402
@@ -91,6 +95,7 @@ from bot.delivery.ledger import DeliveryLedger  # noqa: E402
 from bot.delivery.service import SEND_TASK, DigestService  # noqa: E402
 from bot.digest.compose import Composer  # noqa: E402
 from bot.digest.render import DigestRenderer  # noqa: E402
+from bot.digest.view import RenderedDigest  # noqa: E402
 from bot.jobs.queue import ClaimedJob, JobQueue  # noqa: E402
 from bot.jobs.worker import Worker  # noqa: E402
 from bot.ranking.setup import tagger_for, taxonomy_for  # noqa: E402
@@ -676,6 +681,54 @@ async def run_ceiling(
     )
 
 
+async def run_channel_alone(
+    settings: Settings, sink: SinkProcess, template: tuple[bytes, str, str], n: int
+) -> Round:
+    """SmtpChannel alone: the ceiling's n messages, encoded ahead (as drafts are), sent through our
+    channel by as many concurrent senders as it has connections; no ranking, rendering or ledger.
+    Tells what of the gap to the ceiling is the channel and what the rest of the path."""
+    data, to, message_id = template
+    head, body = data.split(b"\r\n\r\n", 1)
+    to_bytes, id_bytes = to.encode(), message_id.encode()
+    rendered = RenderedDigest(subject="", html="", text="", preheader="")
+    counter = itertools.count()
+    channel = SmtpChannel(settings.email)
+
+    def message(i: int) -> OutgoingDigest:
+        address = f"channel{i:06d}@bench.example"
+        mid = f"<channel.{i}@flarestart.localhost>"
+        new_head = head.replace(to_bytes, address.encode(), 1).replace(id_bytes, mid.encode(), 1)
+        wire = new_head + b"\r\n\r\n" + body
+        return OutgoingDigest("", address, rendered, mid, "", "bench", wire=wire)
+
+    async def sender() -> None:
+        while (i := next(counter)) < n:
+            await channel.send(message(i))
+
+    sink.ask("reset")
+    cpu0 = _cpu()
+    with RssPeaks(sink.pid) as rss:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(settings.email.connections)))
+        wall = time.perf_counter() - started
+    cpu = _cpu() - cpu0
+    await channel.aclose()
+    stats = sink.ask("stats")
+    return Round(
+        kind="channel alone",
+        messages=int(stats["messages"]),
+        wall=wall,
+        cpu=cpu,
+        sink_cpu=float(stats["cpu"]),
+        distinct=int(stats["distinct"]),
+        send_wall=wall,
+        planned=n,
+        deliveries={"sent": int(stats["messages"])},
+        rss_own=rss.own,
+        rss_tree=rss.tree,
+    )
+
+
 # =============================================================================================
 # Profiling
 # =============================================================================================
@@ -896,6 +949,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 previous = [r.messages for r in rounds if r.kind != "ceiling"]
                 n = previous[-1] if previous else min(args.subscribers, args.max_sends or args.subscribers)
                 rounds.append(asyncio.run(run_ceiling(settings, sink, template, n)))
+                log(f"  {rounds[-1].messages} msgs in {rounds[-1].wall:.1f}s = {rounds[-1].rate:.0f}/s")
+            if args.channel:
+                log(f"round {number + 1}/{args.runs}: channel alone")
+                previous = [r.messages for r in rounds if r.kind == "ceiling"]
+                n = previous[-1] if previous else min(args.subscribers, args.max_sends or args.subscribers)
+                rounds.append(asyncio.run(run_channel_alone(settings, sink, template, n)))
                 log(f"  {rounds[-1].messages} msgs in {rounds[-1].wall:.1f}s = {rounds[-1].rate:.0f}/s")
             for per_job in variants:
                 kind = "ours (per-job)" if per_job else "ours"
@@ -1129,6 +1188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=TIME_BUDGET,
         help="seconds our send phase may take before it stops and projects (0 = until done)",
+    )
+    parser.add_argument(
+        "--channel",
+        action="store_true",
+        help="also run SmtpChannel alone on the ceiling's pre-rendered messages",
     )
     parser.add_argument(
         "--per-job",

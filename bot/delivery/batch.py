@@ -198,7 +198,10 @@ class BatchSender:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            drafts.close()
+            try:  # joined, not left behind: see DraftProcess.close
+                await asyncio.wait_for(asyncio.to_thread(drafts.close), CANCEL_GRACE)
+            except TimeoutError:
+                log.error("the drafting process did not stop in time", extra={"worker": self.worker_id})
             self._database.shutdown(wait=False)
         log.info("sender stopped", extra={"worker": self.worker_id, **vars(self.stats)})
         return self.stats

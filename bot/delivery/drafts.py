@@ -172,7 +172,9 @@ class DraftProcess:
             raise
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the child and wait for it (a batch in hand is ~0.1 s). Left running, the pool's
+        manager thread met an already closed pipe at interpreter exit and printed a traceback."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- the child process -----------------------------------------------------------------------------
