@@ -272,3 +272,53 @@ async def test_a_batch_readied_while_every_lane_commits_is_still_sent(
         await channel.aclose()
 
     assert len(server.messages) == 9 and sender.stats.sent == 9
+
+
+async def test_two_senders_on_one_database_send_every_digest_once(
+    database_url: str, tmp_path: Path, server: SmtpServer
+) -> None:
+    # Two workers (each its own Store and engine, as two `flarestart run` processes have) drain
+    # one queue: claims never overlap, so every digest goes out once and both take a share.
+    settings = load_settings(
+        {
+            "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": database_url,
+            "SMTP_URL": server.url(),
+            "FLARESTART_EMAIL_ALLOW_PLAIN": "1",
+            "FLARESTART_DELIVERY_WORKERS": "3",
+        }
+    )
+    stores = [Store.open(settings), Store.open(settings)]
+    source = stores[0].add_source(NewSource("Py Weekly", "https://py.example/feed")).id
+    assert source
+    stores[0].save_entries(source, [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(6)], now=NOW)
+    add_readers(stores[0], 40)
+    channels = [SmtpChannel(settings.email), SmtpChannel(settings.email)]
+    services = [
+        DigestService(store, settings, channel) for store, channel in zip(stores, channels, strict=True)
+    ]
+    assert services[0].plan_due() == 40
+    senders = [
+        BatchSender(service, worker_id=f"sender-{n}", batch=5, poll_interval=0.02)
+        for n, service in enumerate(services)
+    ]
+
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(sender.run(stop)) for sender in senders]
+    try:
+        deadline = time.monotonic() + 30
+        while jobs_by_status(stores[0]) != {"done": 40}:
+            assert time.monotonic() < deadline, jobs_by_status(stores[0])
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+        for channel in channels:
+            await channel.aclose()
+        for store in stores:
+            store.close()
+
+    received = sorted(to for message in server.messages for to in message.rcpt_tos)
+    assert received == sorted(f"reader{n}@example.com" for n in range(40))
+    assert sum(s.stats.sent for s in senders) == 40 and all(s.stats.sent > 0 for s in senders)
+    assert all(s.stats.lost == 0 for s in senders)
