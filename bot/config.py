@@ -97,6 +97,9 @@ class WebSettings(_Section):
     base_url: str = Field("http://localhost:8000", description="public URL of `flarestart serve`")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    metrics_token: str | None = Field(
+        None, min_length=16, description="bearer token that GET /metrics requires; unset = /metrics is off"
+    )
 
 
 class SourceSeed(_Section):

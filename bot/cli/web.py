@@ -1,4 +1,4 @@
-"""`flarestart serve`: the web endpoints (unsubscribe, confirm, preferences, health) under uvicorn."""
+"""`flarestart serve`: the web endpoints (unsubscribe, confirm, preferences, health, metrics) under uvicorn."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def serve(
         int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: web.port, or PORT).")
     ] = None,
 ) -> None:
-    """Serve one-click unsubscribe, double opt-in confirmation, the preferences page and /healthz until Ctrl-C or SIGTERM.
+    """Serve one-click unsubscribe, double opt-in confirmation, the preferences page, /healthz and (with web.metrics_token) /metrics until Ctrl-C or SIGTERM.
 
     Example: flarestart serve --host 0.0.0.0 --port 8000
     """

@@ -396,6 +396,18 @@ class JobQueue:
             found = {str(status): int(count) for status, count in rows}
         return {status: 0 for status in STATUSES} | found
 
+    def counts_by_task(self) -> dict[str, dict[str, int]]:
+        """Jobs per task, then per status; every known status is present for each task that has
+        jobs (finished jobs are pruned, so a task's figures cover what is still stored)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS.c.task, JOBS.c.status, func.count()).group_by(JOBS.c.task, JOBS.c.status)
+            )
+            found: dict[str, dict[str, int]] = {}
+            for task, status, count in rows:
+                found.setdefault(str(task), {s: 0 for s in STATUSES})[str(status)] = int(count)
+        return found
+
     def next_run_at(self, *, tasks: Collection[str] | None = None) -> datetime | None:
         """When the earliest queued job becomes due (for sleeping until then)."""
         query = select(func.min(JOBS.c.run_at)).where(JOBS.c.status == QUEUED)

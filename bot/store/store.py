@@ -329,6 +329,12 @@ class Store:
                 query = query.where(ARTICLES.c.source_id == source_id)
             return int(session.scalar(query) or 0)
 
+    def newest_published_at(self) -> datetime | None:
+        """When the newest stored article was published (an index lookup; None when there are none)."""
+        with self.engine.connect() as conn:
+            newest: datetime | None = conn.scalar(select(func.max(ARTICLES.c.published_at)))
+            return newest
+
     def article_counts(self) -> dict[int, int]:
         """Articles stored per source id."""
         with self.engine.connect() as conn:

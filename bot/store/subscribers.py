@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -195,6 +195,13 @@ class SubscriberStore:
     def active(self) -> builtins.list[Subscriber]:
         """The subscribers digests go to."""
         return self.list("active")
+
+    def counts(self) -> dict[str, int]:
+        """Subscribers per status; every known status is present, zero when none."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SUBSCRIBERS.c.status, func.count()).group_by(SUBSCRIBERS.c.status))
+            found = {str(status): int(count) for status, count in rows}
+        return {status: 0 for status in STATUSES} | found
 
     def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber:
         """Set preference columns (see EDITABLE); status has `set_status`."""

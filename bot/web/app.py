@@ -12,6 +12,9 @@
                            303 back to GET (?done=saved); invalid input 400 with the form again;
                            a change the subscriber may not make here 409 (see bot.web.preferences)
     GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
+    GET  /metrics          aggregate figures in the Prometheus text format (bot.web.metrics); only
+                           when web.metrics_token is set (else 404), and only with
+                           `Authorization: Bearer <token>` (else 401)
 
 The signed token is the only authority, and each token is good for its one purpose. Unsubscribe
 bodies are read under a small cap and otherwise ignored, so a provider's form-encoded or multipart
@@ -38,7 +41,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,7 +53,7 @@ from bot.resources import shipped_template_dir
 from bot.store import Store
 from bot.store.models import Subscriber
 from bot.store.subscribers import StatusChangedError, SubscriberStore
-from bot.web import preferences
+from bot.web import metrics, preferences
 from bot.web.preferences import (
     NOTICES,
     Decision,
@@ -113,13 +116,16 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     pages = Pages(TEMPLATE_DIR)
     editor = PreferencesEditor(taxonomy_for(settings), shipped=load_taxonomy().slugs)
     web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
+    routes = [
+        Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
+        Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
+        Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
+        Route("/healthz", web.healthz, methods=["GET"]),
+    ]
+    if settings.web.metrics_token:  # off unless an operator opts in: the figures are the business's
+        routes.append(Route("/metrics", web.scrape, methods=["GET"]))
     app = Starlette(
-        routes=[
-            Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
-            Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
-            Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
-            Route("/healthz", web.healthz, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=[Middleware(SecurityHeaders, headers=pages.security_headers)],
         exception_handlers={
             InvalidTokenError: web.invalid_token,
@@ -229,17 +235,20 @@ class _Web:
         self.editor = editor
         self.store: Store | None = None
         self._subscribers: SubscriberAccess | None = None
+        self._metrics: metrics.StoreMetrics | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         store = await run_in_threadpool(Store.open, self.settings)
         self.store, self._subscribers = store, self.factory(store.engine)
+        if self.settings.web.metrics_token:
+            self._metrics = metrics.StoreMetrics(store)
         app.state.store = store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})
         try:
             yield
         finally:
-            self.store = self._subscribers = None
+            self.store = self._subscribers = self._metrics = None
             store.close()
 
     @property
@@ -323,6 +332,18 @@ class _Web:
             log.warning("health check: the database does not answer", exc_info=True)
             return JSONResponse({"status": "error", "database": "error"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def scrape(self, request: Request) -> Response:
+        token = self.settings.web.metrics_token
+        if not token or not metrics.bearer_matches(request.headers.get("authorization"), token):
+            log.info("refused a metrics request: no or a wrong bearer token")
+            return PlainTextResponse(
+                "Unauthorized: /metrics needs the header Authorization: Bearer <web.metrics_token>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        body = await run_in_threadpool(self._collect_metrics)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     # -- the work, in a worker thread (the store is synchronous) -----------------------------
 
@@ -417,6 +438,11 @@ class _Web:
             unsubscribe_url=unsubscribe,
             **context,
         )
+
+    def _collect_metrics(self) -> str:
+        if self._metrics is None:
+            raise RuntimeError("the web app's store is not open: run the app with its lifespan")
+        return metrics.render(self._metrics.collect())
 
     def _ping(self) -> None:
         if self.store is None:
