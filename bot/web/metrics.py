@@ -8,10 +8,9 @@ The figures are business figures, so the endpoint is off unless `web.metrics_tok
 then answers only requests that carry `Authorization: Bearer <token>` (see `bearer_matches`).
 
 Collecting costs a handful of aggregate queries (one per store method `StoreMetrics.collect`
-calls), one row per source and no row per article. Two of them read their whole table, since no
-index covers their grouping: jobs by (task, status), a table that is pruned, and deliveries by
-(channel, status), which is not (only status is indexed): on SQLite about 1.3 s per two million
-deliveries, where a count by status alone would take 0.1 s.
+calls), one row per source and no row per article. Deliveries by (status, channel) are counted
+from their covering index (migration 0004: the ledger is never pruned); jobs by (task, status)
+read their table, which is pruned.
 """
 
 from __future__ import annotations
