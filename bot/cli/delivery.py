@@ -1,8 +1,10 @@
-"""`flarestart send` and `flarestart deliveries list`: one digest by hand, and the delivery ledger."""
+"""`flarestart send` and `flarestart deliveries list|retry`: one digest by hand, the delivery ledger,
+and failed digests sent again."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -15,10 +17,10 @@ from rich.table import Table
 from bot.channels.base import Channel
 from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
-from bot.cli.common import ago, console, open_store, print_json, state
+from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
 from bot.config import Settings
 from bot.delivery.ledger import STATUSES, DeliveryLedger
-from bot.delivery.service import DigestService, SendResult, make_channel
+from bot.delivery.service import CONFIRM_PERIOD, DigestService, SendResult, make_channel, send_job_key
 from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
@@ -26,7 +28,14 @@ from bot.store.subscribers import SubscriberError, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import next_delivery_at, parse_delivery_time, period_for
 
-__all__ = ["current_period", "deliveries_app", "describe_destination", "send"]
+__all__ = [
+    "RetryOutcome",
+    "current_period",
+    "deliveries_app",
+    "describe_destination",
+    "retry_failed",
+    "send",
+]
 
 STATUS_STYLE = {"pending": "cyan", "sending": "yellow", "sent": "green", "failed": "red", "skipped": "dim"}
 RECENT_DELIVERIES = 20  # a subscriber's newest ledger rows, where the current period's row is
@@ -294,4 +303,200 @@ def _delivery_json(row: Delivery, email: str | None) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "sent_at": row.sent_at,
+    }
+
+
+RETRY_SINCE = "48h"  # the default look-back: a typo in a filter never resends a month
+RETRY_CHANNELS = ("email", "outbox")
+_PERIOD = re.compile(r"^\d{4}-(?:\d{2}-\d{2}|W\d{2})$")
+REQUEUED, WOULD_REQUEUE, SKIPPED = "requeued", "would-requeue", "skipped"
+OUTCOME_STYLE = {REQUEUED: "green", WOULD_REQUEUE: "cyan", SKIPPED: "yellow"}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    """What `deliveries retry` did (or, in a dry run, would do) with one failed delivery."""
+
+    delivery: Delivery
+    subscriber: str
+    outcome: str  # requeued | would-requeue | skipped
+    detail: str
+
+
+class _Rollback(Exception):
+    """Undo one delivery's retry: the reason it is skipped."""
+
+
+def retry_failed(
+    service: DigestService,
+    *,
+    since: datetime,
+    subscriber_id: int | None = None,
+    period: str | None = None,
+    channel: str | None = None,
+    dry_run: bool = False,
+) -> list[RetryOutcome]:
+    """Put digests that failed for good back in the queue: each delivery failed → pending and its
+    send job runnable again (requeued, or enqueued anew when it was pruned), in one transaction
+    per delivery. Subscribers who are not active are skipped; so is a row that changed meanwhile
+    (the ledger's guarded move says so), which keeps a sent digest from ever going twice."""
+    rows = service.ledger.failed_since(since, subscriber_id=subscriber_id, period=period, channel=channel)
+    subscribers = {s.id: s for s in service.subscribers.list()}
+    outcomes = []
+    for row in rows:
+        subscriber = subscribers.get(row.subscriber_id)
+        who = (subscriber.email if subscriber is not None else None) or f"#{row.subscriber_id}"
+        reason = _not_retried(row, subscriber, service.channel.name)
+        if reason is not None or subscriber is None:
+            outcomes.append(RetryOutcome(row, who, SKIPPED, reason or "the subscriber is gone"))
+            continue
+        try:
+            detail = (_dry_retry if dry_run else _retry_one)(service, row, subscriber)
+        except _Rollback as exc:
+            outcomes.append(RetryOutcome(row, who, SKIPPED, str(exc)))
+            continue
+        outcomes.append(RetryOutcome(row, who, WOULD_REQUEUE if dry_run else REQUEUED, detail))
+    return outcomes
+
+
+def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> str | None:
+    if row.period == CONFIRM_PERIOD:
+        return "a double opt-in mail, not a digest"
+    if subscriber is None:
+        return "the subscriber is gone"
+    if subscriber.status != "active" or not subscriber.email:
+        return f"subscriber is {subscriber.status}: nothing is sent to them"
+    if row.channel != channel:
+        return f"failed through {row.channel}, but the configured channel is {channel}"
+    return None
+
+
+def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    assert row.id is not None
+    key = send_job_key(row.subscriber_id, row.period, row.channel)
+    now = service.clock()
+    with service.store.engine.begin() as conn:
+        if not service.ledger.reopen(row.id, now=now, connection=conn):
+            raise _Rollback(f"changed meanwhile (now {service.ledger.get(row.id).status}): left alone")
+        if service.queue.requeue(key, now=now, connection=conn):
+            return "send job queued again"
+        job_status = service.queue.status_of(key, connection=conn)
+        if job_status == "queued":
+            return "its send job was still queued"
+        if job_status is not None:
+            raise _Rollback(f"its send job is {job_status}: try again once it has finished")
+        job = service.send_job_for(subscriber, row.period, around=row.created_at)
+        if job is None:
+            raise _Rollback(_SCHEDULE_CHANGED)
+        service.queue.enqueue_one(job, connection=conn)
+        return "new send job (the old one was pruned)"
+
+
+def _dry_retry(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    job_status = service.queue.status_of(send_job_key(row.subscriber_id, row.period, row.channel))
+    if job_status in ("done", "failed"):
+        return "would queue its send job again"
+    if job_status == "queued":
+        return "its send job is still queued"
+    if job_status is not None:
+        raise _Rollback(f"its send job is {job_status}: try again once it has finished")
+    if service.send_job_for(subscriber, row.period, around=row.created_at) is None:
+        raise _Rollback(_SCHEDULE_CHANGED)
+    return "would enqueue a new send job (the old one was pruned)"
+
+
+_SCHEDULE_CHANGED = "its send job was pruned and the subscriber's schedule no longer has this period"
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    period: Annotated[
+        str | None, typer.Option(help="Only this period: a day (2026-11-27) or an ISO week (2026-W48).")
+    ] = None,
+    subscriber: Annotated[str | None, typer.Option(help="Only this subscriber (email or id).")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel: email or outbox.")] = None,
+    since: Annotated[
+        str, typer.Option(help="Only deliveries that failed this recently, e.g. 6h, 2d.")
+    ] = RETRY_SINCE,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be requeued; change nothing.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Send digests that failed for good again, once the cause is fixed (a wrong SMTP password,
+    an outage that outlasted the retries): each goes back to pending with its send job queued,
+    and the running service (`flarestart run`) sends it. Subscribers who are not active are
+    skipped, and a digest that was sent is never selected.
+
+    Example: flarestart deliveries retry --since 6h --dry-run
+    """
+    cutoff = utcnow() - parse_duration(since, option="--since")
+    if period is not None and not _PERIOD.match(period):
+        raise ConfigError(f"--period {period!r}: expected a day like 2026-11-27 or a week like 2026-W48")
+    if channel is not None and channel not in RETRY_CHANNELS:
+        raise ConfigError(f"--channel {channel!r}: expected one of {', '.join(RETRY_CHANNELS)}")
+    settings = state.get_settings()
+    with open_store(seed=False) as store:
+        wanted = SubscriberStore(store.engine).get(subscriber).id if subscriber is not None else None
+        service_channel = make_channel(settings)
+        try:
+            service = DigestService(store, settings, service_channel)
+            outcomes = retry_failed(
+                service, since=cutoff, subscriber_id=wanted, period=period, channel=channel, dry_run=dry_run
+            )
+        finally:
+            asyncio.run(service_channel.aclose())
+    if json:
+        print_json([_retry_json(outcome) for outcome in outcomes])
+        return
+    _print_retry(outcomes, since=since, dry_run=dry_run)
+
+
+def _print_retry(outcomes: list[RetryOutcome], *, since: str, dry_run: bool) -> None:
+    if not outcomes:
+        console.print(f"No failed deliveries in the last {escape(since)} match; nothing to retry.")
+        return
+    table = Table(
+        title=f"{len(outcomes)} failed deliver{'y' if len(outcomes) == 1 else 'ies'}", title_justify="left"
+    )
+    for column in ("subscriber", "period", "channel", "attempts", "last error", "outcome", "detail"):
+        table.add_column(column, overflow="fold", justify="right" if column == "attempts" else "left")
+    for outcome in outcomes:
+        row = outcome.delivery
+        table.add_row(
+            escape(outcome.subscriber),
+            row.period,
+            row.channel,
+            str(row.attempts),
+            escape((row.last_error or "")[:100]),
+            f"[{OUTCOME_STYLE[outcome.outcome]}]{outcome.outcome}[/]",
+            escape(outcome.detail),
+        )
+    console.print(table)
+    chosen = sum(outcome.outcome != SKIPPED for outcome in outcomes)
+    skipped = len(outcomes) - chosen
+    if dry_run:
+        line = f"Dry run: nothing changed. {chosen} would be requeued, {skipped} skipped."
+    elif chosen:
+        line = (
+            f"{chosen} requeued, {skipped} skipped. The running service (`flarestart run`) sends them; "
+            "`flarestart send EMAIL --now` sends one of the current period at once."
+        )
+    else:
+        line = f"Nothing requeued: {skipped} skipped."
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def _retry_json(outcome: RetryOutcome) -> dict[str, Any]:
+    row = outcome.delivery
+    return {
+        "id": row.id,
+        "subscriber_id": row.subscriber_id,
+        "subscriber": outcome.subscriber,
+        "period": row.period,
+        "channel": row.channel,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "outcome": outcome.outcome,
+        "detail": outcome.detail,
     }

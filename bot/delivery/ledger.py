@@ -304,6 +304,12 @@ class DeliveryLedger:
             updated_at=now or utcnow(),
         )
 
+    def reopen(self, delivery_id: int, *, now: datetime, connection: Connection | None = None) -> bool:
+        """failed → pending, for an operator's retry (`flarestart deliveries retry`) once the
+        cause is fixed; attempts and the last error stay as the record of what happened. False
+        when the row is no longer failed (a concurrent change wins)."""
+        return self._move(delivery_id, (FAILED,), connection, status=PENDING, updated_at=now)
+
     def _move(
         self, delivery_id: int, allowed: Sequence[str], connection: Connection | None, **values: Any
     ) -> bool:
@@ -363,6 +369,26 @@ class DeliveryLedger:
             for channel, status, count in rows:
                 found.setdefault(str(channel), {s: 0 for s in STATUSES})[str(status)] = int(count)
         return found
+
+    def failed_since(
+        self,
+        since: datetime,
+        *,
+        subscriber_id: int | None = None,
+        period: str | None = None,
+        channel: str | None = None,
+    ) -> builtins.list[Delivery]:
+        """Deliveries that failed for good and were last updated at or after `since`, oldest first."""
+        query = select(Delivery).where(DELIVERIES.c.status == FAILED, DELIVERIES.c.updated_at >= since)
+        if subscriber_id is not None:
+            query = query.where(DELIVERIES.c.subscriber_id == subscriber_id)
+        if period is not None:
+            query = query.where(DELIVERIES.c.period == period)
+        if channel is not None:
+            query = query.where(DELIVERIES.c.channel == channel)
+        query = query.order_by(DELIVERIES.c.updated_at, DELIVERIES.c.id)
+        with self._session() as session:
+            return builtins.list(session.scalars(query))
 
     # Last: a method named `list` would shadow the builtin in the annotations after it.
     def list(

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -168,12 +168,28 @@ class DigestService:
                 periods[key] = None if due is None else _period_payload(due)
             period = periods[key]
             if period is not None:
-                yield NewJob(
-                    SEND_TASK,
-                    {"subscriber_id": row.id, **period},
-                    unique_key=f"{SEND_TASK}:{row.id}:{period['period']}:{channel}",
-                    max_attempts=attempts,
-                )
+                yield send_job(row.id, period, channel=channel, max_attempts=attempts)
+
+    def send_job_for(self, subscriber: Subscriber, period: str, *, around: datetime) -> NewJob | None:
+        """The job `plan_due` made for `subscriber`'s `period`, worked out again from a moment
+        within that period (when its delivery row was created), for an operator's retry after the
+        finished job was pruned. None when the subscriber's schedule no longer puts `period` there."""
+        assert subscriber.id is not None
+        due = due_period(
+            now=around,
+            timezone=subscriber.timezone,
+            delivery_time=parse_delivery_time(subscriber.delivery_time),
+            frequency=subscriber.frequency,
+            catch_up=timedelta.max,
+        )
+        if due is None or due.period != period:
+            return None
+        return send_job(
+            subscriber.id,
+            _period_payload(due),
+            channel=self.channel.name,
+            max_attempts=self.settings.delivery.max_attempts,
+        )
 
     async def handle_plan(self, job: ClaimedJob) -> None:
         await self.sources_ready.wait()
@@ -438,6 +454,21 @@ class DigestService:
             also_covered_by=tuple((a.source_name, a.url) for a in item.also if a.url),
             image_url=article.image_url,
         )
+
+
+def send_job_key(subscriber_id: int, period: str, channel: str) -> str:
+    """The unique key of a period's send job: one per subscriber, period and channel."""
+    return f"{SEND_TASK}:{subscriber_id}:{period}:{channel}"
+
+
+def send_job(subscriber_id: int, period: Mapping[str, str], *, channel: str, max_attempts: int) -> NewJob:
+    """The `send_digest` job for one subscriber and one period (`_period_payload`)."""
+    return NewJob(
+        SEND_TASK,
+        {"subscriber_id": subscriber_id, **period},
+        unique_key=send_job_key(subscriber_id, period["period"], channel),
+        max_attempts=max_attempts,
+    )
 
 
 def _period_payload(due: DuePeriod) -> dict[str, str]:

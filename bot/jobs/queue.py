@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -233,6 +234,41 @@ class JobQueue:
         # and only rows that were inserted come back.
         return len(conn.execute(self._insert_many, rows).all())
 
+    def enqueue_one(self, job: NewJob, *, connection: Connection | None = None) -> int | None:
+        """`enqueue_many` for one job, optionally inside the caller's transaction; its id, or None
+        when its `unique_key` is taken."""
+        row = _row(job, utcnow())
+        with _joined(self.engine, connection) as conn:
+            created = conn.execute(self._insert_many, [row]).all()
+        return int(created[0].id) if created else None
+
+    def requeue(self, unique_key: str, *, now: datetime, connection: Connection | None = None) -> bool:
+        """A finished job (done or failed) runnable again: queued at `now`, attempts from 0, no
+        error, no lease. False when there is no such job or it is queued or running: a running
+        job is never touched, its worker's fenced writes stay valid."""
+        query = (
+            update(JOBS)
+            .where(JOBS.c.unique_key == unique_key, JOBS.c.status.in_([DONE, FAILED]))
+            .values(
+                status=QUEUED,
+                run_at=now,
+                attempts=0,
+                locked_by=None,
+                locked_until=None,
+                finished_at=None,
+                last_error=None,
+            )
+        )
+        with _joined(self.engine, connection) as conn:
+            return conn.execute(query).rowcount == 1
+
+    def status_of(self, unique_key: str, *, connection: Connection | None = None) -> str | None:
+        """The status of the job with `unique_key`, or None when there is none (never made, or pruned)."""
+        query = select(JOBS.c.status).where(JOBS.c.unique_key == unique_key)
+        with _joined(self.engine, connection) as conn:
+            status = conn.execute(query).scalar_one_or_none()
+        return None if status is None else str(status)
+
     # -- consuming --------------------------------------------------------------------------
 
     def claim(
@@ -428,6 +464,16 @@ class JobQueue:
         )
         with self.engine.begin() as conn:
             return int(conn.execute(query).rowcount or 0)
+
+
+@contextmanager
+def _joined(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
+    """The caller's connection (its transaction goes on), or a transaction of our own."""
+    if connection is not None:
+        yield connection
+    else:
+        with engine.begin() as conn:
+            yield conn
 
 
 def _row(job: NewJob, now: datetime) -> dict[str, Any]:
