@@ -390,14 +390,17 @@ class DigestService:
     ) -> DigestView:
         assert subscriber.id is not None
         now = now or self.clock()
-        link = unsubscribe_url(self.settings.web.base_url, self.secret, subscriber.id)
+        # The links are made "now" as the digest is: the same digest drafted anywhere is the same.
+        link = unsubscribe_url(self.settings.web.base_url, self.secret, subscriber.id, issued_at=now)
         return DigestView(
             subscriber_name=subscriber.name or "",
             subscriber_email=subscriber.email or "",
             period=period,
             date=now.astimezone(_zone(subscriber.timezone)).date(),
             items=tuple(self._item_view(item) for item in plan.items),
-            preferences_url=preferences_url(self.settings.web.base_url, self.secret, subscriber.id),
+            preferences_url=preferences_url(
+                self.settings.web.base_url, self.secret, subscriber.id, issued_at=now
+            ),
             unsubscribe_url=link,
             quiet=not plan.items,
             now=now,
