@@ -50,8 +50,22 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever sys.stderr is when a record comes, not the one at setup: a host that
+    swaps it (a test runner, an embedding app) and closes the old one must not leave our
+    background threads writing into a closed file."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
