@@ -11,44 +11,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlmodel import Session
 
 from bot.channels.email import SmtpChannel, message_bytes
 from bot.config import Settings, load_settings
 from bot.delivery.batch import BatchSender
 from bot.delivery.drafts import DraftProcess, DraftRequest, InlineDrafts
 from bot.delivery.service import DigestService
-from bot.jobs.queue import JobQueue
-from bot.ranking.types import TopicMatch
-from bot.sources.types import ParsedEntry
-from bot.store import NewSource, Store
-from bot.store.models import Job
+from bot.store import Store
 from bot.store.subscribers import SubscriberStore
 from tests.channels.smtp_server import SmtpServer
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def article(key: str, title: str, hours: float, topic: str = "python") -> ParsedEntry:
-    return ParsedEntry(
-        key=key,
-        guid=key,
-        url=f"https://n.example/{key}",
-        title=title,
-        excerpt=f"About {title}.",
-        author="Lin",
-        published=NOW - timedelta(hours=hours),
-        content_hash=key,
-        topics=(TopicMatch(topic, 0.9, (topic,)),),
-    )
+from tests.delivery.helpers import NOW, add_readers, all_jobs, jobs_by_status, run_until, stocked_store
 
 
 @pytest.fixture
@@ -71,51 +50,9 @@ def smtp_settings(tmp_path: Path, server: SmtpServer) -> Settings:
 
 @pytest.fixture
 def store(smtp_settings: Settings) -> Iterator[Store]:
-    store = Store.open(smtp_settings)
-    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
-    assert source
-    store.save_entries(
-        source,
-        [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(6)],
-        now=NOW,
-    )
+    store = stocked_store(smtp_settings, stories=6)
     yield store
     store.close()
-
-
-def add_readers(store: Store, count: int, *, prefix: str = "reader", **fields: object) -> list[int]:
-    due = (NOW - timedelta(minutes=5)).strftime("%H:%M")
-    subscribers = SubscriberStore(store.engine)
-    ids = []
-    for n in range(count):
-        values = {"email": f"{prefix}{n}@example.com", "timezone": "UTC", "delivery_time": due}
-        added = subscribers.add({**values, "topics": {"python": 1.0}, **fields})
-        assert added.id is not None
-        ids.append(added.id)
-    return ids
-
-
-async def run_until(sender: BatchSender, done: Callable[[], bool], timeout: float = 30.0) -> None:
-    stop = asyncio.Event()
-    runner = asyncio.create_task(sender.run(stop))
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline or runner.done():
-            stop.set()
-            await runner
-            raise AssertionError("the sender did not get there in time")
-        await asyncio.sleep(0.02)
-    stop.set()
-    await asyncio.wait_for(runner, timeout)
-
-
-def jobs_by_status(store: Store) -> dict[str, int]:
-    return {status: n for status, n in JobQueue(store.engine).counts().items() if n}
-
-
-def all_jobs(store: Store) -> list[Job]:
-    with Session(store.engine) as session:
-        return list(session.scalars(select(Job)))
 
 
 def make_sender(service: DigestService, **options: object) -> BatchSender:
@@ -288,10 +225,7 @@ async def test_two_senders_on_one_database_send_every_digest_once(
             "FLARESTART_DELIVERY_WORKERS": "3",
         }
     )
-    stores = [Store.open(settings), Store.open(settings)]
-    source = stores[0].add_source(NewSource("Py Weekly", "https://py.example/feed")).id
-    assert source
-    stores[0].save_entries(source, [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(6)], now=NOW)
+    stores = [stocked_store(settings, stories=6), Store.open(settings)]
     add_readers(stores[0], 40)
     channels = [SmtpChannel(settings.email), SmtpChannel(settings.email)]
     services = [

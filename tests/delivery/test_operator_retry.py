@@ -22,11 +22,11 @@ from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.service import SEND_TASK, DigestService, send_job, send_job_key
 from bot.jobs.queue import JobQueue, NewJob
 from bot.jobs.worker import Worker
-from bot.store import NewSource, Store
+from bot.store import Store
 from bot.store.models import Delivery, Job, Subscriber
 from bot.store.subscribers import SubscriberStore
 from tests.channels.smtp_server import SmtpServer
-from tests.delivery.test_batch import NOW, all_jobs, article
+from tests.delivery.helpers import NOW, all_jobs, stocked_store
 
 HOUR = timedelta(hours=1)
 RECENT = NOW - 48 * HOUR  # the CLI's default look-back
@@ -52,10 +52,7 @@ def smtp_settings(tmp_path: Path, server: SmtpServer, database_url: str) -> Sett
 
 @pytest.fixture
 def store(smtp_settings: Settings) -> Iterator[Store]:
-    store = Store.open(smtp_settings)
-    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
-    assert source
-    store.save_entries(source, [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(3)], now=NOW)
+    store = stocked_store(smtp_settings, stories=3)
     yield store
     store.close()
 

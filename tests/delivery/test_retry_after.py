@@ -19,10 +19,10 @@ from bot.delivery.service import SEND_TASK, DigestService
 from bot.errors import DeliveryTransientError
 from bot.jobs.queue import RETRY_AFTER_CAP, RETRY_BASE, RETRY_JITTER, JobQueue, honour_retry_after
 from bot.jobs.worker import Worker
-from bot.store import NewSource, Store
+from bot.store import Store
 from bot.store.models import Job
 from bot.store.types import utcnow
-from tests.delivery.test_batch import NOW, add_readers, all_jobs, article, run_until
+from tests.delivery.helpers import add_readers, all_jobs, run_until, stocked_store
 
 
 class RateLimitedChannel:
@@ -44,10 +44,7 @@ class RateLimitedChannel:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings)
-    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
-    assert source
-    store.save_entries(source, [article(f"a{n}", f"Python story {n}", 1 + n) for n in range(3)], now=NOW)
+    store = stocked_store(settings, stories=3)
     yield store
     store.close()
 

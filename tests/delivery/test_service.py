@@ -16,30 +16,13 @@ from bot.config import Settings, load_settings
 from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
-from bot.ranking.types import TopicMatch
-from bot.sources.types import ParsedEntry
 from bot.store import NewSource, Store
 from bot.store.subscribers import SubscriberStore
 from bot.subscribers.files import make_spec
 from bot.web.secret import resolve_secret
 from bot.web.tokens import read_token
 from tests.channels.smtp_server import SmtpServer
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def article(key: str, title: str, hours: float) -> ParsedEntry:
-    return ParsedEntry(
-        key=key,
-        guid=key,
-        url=f"https://n.example/{key}",
-        title=title,
-        excerpt=f"About {title}.",
-        author="Lin",
-        published=NOW - timedelta(hours=hours),
-        content_hash=key,
-        topics=(TopicMatch("python", 0.9, ("python",)),),
-    )
+from tests.delivery.helpers import NOW, article
 
 
 @pytest.fixture

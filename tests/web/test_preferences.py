@@ -26,7 +26,8 @@ from bot.subscribers.files import make_spec
 from bot.web import preferences
 from bot.web.preferences import topic_groups
 from bot.web.tokens import make_token, read_token
-from tests.delivery.test_service import NOW, add_reader, article, outbox_messages
+from tests.delivery.helpers import NOW, article
+from tests.delivery.test_service import add_reader, outbox_messages
 from tests.web.conftest import SECRET, Web, assert_page
 
 GRACE: dict[str, Any] = {
