@@ -47,6 +47,7 @@ from bot.delivery.drafts import Draft, DraftProcess, DraftRequest, Drafts, Inlin
 from bot.delivery.ledger import Opened
 from bot.delivery.service import SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError, DeliveryTransientError, NotFoundError
+from bot.futures import settle
 from bot.jobs.queue import ClaimedJob, honour_retry_after
 from bot.jobs.worker import CANCEL_GRACE, DRAIN_SECONDS, POLL_SECONDS, Backoff, default_backoff
 from bot.store.subscribers import SubscriberRecord
@@ -430,7 +431,7 @@ class BatchSender:
             outcomes = self._commit_group([(sent, ready) for sent, ready, _ in group])
         except BaseException as exc:  # not even one by one: every lane hears of it
             outcomes = [exc if isinstance(exc, Exception) else RuntimeError(str(exc))] * len(group)
-        loop.call_soon_threadsafe(_answer, [future for _, _, future in group], outcomes)
+        loop.call_soon_threadsafe(settle, [future for _, _, future in group], outcomes)
         self._run_commits(loop)
 
     def _run_commits(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -594,16 +595,6 @@ class BatchSender:
 
 
 _CommitRequest = tuple[_Sent | None, _Ready | None, "asyncio.Future[_Commit]"]
-
-
-def _answer(futures: list[asyncio.Future[_Commit]], outcomes: list[_Commit | Exception]) -> None:
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if future.done():  # the lane was cancelled
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 def _subscriber_id(job: ClaimedJob) -> int:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.errors import FeedParseError
+from bot.futures import settle
 from bot.ranking.setup import parse_and_pack, user_topics
 from bot.sources.fetch import Fetcher
 from bot.sources.schedule import next_fetch_at
@@ -323,7 +324,7 @@ class _Writer:
                 outcomes = await loop.run_in_executor(self._thread, self._write, [r for r, _ in batch])
             except Exception as exc:  # the thread pool itself failed: tell every waiter
                 outcomes = [exc] * len(batch)
-            _settle(batch, outcomes)
+            settle([future for _, future in batch], outcomes)
 
     def _write(self, records: Sequence[FetchRecord]) -> Sequence[SaveCounts | BaseException]:
         """On the writer thread: one transaction for all, else one each to isolate a failure."""
@@ -339,19 +340,6 @@ class _Writer:
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
-
-
-def _settle(
-    batch: Sequence[tuple[FetchRecord, asyncio.Future[SaveCounts]]],
-    outcomes: Sequence[SaveCounts | BaseException],
-) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if future.done():  # its waiter was cancelled
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 def _without_body(result: FetchResult) -> FetchResult:

@@ -13,7 +13,9 @@ from sqlmodel import Session
 
 from bot.config import Settings
 from bot.delivery.batch import BatchSender
+from bot.delivery.service import SEND_TASK, DigestService
 from bot.jobs.queue import JobQueue
+from bot.jobs.worker import Worker
 from bot.ranking.types import TopicMatch
 from bot.sources.types import ParsedEntry
 from bot.store import NewSource, Store
@@ -81,3 +83,23 @@ def jobs_by_status(store: Store) -> dict[str, int]:
 def all_jobs(store: Store) -> list[Job]:
     with Session(store.engine) as session:
         return list(session.scalars(select(Job)))
+
+
+async def work_until(service: DigestService, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Run a Worker with the send handler, as `flarestart run` does, until `done()`."""
+    worker = Worker(
+        service.queue,
+        {SEND_TASK: service.handle_send},
+        settings=service.settings.delivery,
+        poll_interval=0.02,
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while not await asyncio.to_thread(done):
+            assert time.monotonic() < deadline and not runner.done(), "the worker did not get there"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 10)

@@ -5,8 +5,7 @@ selected, readers who are not active are skipped, and the daemon then sends each
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,11 @@ from bot.config import Settings, load_settings
 from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.service import SEND_TASK, DigestService, send_job, send_job_key
 from bot.jobs.queue import JobQueue, NewJob
-from bot.jobs.worker import Worker
 from bot.store import Store
 from bot.store.models import Delivery, Job, Subscriber
 from bot.store.subscribers import SubscriberStore
 from tests.channels.smtp_server import SmtpServer
-from tests.delivery.helpers import NOW, all_jobs, stocked_store
+from tests.delivery.helpers import NOW, all_jobs, stocked_store, work_until
 
 HOUR = timedelta(hours=1)
 RECENT = NOW - 48 * HOUR  # the CLI's default look-back
@@ -93,26 +91,6 @@ def failed_job(service: DigestService, job: NewJob) -> int:
     [claimed] = service.queue.claim("w", now=NOW + HOUR, lease=timedelta(minutes=1))
     assert service.queue.fail(claimed.id, "w", error="550", attempt=claimed.attempts)
     return job_id
-
-
-async def work_until(service: DigestService, done: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Run a Worker with the send handler, as `flarestart run` does, until `done()`."""
-    worker = Worker(
-        service.queue,
-        {SEND_TASK: service.handle_send},
-        settings=service.settings.delivery,
-        poll_interval=0.02,
-    )
-    stop = asyncio.Event()
-    runner = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + timeout
-    try:
-        while not await asyncio.to_thread(done):
-            assert time.monotonic() < deadline and not runner.done(), "the worker did not get there"
-            await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await asyncio.wait_for(runner, 10)
 
 
 def by_key(outcomes: list[RetryOutcome]) -> dict[tuple[str, str], str]:

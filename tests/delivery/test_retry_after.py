@@ -4,7 +4,6 @@ RETRY_AFTER_CAP is capped. Both send paths: a Worker running DigestService.send,
 
 from __future__ import annotations
 
-import asyncio
 import math
 import pickle
 from collections.abc import Iterator
@@ -18,11 +17,10 @@ from bot.delivery.batch import BatchSender
 from bot.delivery.service import SEND_TASK, DigestService
 from bot.errors import DeliveryTransientError
 from bot.jobs.queue import RETRY_AFTER_CAP, RETRY_BASE, RETRY_JITTER, JobQueue, honour_retry_after
-from bot.jobs.worker import Worker
 from bot.store import Store
 from bot.store.models import Job
 from bot.store.types import utcnow
-from tests.delivery.helpers import add_readers, all_jobs, run_until, stocked_store
+from tests.delivery.helpers import add_readers, all_jobs, run_until, stocked_store, work_until
 
 
 class RateLimitedChannel:
@@ -65,23 +63,10 @@ def retried(queue: JobQueue, job_id: int) -> Job | None:
 
 
 async def through_the_worker(service: DigestService, job_id: int) -> Job:
-    worker = Worker(
-        service.queue,
-        {SEND_TASK: service.handle_send},
-        settings=service.settings.delivery,
-        poll_interval=0.02,
-    )
-    stop = asyncio.Event()
-    runner = asyncio.create_task(worker.run(stop))
-    try:
-        for _ in range(1500):
-            if (job := await asyncio.to_thread(retried, service.queue, job_id)) is not None:
-                return job
-            await asyncio.sleep(0.02)
-        raise AssertionError("the worker did not retry the job in time")
-    finally:
-        stop.set()
-        await asyncio.wait_for(runner, 10)
+    await work_until(service, lambda: retried(service.queue, job_id) is not None)
+    job = retried(service.queue, job_id)
+    assert job is not None
+    return job
 
 
 async def through_the_batch_sender(service: DigestService, job_id: int) -> Job:
