@@ -100,7 +100,7 @@ class DigestService:
         self.clock = clock
         self.subscribers = SubscriberStore(store.engine)
         self.ledger = DeliveryLedger(store.engine)
-        self.queue = JobQueue(store.engine)
+        self.queue = JobQueue(store.engine, clock=clock)
         self.taxonomy = taxonomy or taxonomy_for(settings)
         self.renderer = DigestRenderer(settings.email, base_url=settings.web.base_url)
         self.secret = resolve_secret(settings)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -139,8 +139,11 @@ def honour_retry_after(
 class JobQueue:
     """The job table behind a narrow interface: enqueue, claim, extend, finish, retry, fail."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        # Stamps new rows (run_at, created_at) and finishes: the caller's clock, so a planner
+        # running on an injected time enqueues jobs at that time, not at the machine's.
+        self.clock = clock
         self.dialect = engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"the job queue needs SQLite or PostgreSQL, not {self.dialect}")
@@ -182,7 +185,7 @@ class JobQueue:
             raise ValueError("max_attempts must be at least 1")
         if unique_key is not None and len(unique_key) > MAX_KEY_CHARS:
             raise ValueError(f"unique_key is longer than {MAX_KEY_CHARS} characters: {unique_key[:60]}…")
-        now = utcnow()
+        now = self.clock()
         values = {
             "task": task,
             "payload": dict(payload or {}),
@@ -211,7 +214,7 @@ class JobQueue:
         `jobs`) is skipped by the same unique index as in `enqueue` (`ON CONFLICT DO NOTHING`),
         so producers racing on the same keys still create one row per key.
         """
-        now = utcnow()
+        now = self.clock()
         created = 0
         batch: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
@@ -237,7 +240,7 @@ class JobQueue:
     def enqueue_one(self, job: NewJob, *, connection: Connection | None = None) -> int | None:
         """`enqueue_many` for one job, optionally inside the caller's transaction; its id, or None
         when its `unique_key` is taken."""
-        row = _row(job, utcnow())
+        row = _row(job, self.clock())
         with _joined(self.engine, connection) as conn:
             created = conn.execute(self._insert_many, [row]).all()
         return int(created[0].id) if created else None
@@ -376,7 +379,7 @@ class JobQueue:
             attempt,
             status=case((last, FAILED), else_=QUEUED),
             run_at=case((last, JOBS.c.run_at), else_=_moment(run_at)),
-            finished_at=case((last, _moment(now or utcnow())), else_=None),
+            finished_at=case((last, _moment(now or self.clock())), else_=None),
             locked_until=None,
             last_error=_clip(error),
         )
@@ -397,7 +400,7 @@ class JobQueue:
             attempt,
             status=FAILED,
             locked_until=None,
-            finished_at=now or utcnow(),
+            finished_at=now or self.clock(),
             last_error=_clip(error),
         )
 
