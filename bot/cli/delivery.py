@@ -122,15 +122,19 @@ async def _send_one(
         period = _period_to_send(service, subscriber, service.clock(), force=force)
         destination = describe_destination(channel, subscriber.email)
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
+        if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
+            result = await service.send(subscriber.id, period, dry_run=True)
+            return _Outcome(result, channel.name, destination, earlier)
         if earlier is not None and earlier.status == "failed":
             raise NothingToSendError(
                 f"{subscriber.email}'s digest for {period} failed for good after {earlier.attempts} "
-                f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}"
+                f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}; "
+                "`flarestart deliveries retry` queues it again once the cause is fixed"
             )
-        if earlier is not None and earlier.status in ("sent", "skipped"):
-            status = "already-sent" if earlier.status == "sent" else "skipped"
-            result = SendResult(status, subscriber.email, period, len(earlier.article_ids))
+        if earlier is not None and earlier.status == "sent":
+            result = SendResult("already-sent", subscriber.email, period, len(earlier.article_ids))
             return _Outcome(result, channel.name, destination, earlier)
+        # A skipped (quiet) period is composed again: there may be something to send by now.
         try:
             # Not the last attempt: a server that is down leaves the delivery pending, to retry.
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
@@ -196,11 +200,16 @@ def _outcome_line(outcome: _Outcome) -> str:
             where += f" (server: {escape(receipt.detail)})"
         return f"[green]Sent[/] {digest}: {result.items} items to {escape(where)}."
     if result.status == "dry-run":
-        return (
+        line = (
             f"[cyan]Dry run:[/] {digest} would have {result.items} items, subject "
             f'"{escape(result.detail)}", and would go to {escape(outcome.destination)}. '
             "Nothing was sent or recorded."
         )
+        if earlier is not None and earlier.status in ("sent", "failed"):
+            when = f" {ago(earlier.sent_at)}" if earlier.sent_at else ""
+            final = f"went out{when}" if earlier.status == "sent" else "failed for good"
+            line += f" (The ledger says this period {final}, so a real send sends nothing.)"
+        return line
     if result.status == "already-sent":
         when = f" {ago(earlier.sent_at)}" if earlier is not None and earlier.sent_at else ""
         return f"Already sent: {digest} went out{when}; nothing sent again."

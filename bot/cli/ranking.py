@@ -103,7 +103,7 @@ def preview(
                 muted_topics=muted_topics,
                 muted_keywords=keywords,
                 max_items=max_items,
-                window=window_for("daily"),
+                window=window_for("daily", settings),
             )
             delivered = set()
             label = ", ".join(_split(topics))

@@ -24,10 +24,10 @@ from bot.channels.email import SmtpChannel, make_message_id, message_id_domain
 from bot.channels.outbox import OutboxChannel
 from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger, Opened
-from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences
+from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
-from bot.errors import DeliveryPermanentError, DeliveryTransientError
+from bot.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
@@ -251,18 +251,25 @@ class DigestService:
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
         if delivery is not None and not delivery.began:
             return SendResult("already-sent", who, period, 0, f"delivery is {delivery.status}")
-        composer = await self.composer()
-        plan = composer.plan(composer.preferences_of(subscriber, window=window), delivered=delivered)
-        if not plan.items and self.settings.email.quiet_day == "skip":
-            reason = plan.empty_reason or "nothing new matched"
-            if delivery is not None:
-                await asyncio.to_thread(
-                    self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
-                )
-            log.info("quiet period, nothing sent: %s", reason, extra=extra)
-            return SendResult("skipped", who, period, 0, reason)
-        await asyncio.sleep(0)  # ranking took the loop for a while: let other sends' replies in
-        outgoing = self.outgoing(subscriber, period, plan)
+        try:
+            composer = await self.composer()
+            prefs = composer.preferences_of(subscriber, window=self.window(subscriber.frequency, window))
+            plan = composer.plan(prefs, delivered=delivered)
+            if not plan.items and self.settings.email.quiet_day == "skip":
+                reason = plan.empty_reason or "nothing new matched"
+                if delivery is not None:
+                    await asyncio.to_thread(
+                        self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
+                    )
+                log.info("quiet period, nothing sent: %s", reason, extra=extra)
+                return SendResult("skipped", who, period, 0, reason)
+            await asyncio.sleep(0)  # ranking took the loop for a while: let other sends' replies in
+            outgoing = self.outgoing(subscriber, period, plan)
+        except Exception as exc:
+            error = await self._composing_failed(delivery, exc, last_attempt=last_attempt, extra=extra)
+            if error is None:
+                raise
+            raise error from exc
         if dry_run:
             return SendResult("dry-run", who, period, len(plan.items), outgoing.rendered.subject)
         assert delivery is not None
@@ -272,6 +279,34 @@ class DigestService:
         )
         log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
         return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
+
+    def window(self, frequency: str, period_window: timedelta | None = None) -> timedelta:
+        """How far back a digest looks: its period (since the previous delivery), and at least
+        digest.window_hours (weekly: a week)."""
+        least = window_for(frequency, self.settings)
+        return least if period_window is None else max(period_window, least)
+
+    async def _composing_failed(
+        self, delivery: Opened | None, exc: Exception, *, last_attempt: bool, extra: dict[str, Any]
+    ) -> DeliveryPermanentError | None:
+        """A send that broke before the channel: its row is settled (never left 'sending'), and
+        the error to raise instead (None: raise the original, the job retries). Preferences that name what does not exist (ConfigError) cannot work
+        on a retry: the delivery fails for good at once, as a permanent error, not a crash loop."""
+        permanent = isinstance(exc, ConfigError)
+        reason = f"{type(exc).__name__}: {exc}"
+        if delivery is not None:
+            await asyncio.to_thread(
+                self.ledger.mark_failed,
+                delivery.id,
+                error=f"could not compose the digest: {reason}",
+                permanent=permanent or last_attempt,
+                now=self.clock(),
+            )
+        if permanent:
+            log.warning("digest cannot be composed: %s", exc, extra=extra)
+            return DeliveryPermanentError(f"{extra['subscriber']}'s digest cannot be composed: {exc}")
+        log.error("digest composition crashed: %s", reason, extra=extra)
+        return None
 
     def _start(self, ref: int | str, period: str, dry_run: bool) -> tuple[Reader, Opened | None, set[int]]:
         """The database half of starting a send, on one connection: the subscriber, what they

@@ -60,8 +60,12 @@ class SubscriberPreferences(Protocol):
     def frequency(self) -> str: ...
 
 
-def window_for(frequency: str) -> timedelta:
-    return WEEK if frequency.startswith("weekly") else DAY
+def window_for(frequency: str, settings: Settings | None = None) -> timedelta:
+    """How far back a digest of `frequency` looks: a week for weekly ones, else
+    digest.window_hours (24 unless set)."""
+    if frequency.startswith("weekly"):
+        return WEEK
+    return timedelta(hours=settings.digest.window_hours) if settings is not None else DAY
 
 
 class Composer:
@@ -74,11 +78,13 @@ class Composer:
         taxonomy: Taxonomy,
         *,
         now: datetime,
-        horizon: timedelta = WEEK,
+        horizon: timedelta | None = None,
     ) -> None:
         self.settings = settings
         self.taxonomy = taxonomy
         self.now = now
+        # Every window a digest may ask for: a week, or a longer digest.window_hours.
+        horizon = horizon or max(WEEK, timedelta(hours=settings.digest.window_hours))
         self.articles = {a.id: a for a in store.recent_articles(now - horizon, until=now)}
         self.source_ids = {a.source_name.casefold(): a.source_id for a in self.articles.values()}
         for source in store.list_sources():  # sources with nothing recent can still be muted
@@ -139,7 +145,7 @@ class Composer:
             muted_sources=subscriber.muted_sources,
             source_weights=subscriber.source_weights,
             max_items=subscriber.max_items,
-            window=window or window_for(subscriber.frequency),
+            window=window or window_for(subscriber.frequency, self.settings),
         )
 
     def _source_id(self, name: str) -> int:
