@@ -14,9 +14,11 @@ from rich.table import Table
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import ConfigError
 from bot.ranking.setup import taxonomy_for
+from bot.sources.defaults import source_names
+from bot.store import Store
 from bot.store.models import Subscriber
 from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.subscribers.files import SubscriberFileError, load_subscriber_files, make_spec
+from bot.subscribers.files import SubscriberFileError, SubscriberSpec, load_subscriber_files, make_spec
 from bot.subscribers.schedule import next_delivery_at, parse_delivery_time
 from bot.subscribers.sync import SyncReport, sync_subscribers
 
@@ -39,6 +41,13 @@ def _topic_validator() -> Callable[[Iterable[str]], None] | None:
         taxonomy.resolve(slugs)
 
     return validate
+
+
+def load_files(folder: Path, store: Store) -> list[SubscriberSpec]:
+    """The subscriber files of `folder`, checked against the taxonomy and the store's sources
+    (raises SubscriberFileError naming file and line)."""
+    known = source_names(store, state.get_settings())
+    return load_subscriber_files(folder, validate_topics=_topic_validator(), known_sources=known)
 
 
 def _next_delivery(subscriber: Subscriber, now: datetime) -> datetime | None:
@@ -103,19 +112,22 @@ def sync(
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
     where = folder if folder is not None else state.get_settings().subscribers_dir
-    try:
-        specs = load_subscriber_files(where, validate_topics=_topic_validator())
-    except SubscriberFileError as exc:
-        for problem in exc.problems:
-            err_console.print(
-                f"[red]{problem.path}:{problem.line}:[/] {problem.message}", highlight=False, soft_wrap=True
-            )
-        count = len(exc.problems)
-        raise ConfigError(
-            f"{count} problem{'s' if count > 1 else ''} in the subscriber files in {where}; nothing changed"
-        ) from None
     with open_store(seed=False) as store:
-        report = sync_subscribers(SubscriberStore(store.engine), specs, dry_run=dry_run)
+        try:
+            specs = load_files(where, store)
+        except SubscriberFileError as exc:
+            for problem in exc.problems:
+                err_console.print(
+                    f"[red]{problem.path}:{problem.line}:[/] {problem.message}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            count = len(exc.problems)
+            raise ConfigError(
+                f"{count} problem{'s' if count > 1 else ''} in the subscriber files in {where}; "
+                "nothing changed"
+            ) from None
+        report = sync_subscribers(SubscriberStore(store.engine), specs, folder=where, dry_run=dry_run)
     if json:
         print_json(report.as_dict())
         return
