@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from bot.channels.base import Channel
 from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
 from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
+from bot.cli.subscribers import describe_next
 from bot.config import Settings
 from bot.delivery.ledger import STATUSES, DeliveryLedger
 from bot.delivery.service import CONFIRM_PERIOD, DigestService, SendResult, make_channel, send_job_key
@@ -26,7 +27,7 @@ from bot.store import Store
 from bot.store.models import Delivery, Subscriber
 from bot.store.subscribers import SubscriberError, SubscriberStore
 from bot.store.types import utcnow
-from bot.subscribers.schedule import next_delivery_at, parse_delivery_time, period_for
+from bot.subscribers.schedule import next_delivery, parse_delivery_time, period_for
 
 __all__ = [
     "RetryOutcome",
@@ -63,10 +64,6 @@ def describe_destination(channel: Channel, address: str) -> str:
     return f"{address} via {channel.name}"
 
 
-def _local(moment: datetime, timezone: str) -> str:
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %Y-%m-%d %H:%M %Z")
-
-
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """What `send` did, for the one line (or the JSON) it prints."""
@@ -74,7 +71,8 @@ class _Outcome:
     result: SendResult
     channel: str
     destination: str
-    earlier: Delivery | None = None  # the ledger row that made it not send
+    earlier: Delivery | None = None  # the ledger row that made it not send (or, dry, what it says)
+    dry_run: bool = False
 
 
 def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel: str) -> Delivery | None:
@@ -86,17 +84,17 @@ def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel
 
 def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetime, *, force: bool) -> str:
     """The due period; with --now the current one. Exits 1 when there is none to send."""
-    due = service.due(subscriber, now)
-    if due is not None:
-        return due.period
-    who = subscriber.email or f"#{subscriber.id}"
-    upcoming = next_delivery_at(
+    upcoming = next_delivery(
         now=now,
         timezone=subscriber.timezone,
         delivery_time=parse_delivery_time(subscriber.delivery_time),
         frequency=subscriber.frequency,
+        catch_up=timedelta(hours=service.settings.delivery.catch_up_hours),
     )
-    when = f"{_local(upcoming, subscriber.timezone)} ({ago(upcoming, now)})"
+    if upcoming.due_now:
+        return upcoming.period
+    who = subscriber.email or f"#{subscriber.id}"
+    when = describe_next(upcoming, subscriber.timezone, now)
     if not force:
         raise NothingToSendError(
             f"nothing due for {who}: the next digest is {when}; "
@@ -124,7 +122,7 @@ async def _send_one(
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
         if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
             result = await service.send(subscriber.id, period, dry_run=True)
-            return _Outcome(result, channel.name, destination, earlier)
+            return _Outcome(result, channel.name, destination, earlier, dry_run=True)
         if earlier is not None and earlier.status == "failed":
             raise NothingToSendError(
                 f"{subscriber.email}'s digest for {period} failed for good after {earlier.attempts} "
@@ -199,12 +197,17 @@ def _outcome_line(outcome: _Outcome) -> str:
         elif receipt is not None and receipt.detail:
             where += f" (server: {escape(receipt.detail)})"
         return f"[green]Sent[/] {digest}: {result.items} items to {escape(where)}."
-    if result.status == "dry-run":
-        line = (
-            f"[cyan]Dry run:[/] {digest} would have {result.items} items, subject "
-            f'"{escape(result.detail)}", and would go to {escape(outcome.destination)}. '
-            "Nothing was sent or recorded."
-        )
+    if outcome.dry_run:
+        if result.status == "dry-run":
+            line = (
+                f"[cyan]Dry run:[/] {digest} would have {result.items} items, subject "
+                f'"{escape(result.detail)}", and would go to {escape(outcome.destination)}. '
+                "Nothing was sent or recorded."
+            )
+        else:
+            line = (
+                f"[cyan]Dry run:[/] {digest} would be skipped: {escape(result.detail)}. Nothing was recorded."
+            )
         if earlier is not None and earlier.status in ("sent", "failed"):
             when = f" {ago(earlier.sent_at)}" if earlier.sent_at else ""
             final = f"went out{when}" if earlier.status == "sent" else "failed for good"

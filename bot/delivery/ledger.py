@@ -328,6 +328,30 @@ class DeliveryLedger:
         with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
 
+    def settled(
+        self, keys: Iterable[tuple[int, str]], channel: str, *, connection: Connection | None = None
+    ) -> set[tuple[int, str]]:
+        """Which (subscriber, period) pairs are settled through `channel`: sent, skipped or
+        failed for good, so the service does not send them again by itself."""
+        wanted = set(keys)
+        found: set[tuple[int, str]] = set()
+        if not wanted:
+            return found
+        d = DELIVERIES.c
+        ids, periods = sorted({k[0] for k in wanted}), sorted({k[1] for k in wanted})
+        with self._reading(connection) as conn:
+            for start in range(0, len(ids), ID_BATCH):
+                rows = conn.execute(
+                    select(d.subscriber_id, d.period).where(
+                        d.subscriber_id.in_(ids[start : start + ID_BATCH]),
+                        d.period.in_(periods),
+                        d.channel == channel,
+                        d.status.in_((SENT, SKIPPED, FAILED)),
+                    )
+                )
+                found |= {(int(sid), str(period)) for sid, period in rows} & wanted
+        return found
+
     # -- the article ledger -----------------------------------------------------------------
 
     def sent_article_ids(self, subscriber_id: int, *, connection: Connection | None = None) -> set[int]:

@@ -67,6 +67,11 @@ class Reader(SubscriberPreferences, Protocol):
     def consecutive_bounces(self) -> int: ...
 
 
+def channel_name(settings: Settings) -> str:
+    """The name of the channel `make_channel` makes, without making it (no connection, no files)."""
+    return SmtpChannel.name if settings.email.smtp_url else OutboxChannel.name
+
+
 def make_channel(settings: Settings) -> Channel:
     """SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so digests are real files."""
     if settings.email.smtp_url:
@@ -256,7 +261,10 @@ class DigestService:
             prefs = composer.preferences_of(subscriber, window=self.window(subscriber.frequency, window))
             plan = composer.plan(prefs, delivered=delivered)
             if not plan.items and self.settings.email.quiet_day == "skip":
-                reason = plan.empty_reason or "nothing new matched"
+                # Said fully (how old the newest article is, what was muted or sent before): one
+                # reader's counts, and only for a quiet period.
+                account = composer.account(prefs, plan, delivered=delivered)
+                reason = account.reason or plan.empty_reason or "nothing new matched"
                 if delivery is not None:
                     await asyncio.to_thread(
                         self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
