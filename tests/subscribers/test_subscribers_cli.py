@@ -228,9 +228,27 @@ def test_syncing_another_folder_keeps_the_default_folders_subscribers(
 
     assert result.code == 0, result.err
     assert "1 added, 0 changed, 0 removed" in result.out
+    assert "+ added   linus@example.com; first digest " in result.out  # when, as `show` says it
     listed = sorted(s["email"] for s in run("subscribers", "list", "--json").json())
     assert listed == ["ada@example.com", "grace@example.com", "linus@example.com"]
     (other / "guests.toml").unlink()
     emptied = run("subscribers", "sync", str(other))
     assert "- removed linus@example.com" in emptied.out and "1 removed" in emptied.out
     assert len(run("subscribers", "list", "--json").json()) == 2
+
+
+def test_add_and_show_say_what_run_will_do_with_a_time_just_passed(run: Runner) -> None:
+    passed = datetime.now(UTC) - timedelta(minutes=15)
+
+    added = run("subscribers", "add", "ada@example.com", "--time", f"{passed:%H:%M}")
+
+    assert added.code == 0, added.err
+    assert "first digest" in added.out and "due now: `flarestart run` sends it within a minute" in added.out
+    shown = run("subscribers", "show", "ada@example.com", "--json").json()
+    assert (shown["due_now"], shown["next_period"]) == (True, f"{passed:%Y-%m-%d}")
+    assert "due now" in run("subscribers", "show", "ada@example.com").out
+    # Once that period is settled (a quiet day: skipped), the next one is the following day's.
+    assert run("send", "ada@example.com").code == 0
+    after = run("subscribers", "show", "ada@example.com", "--json").json()
+    assert after["due_now"] is False and after["next_period"] == f"{passed + timedelta(days=1):%Y-%m-%d}"
+    assert "due now" not in run("subscribers", "list").out
