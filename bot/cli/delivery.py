@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -14,19 +15,27 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.channels.base import Channel
+from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
-from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
+from bot.cli.common import ago, console, err_console, open_store, parse_duration, print_json, state
 from bot.cli.subscribers import describe_next
 from bot.config import Settings
 from bot.delivery.ledger import STATUSES, DeliveryLedger
-from bot.delivery.service import CONFIRM_PERIOD, DigestService, SendResult, make_channel, send_job_key
+from bot.delivery.service import (
+    CONFIRM_PERIOD,
+    DigestService,
+    SendResult,
+    make_channel,
+    placeholders,
+    send_job_key,
+)
 from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
 from bot.store.subscribers import SubscriberError, SubscriberStore
 from bot.store.types import utcnow
+from bot.subscribers.files import normalize_email
 from bot.subscribers.schedule import next_delivery, parse_delivery_time, period_for
 
 __all__ = [
@@ -147,7 +156,7 @@ async def _send_one(
 
 
 def send(
-    subscriber: Annotated[str, typer.Argument(help="The subscriber's email or id.")],
+    subscriber: Annotated[str | None, typer.Argument(help="The subscriber's email or id.")] = None,
     now: Annotated[
         bool,
         typer.Option(
@@ -157,16 +166,36 @@ def send(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compose and render only: send nothing, record nothing.")
     ] = False,
+    test: Annotated[
+        str | None,
+        typer.Option(
+            "--test",
+            metavar="ADDRESS",
+            help="Send today's sample digest (the day's best, subject marked [test]) to ADDRESS "
+            "through the configured channel; records nothing.",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Send one subscriber's digest for the period that is due now, through SMTP or the outbox.
 
     Safe to repeat: the delivery ledger knows what went out, and a period is sent once. Exits 1
-    when nothing is due (unless --now) and when the delivery failed.
+    when nothing is due (unless --now) and when the delivery failed. With --test ADDRESS, no
+    subscriber is needed: a sample digest checks your SMTP settings end to end.
 
     Example: flarestart send ada@example.com --now --dry-run
+    (or: flarestart send --test you@example.com)
     """
     settings = state.get_settings()
+    if test is not None:
+        if subscriber is not None:
+            raise ConfigError("give a SUBSCRIBER or --test ADDRESS, not both")
+        _send_test(settings, test, dry_run=dry_run, json=json)
+        return
+    if subscriber is None:
+        raise ConfigError(
+            "send needs a SUBSCRIBER (email or id), or --test ADDRESS for a sample digest to yourself"
+        )
     with open_store(seed=False) as store:
         row = SubscriberStore(store.engine).get(subscriber)
         who = row.email or f"#{row.id}"
@@ -184,6 +213,71 @@ def send(
         print_json(_outcome_json(outcome))
     else:
         console.print(_outcome_line(outcome), highlight=False, soft_wrap=True)
+
+
+def _send_test(settings: Settings, address: str, *, dry_run: bool, json: bool) -> None:
+    """`send --test`: the sample digest through the real channel; nothing recorded."""
+    try:
+        address = normalize_email(address)
+    except ValueError as exc:
+        raise ConfigError(f"--test: {exc}") from None
+    for warning in placeholders(settings) if settings.email.smtp_url else ():
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    # Its links are signed with a throwaway key: they must not work for whoever is subscriber #1.
+    throwaway = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
+    with open_store() as store:
+        result = asyncio.run(_run_test(store, throwaway, address, dry_run=dry_run))
+    outgoing, receipt = result.outgoing, result.receipt
+    if json:
+        print_json(
+            {
+                "status": "dry-run" if dry_run else "sent",
+                "to": address,
+                "items": result.items,
+                "subject": outgoing.rendered.subject,
+                "channel": result.channel,
+                "destination": result.destination,
+                "message_id": outgoing.message_id,
+                "detail": receipt.detail if receipt is not None else None,
+                "recorded": False,
+            }
+        )
+        return
+    what = f'a test digest ({result.items} items, subject "{escape(outgoing.rendered.subject)}")'
+    if dry_run:
+        console.print(
+            f"[cyan]Dry run:[/] {what} would go to {escape(result.destination)}. Nothing was sent.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    server = f" (server: {escape(receipt.detail)})" if receipt is not None and receipt.detail else ""
+    console.print(
+        f"[green]Sent[/] {what} to {escape(result.destination)}{server}. Nothing was recorded: "
+        "no delivery, and the articles stay new for every reader.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _TestOutcome:
+    outgoing: OutgoingDigest
+    items: int
+    receipt: Receipt | None
+    channel: str
+    destination: str
+
+
+async def _run_test(store: Store, settings: Settings, address: str, *, dry_run: bool) -> _TestOutcome:
+    channel = make_channel(settings)
+    try:
+        service = DigestService(store, settings, channel)
+        sent = await service.send_test(address, dry_run=dry_run)
+    finally:
+        await channel.aclose()
+    destination = describe_destination(channel, address)
+    return _TestOutcome(sent.outgoing, sent.items, sent.receipt, channel.name, destination)
 
 
 def _outcome_line(outcome: _Outcome) -> str:

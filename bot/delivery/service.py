@@ -10,6 +10,7 @@ a sent row is never sent again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -17,12 +18,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel, make_message_id, message_id_domain
 from bot.channels.outbox import OutboxChannel
-from bot.config import Settings
+from bot.config import EmailSettings, Settings
 from bot.delivery.ledger import DeliveryLedger, Opened
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
@@ -77,6 +79,44 @@ def make_channel(settings: Settings) -> Channel:
     if settings.email.smtp_url:
         return SmtpChannel(settings.email)
     return OutboxChannel(settings.outbox_dir, settings=settings.email)
+
+
+TEST_SUBJECT_PREFIX = "[test] "
+TEST_READER_ID = 1  # links need an id; the caller's throwaway key keeps them from working
+
+
+def placeholders(settings: Settings) -> list[str]:
+    """Settings still at the shipped placeholders that a real mail must not carry, each with what
+    to set instead (`flarestart run` warns with these when SMTP is set)."""
+    email, web = settings.email, settings.web
+    found = []
+    defaults = EmailSettings.model_fields
+    if email.from_address == defaults["from_address"].default or email.from_address.endswith(".localhost>"):
+        found.append(
+            f"email.from_address is the placeholder {email.from_address!r}: set an address of your "
+            "own domain (FLARESTART_EMAIL_FROM_ADDRESS), or receiving servers will refuse or junk it"
+        )
+    if "example street" in email.postal_address.lower():
+        found.append(
+            f"email.postal_address is the placeholder {email.postal_address!r}: bulk mail must carry "
+            "your real postal address (FLARESTART_EMAIL_POSTAL_ADDRESS)"
+        )
+    host = (urlsplit(web.base_url).hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost"):
+        found.append(
+            f"web.base_url is {web.base_url!r}: unsubscribe and preferences links will not work from "
+            "a reader's mail client; set the public URL of `flarestart serve` (FLARESTART_WEB_BASE_URL)"
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class SampleDigest:
+    """What `send_test` sent (or, dry, would send)."""
+
+    outgoing: OutgoingDigest
+    items: int
+    receipt: Receipt | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +417,33 @@ class DigestService:
         self.ledger.mark_sent(delivery_id, message_id=message_id, article_ids=article_ids, now=now)
         if subscriber.consecutive_bounces and subscriber.id is not None:
             self.subscribers.reset_bounces(subscriber.id)
+
+    # -- a test digest -----------------------------------------------------------------------
+
+    async def send_test(self, address: str, *, dry_run: bool = False) -> SampleDigest:
+        """Today's sample digest to `address` through the channel: the day's best across every
+        topic (as a reader with no topics gets it), the subject marked as a test. The ledger is
+        not touched (no delivery row, no sent articles), so it neither counts as anyone's digest
+        nor keeps those articles from a real one. Create the service with a throwaway
+        `secret_key` so the links in it do nothing. Raises Delivery*Error as the channel does."""
+        now = self.clock()
+        reader = Subscriber(id=TEST_READER_ID, email=address, name="", timezone="UTC")
+        composer = await self.composer()
+        plan = composer.plan(composer.preferences(topics={}, window=self.window("daily")))
+        period = f"test-{now:%Y%m%dT%H%M%S}"  # its own Message-ID: a test never collapses a real digest
+        outgoing = self.outgoing(reader, period, plan, now=now)
+        subject = TEST_SUBJECT_PREFIX + outgoing.rendered.subject
+        outgoing = dataclasses.replace(
+            outgoing, rendered=dataclasses.replace(outgoing.rendered, subject=subject)
+        )
+        if dry_run:
+            return SampleDigest(outgoing, len(plan.items), None)
+        receipt = await self.channel.send(outgoing)
+        log.info(
+            "test digest sent",
+            extra={"to": address, "channel": self.channel.name, "items": len(plan.items)},
+        )
+        return SampleDigest(outgoing, len(plan.items), receipt)
 
     # -- double opt-in -----------------------------------------------------------------------
 
