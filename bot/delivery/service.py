@@ -404,6 +404,13 @@ class DigestService:
             )
             log.info("delivery will be retried: %s", exc, extra=extra)
             raise
+        except Exception as exc:  # a bug in a channel: the row is settled all the same, the job retries
+            error = f"{type(exc).__name__}: {exc}"
+            await asyncio.to_thread(
+                self.ledger.mark_failed, delivery_id, error=error, permanent=last_attempt, now=self.clock()
+            )
+            log.error("send crashed: %s", error, extra=extra)
+            raise
         await asyncio.to_thread(
             self._record_sent, delivery_id, subscriber, outgoing.message_id, article_ids, self.clock()
         )

@@ -167,3 +167,52 @@ async def test_send_raises_a_permanent_error_for_unknown_sources(store: Store, s
         await service.send(reader, "2026-12-04", last_attempt=False)
 
     assert service.ledger.list(subscriber_id=reader)[0].status == "failed"
+
+
+async def test_a_channel_crash_settles_the_row_instead_of_leaving_it_sending(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = add(store, "ada@example.com")
+    service = service_for(store, settings)
+
+    async def broken_send(message: object) -> None:
+        raise RuntimeError("channel bug")
+
+    monkeypatch.setattr(service.channel, "send", broken_send)
+    with pytest.raises(RuntimeError, match="channel bug"):
+        await service.send(reader, "2026-12-04", last_attempt=False)
+
+    [row] = service.ledger.list(subscriber_id=reader)
+    assert (row.status, row.last_error) == ("pending", "RuntimeError: channel bug")
+
+
+async def test_a_period_skipped_early_is_sent_when_planned_once_articles_arrived(
+    settings: Settings,
+) -> None:
+    # `send --now` before any article: the period is recorded as skipped. At the delivery time
+    # the planner's job must still send it now that there is something to send.
+    store = Store.open(settings)
+    try:
+        reader = add(store, "ada@example.com")
+        service = service_for(store, settings)
+        early = await service.send(reader, "2026-12-04")
+        assert early.status == "skipped" and early.detail.startswith("no articles at all yet")
+        source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
+        assert source
+        store.save_entries(source, [entry(f"a{n}", 1 + n) for n in range(3)], now=T)
+        service = service_for(store, settings)  # a fresh candidate pool, as after its time to live
+        assert service.plan_due() == 1
+        sender = BatchSender(service, worker_id="sender-test", poll_interval=0.02)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(sender.run(stop))
+        try:
+            await until(lambda: service.queue.counts().get("done", 0) == 1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 20)
+
+        [row] = service.ledger.list(subscriber_id=reader)
+        assert (row.status, row.attempts, len(row.article_ids)) == ("sent", 2, 2)
+        assert len(list((settings.outbox_dir / "mail" / "new").iterdir())) == 1
+    finally:
+        store.close()
