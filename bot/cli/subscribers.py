@@ -69,7 +69,8 @@ def upcoming_deliveries(
     """Each active subscriber's next digest as `flarestart run` will send it: `next_delivery`
     (catch-up included), with the periods the ledger has settled already left out."""
     from bot.delivery.ledger import DeliveryLedger
-    from bot.delivery.service import channel_name
+    from bot.delivery.service import channel_name, send_job_key
+    from bot.jobs.queue import JobQueue
 
     settings = state.get_settings()
     catch_up = timedelta(hours=settings.delivery.catch_up_hours)
@@ -87,7 +88,16 @@ def upcoming_deliveries(
 
     first = {s.id: next_for(s) for s in active if s.id is not None}
     due = [(sid, found.period) for sid, found in first.items() if found.due_now]
-    done = DeliveryLedger(store.engine).settled(due, channel_name(settings))
+    channel = channel_name(settings)
+    closed = DeliveryLedger(store.engine).closed(due, channel)
+    queue = JobQueue(store.engine)
+    # Sent and failed rows are final. A skipped one (a quiet period) is tried again by `run` only
+    # while no send job of the period has run yet (one made by `send --now`, for instance).
+    done = {
+        key
+        for key, status in closed.items()
+        if status != "skipped" or queue.status_of(send_job_key(*key, channel)) not in (None, "queued")
+    }
     return {
         s.id: next_for(s, {first[s.id].period}) if (s.id, first[s.id].period) in done else first[s.id]
         for s in active

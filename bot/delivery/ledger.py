@@ -328,13 +328,13 @@ class DeliveryLedger:
         with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
 
-    def settled(
+    def closed(
         self, keys: Iterable[tuple[int, str]], channel: str, *, connection: Connection | None = None
-    ) -> set[tuple[int, str]]:
-        """Which (subscriber, period) pairs are settled through `channel`: sent, skipped or
-        failed for good, so the service does not send them again by itself."""
+    ) -> dict[tuple[int, str], str]:
+        """The status of each (subscriber, period) pair whose row through `channel` is sent,
+        skipped or failed; pairs with no such row are left out."""
         wanted = set(keys)
-        found: set[tuple[int, str]] = set()
+        found: dict[tuple[int, str], str] = {}
         if not wanted:
             return found
         d = DELIVERIES.c
@@ -342,14 +342,16 @@ class DeliveryLedger:
         with self._reading(connection) as conn:
             for start in range(0, len(ids), ID_BATCH):
                 rows = conn.execute(
-                    select(d.subscriber_id, d.period).where(
+                    select(d.subscriber_id, d.period, d.status).where(
                         d.subscriber_id.in_(ids[start : start + ID_BATCH]),
                         d.period.in_(periods),
                         d.channel == channel,
                         d.status.in_((SENT, SKIPPED, FAILED)),
                     )
                 )
-                found |= {(int(sid), str(period)) for sid, period in rows} & wanted
+                for sid, period, status in rows:
+                    if (int(sid), str(period)) in wanted:
+                        found[(int(sid), str(period))] = str(status)
         return found
 
     # -- the article ledger -----------------------------------------------------------------
