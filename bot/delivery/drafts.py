@@ -17,8 +17,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
-import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,14 +31,13 @@ from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
 from bot.errors import ConfigError
+from bot.lifeline import watch_owner
 from bot.ranking.types import Preferences
 from bot.store import Store
 from bot.store.subscribers import SubscriberRecord
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
-
-PARENT_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +207,10 @@ def _start_child(settings: Settings, channel_name: str) -> None:
     # and when the parent is gone (killed), so are we.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    watch_owner(os.getppid())
     store = Store.open(settings, migrate=False)
     _CHILD = Drafter(DigestService(store, settings, _NoChannel(channel_name), clock=utcnow))
     _CHILD.service.current_composer(utcnow())
-
-
-def _exit_with_parent(parent: int) -> None:
-    # The pool's queues do not tell a child its parent died (it holds their pipes' other ends).
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
 
 
 def _ready() -> bool:
