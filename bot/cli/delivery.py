@@ -3,30 +3,25 @@ and failed digests sent again."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.channels.base import Channel
-from bot.channels.email import SmtpChannel
-from bot.channels.outbox import OutboxChannel
 from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
-from bot.config import Settings
-from bot.delivery.ledger import STATUSES, DeliveryLedger
-from bot.delivery.service import CONFIRM_PERIOD, DigestService, SendResult, make_channel, send_job_key
 from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
-from bot.store import Store
-from bot.store.models import Delivery, Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.store.types import utcnow
-from bot.subscribers.schedule import next_delivery_at, parse_delivery_time, period_for
+
+if TYPE_CHECKING:
+    from bot.channels.base import Channel
+    from bot.config import Settings
+    from bot.delivery.ledger import DeliveryLedger
+    from bot.delivery.service import DigestService, SendResult
+    from bot.store import Store
+    from bot.store.models import Delivery, Subscriber
 
 __all__ = [
     "RetryOutcome",
@@ -48,6 +43,8 @@ class NothingToSendError(FlareStartError):
 def current_period(frequency: str, local_date: date) -> str | None:
     """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
     and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
+    from bot.subscribers.schedule import period_for
+
     if frequency.startswith("weekly"):
         year, week, _ = local_date.isocalendar()
         return f"{year}-W{week:02d}"
@@ -56,6 +53,9 @@ def current_period(frequency: str, local_date: date) -> str | None:
 
 def describe_destination(channel: Channel, address: str) -> str:
     """Where a digest for `address` goes through `channel`, in words."""
+    from bot.channels.email import SmtpChannel
+    from bot.channels.outbox import OutboxChannel
+
     if isinstance(channel, SmtpChannel):
         return f"{address} through {channel.target}"
     if isinstance(channel, OutboxChannel):
@@ -86,6 +86,8 @@ def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel
 
 def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetime, *, force: bool) -> str:
     """The due period; with --now the current one. Exits 1 when there is none to send."""
+    from bot.subscribers.schedule import next_delivery_at, parse_delivery_time
+
     due = service.due(subscriber, now)
     if due is not None:
         return due.period
@@ -115,6 +117,8 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
 async def _send_one(
     store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
 ) -> _Outcome:
+    from bot.delivery.service import DigestService, SendResult, make_channel
+
     assert subscriber.id is not None and subscriber.email is not None
     channel = make_channel(settings)
     try:
@@ -164,6 +168,10 @@ def send(
 
     Example: flarestart send ada@example.com --now --dry-run
     """
+    import asyncio
+
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     settings = state.get_settings()
     with open_store(seed=False) as store:
         row = SubscriberStore(store.engine).get(subscriber)
@@ -246,6 +254,12 @@ def deliveries_list(
 
     Example: flarestart deliveries list --status failed --json | jq '.[].last_error'
     """
+    from rich.table import Table
+
+    from bot.delivery.ledger import STATUSES, DeliveryLedger
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     if status is not None and status not in STATUSES:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
     with open_store(seed=False) as store:
@@ -360,6 +374,8 @@ def retry_failed(
 
 
 def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> str | None:
+    from bot.delivery.service import CONFIRM_PERIOD
+
     if row.period == CONFIRM_PERIOD:
         return "a double opt-in mail, not a digest"
     if subscriber is None:
@@ -372,6 +388,8 @@ def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> 
 
 
 def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     assert row.id is not None
     key = send_job_key(row.subscriber_id, row.period, row.channel)
     now = service.clock()
@@ -393,6 +411,8 @@ def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) ->
 
 
 def _dry_retry(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     job_status = service.queue.status_of(send_job_key(row.subscriber_id, row.period, row.channel))
     if job_status in ("done", "failed"):
         return "would queue its send job again"
@@ -430,6 +450,12 @@ def deliveries_retry(
 
     Example: flarestart deliveries retry --since 6h --dry-run
     """
+    import asyncio
+
+    from bot.delivery.service import DigestService, make_channel
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     cutoff = utcnow() - parse_duration(since, option="--since")
     if period is not None and not _PERIOD.match(period):
         raise ConfigError(f"--period {period!r}: expected a day like 2026-11-27 or a week like 2026-W48")
@@ -453,6 +479,8 @@ def deliveries_retry(
 
 
 def _print_retry(outcomes: list[RetryOutcome], *, since: str, dry_run: bool) -> None:
+    from rich.table import Table
+
     if not outcomes:
         console.print(f"No failed deliveries in the last {escape(since)} match; nothing to retry.")
         return

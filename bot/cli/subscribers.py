@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.subscribers.files import SubscriberFileError, load_subscriber_files, make_spec
-from bot.subscribers.schedule import next_delivery_at, parse_delivery_time
-from bot.subscribers.sync import SyncReport, sync_subscribers
+
+if TYPE_CHECKING:
+    from bot.store.models import Subscriber
+    from bot.subscribers.sync import SyncReport
 
 app = typer.Typer(help="Manage who receives digests, and when.", no_args_is_help=True)
 
@@ -33,6 +30,8 @@ STATUS_STYLE = {
 
 def _topic_validator() -> Callable[[Iterable[str]], None] | None:
     """The taxonomy's check for topic slugs (raises ConfigError naming unknown ones and the closest)."""
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
 
     def validate(slugs: Iterable[str]) -> None:
@@ -42,6 +41,8 @@ def _topic_validator() -> Callable[[Iterable[str]], None] | None:
 
 
 def _next_delivery(subscriber: Subscriber, now: datetime) -> datetime | None:
+    from bot.subscribers.schedule import next_delivery_at, parse_delivery_time
+
     if subscriber.status != "active":
         return None
     return next_delivery_at(
@@ -102,6 +103,10 @@ def sync(
 
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import SubscriberFileError, load_subscriber_files
+    from bot.subscribers.sync import sync_subscribers
+
     where = folder if folder is not None else state.get_settings().subscribers_dir
     try:
         specs = load_subscriber_files(where, validate_topics=_topic_validator())
@@ -166,6 +171,9 @@ def add(
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import make_spec
+
     spec = make_spec(
         email=email,
         name=name,
@@ -204,6 +212,10 @@ def list_(
 
     Example: flarestart subscribers list --json | jq '.[] | select(.status == "bouncing") | .email'
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     if status is not None and status not in STATUS_STYLE:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUS_STYLE)}")
     now = datetime.now(UTC)
@@ -246,6 +258,10 @@ def show(
 
     Example: flarestart subscribers show ada@example.com
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     now = datetime.now(UTC)
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).get(subscriber)
@@ -291,6 +307,8 @@ def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> No
 
     Example: flarestart subscribers pause ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -312,6 +330,8 @@ def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers resume ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -332,6 +352,8 @@ def remove(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers remove ada@example.com
     """
+    from bot.store.subscribers import SubscriberStore
+
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).remove(subscriber)
     console.print(f"Removed {found.email or f'#{found.id}'}.", highlight=False, soft_wrap=True)
