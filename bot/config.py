@@ -336,11 +336,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, config_file: Path | N
 def unknown_environment(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """FLARESTART_* variables that name no setting, each with the closest name that does."""
     known = {env_name(key) for key in _scalar_keys()} | OTHER_ENV
+    # Compared without the prefix, which every name shares and which would make all look close.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
     found = []
     for name in sorted(env):
         if name.startswith(ENV_PREFIX) and name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            found.append((name, close[0] if close else None))
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+            found.append((name, suffixes[close[0]] if close else None))
     return found
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bot import __version__
 from bot.cli import delivery, demo, fetching, ranking, sources, subscribers, web
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         # Outside standalone mode the parser returns the code of typer.Exit instead of exiting.
         code: Any = app(args=argv, prog_name="flarestart", standalone_mode=False)
     except FlareStartError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: messages quote user input and TOML headers such as [fetch], not rich markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bot.store.models import Source
 
 app = typer.Typer(help="Manage the feeds FlareStart reads.", no_args_is_help=True)
-NAME_WIDTH_MAX = 32  # `sources list` cuts longer names with an ellipsis
+NAME_WIDTH_MAX = 24  # `sources list` cuts longer names with an ellipsis
 
 
 def _split_topics(topics: str | None) -> tuple[str, ...]:
@@ -132,14 +132,14 @@ def list_(
         console.print("No sources yet. Add one: [bold]flarestart sources add URL[/]")
         return
     table = Table(title=f"{len(sources)} sources", title_justify="left")
-    # A name stays on one line, cut with an ellipsis rather than broken inside a word; the other
-    # columns wrap at spaces and the last error folds to make room for it.
+    # At 80 columns: a name stays on one line, cut with an ellipsis rather than broken inside a
+    # word; the other columns wrap at spaces and the last error folds. The error count is the
+    # status's ("failing ×3"), so it takes no column of its own.
     table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH_MAX)
     table.add_column("status")
     table.add_column("articles", justify="right")
     table.add_column("last fetch")
     table.add_column("next fetch")
-    table.add_column("errors", justify="right")
     table.add_column("last error", overflow="fold")
     for s in sources:
         table.add_row(
@@ -148,7 +148,6 @@ def list_(
             str(counts.get(s.id or 0, 0)),
             ago(s.last_fetch_at),
             ago(s.next_fetch_at) if s.enabled else "-",
-            str(s.error_count),
             (s.disabled_reason or s.last_error or "")[:80],
         )
     console.print(table)

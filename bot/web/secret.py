@@ -18,6 +18,8 @@ from pathlib import Path
 from bot.config import SECRET_FILE_NAME, Settings
 from bot.errors import ConfigError
 
+__all__ = ["SECRET_FILE_NAME", "resolve_secret"]  # the file's name lives in bot.config (config show)
+
 _KEY_BYTES = 32
 _MIN_KEY_CHARS = 32
 
