@@ -272,6 +272,10 @@ def phases_main() -> int:
     stamp("import bot.cli")
     settings = state.get_settings()
     stamp("settings (pydantic) + logging")
+    from bot.sources.parse_pool import start_parse_pool
+
+    pool = start_parse_pool(settings)  # as the command: the parser processes start meanwhile
+    stamp("start the parse pool (it loads on the other core)")
     from bot.cli.common import open_store
     from bot.cli.fetching import _print_reports, fetch_progress
     from bot.sources.ingest import ingest_sources
@@ -281,11 +285,12 @@ def phases_main() -> int:
         stamp("open store: engine, migrations check, seed check")
         with fetch_progress() as (started, advanced):
             reports = asyncio.run(
-                ingest_sources(store, settings, force=True, on_start=started, on_progress=advanced)
+                ingest_sources(store, settings, force=True, on_start=started, on_progress=advanced, pool=pool)
             )
-        stamp("ingest (parse pool start included, as in-process)")
+        stamp("ingest")
         store.next_due_at()
-    stamp("next due + close store")
+    pool.shutdown(wait=True, cancel_futures=True)
+    stamp("next due, close store, stop the pool")
     _print_reports(reports)
     stamp("summary table")
     print(json.dumps(stamps), file=sys.stderr)

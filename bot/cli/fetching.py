@@ -70,22 +70,31 @@ def fetch(
     """
     import asyncio
 
-    from bot.sources.ingest import ingest_sources
+    from bot.sources.parse_pool import start_parse_pool
 
     settings = state.get_settings()
-    with open_store() as store:
-        with fetch_progress(disable=json) as (started, advanced):
-            reports = asyncio.run(
-                ingest_sources(
-                    store,
-                    settings,
-                    refs=source or (),
-                    force=all_,
-                    on_start=started,
-                    on_progress=advanced,
+    # The parser processes start on the other core while this one imports the store and the
+    # fetcher and opens the database: the command then costs little more than the ingest itself.
+    pool = start_parse_pool(settings)
+    try:
+        from bot.sources.ingest import ingest_sources
+
+        with open_store() as store:
+            with fetch_progress(disable=json) as (started, advanced):
+                reports = asyncio.run(
+                    ingest_sources(
+                        store,
+                        settings,
+                        refs=source or (),
+                        force=all_,
+                        on_start=started,
+                        on_progress=advanced,
+                        pool=pool,
+                    )
                 )
-            )
-        next_due = store.next_due_at()
+            next_due = store.next_due_at()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if json:
         print_json([asdict(r) for r in reports])
     elif not reports:
