@@ -7,8 +7,10 @@ rest (`flarestart fetch` does).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -31,8 +33,15 @@ def make_parse_pool(settings: Settings) -> ProcessPoolExecutor:
 
 
 def start_parse_pool(settings: Settings) -> ProcessPoolExecutor:
-    """A pool whose forkserver is starting already: the first task spawns it, and the caller goes
-    on with its own work (imports, opening the store) while the parser loads over there."""
+    """A pool whose forkserver is starting already, while the caller goes on with its own work
+    (imports, opening the store). The first task spawns it, and a submit waits until the
+    forkserver has imported the parser: so the no-op task is submitted from a thread."""
     pool = make_parse_pool(settings)
-    pool.submit(int)  # a no-op; its result is never waited for
+    threading.Thread(target=_spawn_a_worker, args=(pool,), name="parse-pool-start", daemon=True).start()
     return pool
+
+
+def _spawn_a_worker(pool: ProcessPoolExecutor) -> None:
+    # RuntimeError: the caller shut the pool down first (an early error), nothing to warm.
+    with contextlib.suppress(RuntimeError):
+        pool.submit(int)  # a no-op: spawning its worker starts the forkserver
