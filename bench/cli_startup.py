@@ -226,16 +226,22 @@ def measure_fetch(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             # The same steps in one process, stamped, to see where the time goes.
             env = fetch_env(scratch / f"phases-{round_}", args.per_host)
             subprocess.run([python, "-c", ADD_SOURCES, str(url_file)], env=env, check=True, cwd=REPO)
-            started = time.perf_counter()
+            spawned = time.time()
             done = subprocess.run(
                 [python, str(Path(__file__).resolve()), "_phases"], env=env, capture_output=True, cwd=REPO
             )
-            total = time.perf_counter() - started
+            exited = time.time()
             if done.returncode != 0:
                 raise SystemExit(f"_phases failed: {done.stderr.decode()[-2000:]}")
             stamps = json.loads(done.stderr.decode().strip().splitlines()[-1])
-            stamps["interpreter start + exit (the rest)"] = total - sum(stamps.values())
-            phases.append(stamps)
+            entered, left = stamps.pop("entered"), stamps.pop("left")  # wall clock, shared by both
+            phases.append(
+                {
+                    "interpreter start (+ this script's imports)": entered - spawned,
+                    **stamps,
+                    "exit: interpreter teardown": exited - left,
+                }
+            )
     ours_in, ours_cmd = statistics.median(in_process), statistics.median(command)
     return {
         "corpus": str(folder),
@@ -255,6 +261,7 @@ def measure_fetch(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 def phases_main() -> int:
     """`flarestart fetch --all`, step by step as bot/cli/fetching.py does it, with a stamp after
     each; the stamps go to stderr as one JSON line (stdout gets the command's own output)."""
+    entered = time.time()
     stamps: dict[str, float] = {}
     last = time.perf_counter()
 
@@ -293,7 +300,7 @@ def phases_main() -> int:
     stamp("next due, close store, stop the pool")
     _print_reports(reports)
     stamp("summary table")
-    print(json.dumps(stamps), file=sys.stderr)
+    print(json.dumps({**stamps, "entered": entered, "left": time.time()}), file=sys.stderr)
     return 0
 
 
