@@ -3,6 +3,7 @@
     .venv/bin/python bench/cli_startup.py                # ours + the interpreter floor, 15 runs
     .venv/bin/python bench/cli_startup.py --peers        # + rss2email and reader (bench/.peers/venv)
     .venv/bin/python bench/cli_startup.py --fetch        # + `fetch --all` over feeds-200 as a command
+    .venv/bin/python bench/cli_startup.py --baseline ../main/.venv/bin/flarestart   # + that checkout
     .venv/bin/python bench/cli_startup.py --json
 
 Every command runs as a subprocess, wall time from spawn to exit, interleaved round by round
@@ -83,7 +84,7 @@ def flarestart_env(home: Path) -> dict[str, str]:
     return env
 
 
-def start_up_contenders(home: Path, peers: Path | None) -> list[Contender]:
+def start_up_contenders(home: Path, peers: Path | None, baseline: Path | None) -> list[Contender]:
     env = flarestart_env(home)
     python = str(VENV_BIN / "python")
     contenders = [Contender("python -c pass (floor)", [python, "-c", "pass"], env=env)]
@@ -93,6 +94,11 @@ def start_up_contenders(home: Path, peers: Path | None) -> list[Contender]:
             Contender(f"flarestart {words}", [str(VENV_BIN / "flarestart"), *args], target, env)
         )
         contenders.append(Contender(f"python -m bot {words}", [python, "-m", "bot", *args], target, env))
+        if baseline is not None:  # another checkout's script (main's, say), with a data folder of its own
+            base_env = flarestart_env(home / "baseline")
+            contenders.append(
+                Contender(f"baseline: flarestart {words}", [str(baseline), *args], None, base_env)
+            )
     if peers is not None:
         peer_env = ingest.clean_env(home / "peers")
         contenders.append(
@@ -132,7 +138,8 @@ def peer_python() -> Path | None:
 
 
 def measure_start_up(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
-    contenders = start_up_contenders(scratch / "home", peer_python() if args.peers else None)
+    peers = peer_python() if args.peers else None
+    contenders = start_up_contenders(scratch / "home", peers, args.baseline)
     for contender in contenders:  # the first start migrates and seeds: not what we measure
         contender.run(timed=False)
     for round_ in range(args.runs):
@@ -347,6 +354,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark how fast `flarestart` starts, against peers.")
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each command (default 15)")
     parser.add_argument("--peers", action="store_true", help="also time rss2email and reader (own venv)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SCRIPT",
+        help="also time another checkout's `flarestart` script, e.g. ../main/.venv/bin/flarestart",
+    )
     parser.add_argument("--fetch", action="store_true", help="also time `fetch --all` over the corpus")
     parser.add_argument("--fetch-runs", type=int, default=3, help="rounds of --fetch (default 3)")
     parser.add_argument(
