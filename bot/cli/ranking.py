@@ -5,22 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
-from bot.config import Settings
-from bot.digest.compose import Composer, DigestAccount, DigestPlan, PlannedItem, window_for
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.ranking.topics import Taxonomy
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.digest.compose import DigestAccount, DigestPlan, PlannedItem
+    from bot.ranking.topics import Taxonomy
+    from bot.store import Store
+    from bot.store.models import Subscriber
 
 topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a --topics preview written with --html
@@ -35,6 +34,10 @@ def topics_list(
 
     Example: flarestart topics list --json | jq '.[].slug'
     """
+    from rich.table import Table
+
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
     if json:
         print_json(
@@ -82,6 +85,11 @@ def preview(
     Example: flarestart preview --topics python,ai --mute crypto --max 5
     (or: flarestart preview ada@example.com --html ada.html)
     """
+    from bot.digest.compose import Composer, window_for
+    from bot.ranking.setup import taxonomy_for
+    from bot.store.models import Subscriber
+    from bot.store.types import utcnow
+
     settings = state.get_settings()
     taxonomy = taxonomy_for(settings)
     now = utcnow()

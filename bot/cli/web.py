@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from bot.cli.common import err_console, open_store, state
-from bot.web.secret import SECRET_FILE_NAME
 
 
 def serve(
@@ -40,7 +39,7 @@ def serve(
     )
     if settings.secret_key is None:
         err_console.print(
-            f"Links are signed with the key in {settings.data_dir / SECRET_FILE_NAME}; set SECRET_KEY "
+            f"Links are signed with the key in {settings.secret_key_file}; set SECRET_KEY "
             "when the web and the worker do not share that folder.",
             highlight=False,
         )
