@@ -5,7 +5,9 @@
     POST /u/{token}        RFC 8058 one-click unsubscribe from mail providers
                            (`List-Unsubscribe=One-Click`) and the page's button: 200, no redirect,
                            idempotent
-    GET  /confirm/{token}  double opt-in: pending → active
+    GET  /confirm/{token}  a page with a Confirm button; changes nothing (the same mail scanners
+                           would otherwise complete the double opt-in for the recipient)
+    POST /confirm/{token}  double opt-in: pending → active; idempotent
     GET  /p/{token}        the preferences page (the digest footer's "Choose your topics and
                            time"): topics, mutes, schedule, size; pause and resume
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
@@ -118,7 +120,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
     routes = [
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
-        Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
+        Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
         Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
@@ -280,8 +282,20 @@ class _Web:
         subscriber = await run_in_threadpool(self._unsubscribe, claims, via)
         return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
 
+    async def confirm_link(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.confirm(request)
+        return await self.confirm_page(request)
+
+    async def confirm_page(self, request: Request) -> Response:
+        subscriber = await run_in_threadpool(self._find, self._claims(request, "confirm"))
+        outcome = {"pending": "ask", "unsubscribed": "unsubscribed"}.get(subscriber.status, "already")
+        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+
     async def confirm(self, request: Request) -> Response:
-        subscriber, outcome = await run_in_threadpool(self._confirm, self._claims(request, "confirm"))
+        claims = self._claims(request, "confirm")
+        await _read_body(request, MAX_BODY_BYTES)  # the button's form; nothing in it matters
+        subscriber, outcome = await run_in_threadpool(self._confirm, claims)
         return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
 
     async def preferences_link(self, request: Request) -> Response:

@@ -180,26 +180,48 @@ def test_an_oversized_body_is_refused_with_413(web: Web) -> None:
 # -- confirm ------------------------------------------------------------------------------------
 
 
-def test_confirm_makes_a_pending_subscriber_active_once(web: Web) -> None:
-    subscriber = web.add(status="pending")
+def test_get_and_head_on_a_confirm_link_show_a_button_and_confirm_nothing(web: Web) -> None:
+    """Mail scanners prefetch links: only the reader's press of the button may confirm."""
+    subscriber = web.add(status="pending", email="ada.lovelace@example.com")
     url = f"/confirm/{web.token('confirm', subscriber)}"
 
-    first = web.client.get(url)
+    heads = [web.client.head(url) for _ in range(2)]
+    pages = [web.client.get(url) for _ in range(2)]
+
+    assert [head.status_code for head in heads] == [200, 200]
+    assert_page(pages[-1], 200, "Confirm your subscription", "a***@example.com", '<form method="post">')
+    assert "<button" in pages[-1].text and "ada.lovelace" not in pages[-1].text
+    pending = web.get(subscriber)
+    assert pending.status == "pending" and pending.confirmed_at is None
+
+
+def test_posting_the_confirm_page_makes_a_pending_subscriber_active_once(web: Web) -> None:
+    subscriber = web.add(status="pending")
+    url = f"/confirm/{web.token('confirm', subscriber)}"
+    page = web.client.get(url).text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+
+    first = web.client.post(url, data=fields)
     confirmed = web.get(subscriber)
-    again = web.client.get(url)
+    again = web.client.post(url, data=fields)
+    later_get = web.client.get(url)
 
     assert_page(first, 200, "You're subscribed")
     assert confirmed.status == "active" and confirmed.confirmed_at is not None
     assert_page(again, 200, "Already confirmed")
+    assert_page(later_get, 200, "Already confirmed")
+    assert "<button" not in later_get.text
     assert web.get(subscriber).model_dump() == confirmed.model_dump()
 
 
 def test_confirm_leaves_an_unsubscribed_subscriber_unsubscribed(web: Web) -> None:
     subscriber = web.add(status="unsubscribed")
 
-    response = web.client.get(f"/confirm/{web.token('confirm', subscriber)}")
+    url = f"/confirm/{web.token('confirm', subscriber)}"
 
-    assert_page(response, 200, "This address is unsubscribed", "does not restart it")
+    for response in (web.client.get(url), web.client.post(url)):
+        assert_page(response, 200, "This address is unsubscribed", "does not restart it")
+        assert "<button" not in response.text
     assert web.get(subscriber).status == "unsubscribed"
 
 
@@ -208,16 +230,15 @@ def test_an_expired_confirm_token_is_refused(web: Web) -> None:
     subscriber = web.add(status="pending", now=signed_up)
     token = web.token("confirm", subscriber, issued_at=signed_up + timedelta(days=1))
 
-    response = web.client.get(f"/confirm/{token}")
-
-    assert_page(response, 400, "This link has expired")
+    for response in (web.client.get(f"/confirm/{token}"), web.client.post(f"/confirm/{token}")):
+        assert_page(response, 400, "This link has expired")
     assert web.get(subscriber).status == "pending"
 
 
 def test_an_unsubscribe_token_does_not_confirm(web: Web) -> None:
     subscriber = web.add(status="pending")
 
-    response = web.client.get(f"/confirm/{web.token('unsubscribe', subscriber)}")
+    response = web.client.post(f"/confirm/{web.token('unsubscribe', subscriber)}")
 
     assert_page(response, 400, "This link does not work")
     assert web.get(subscriber).status == "pending"

@@ -372,6 +372,7 @@ def test_forged_and_other_purpose_tokens_are_refused(web: Web) -> None:
         # and a preferences link neither unsubscribes nor confirms
         web.client.post(f"/u/{preferences_token}", data={"List-Unsubscribe": "One-Click"}),
         web.client.get(f"/confirm/{preferences_token}"),
+        web.client.post(f"/confirm/{preferences_token}"),
     ]
 
     for response in responses:
