@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -133,6 +133,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
             InvalidTokenError: web.invalid_token,
             NotFoundError: web.not_found,
             BodyTooLargeError: web.too_large,
+            ClientDisconnect: web.client_gone,
             HTTPException: web.http_error,
             Exception: web.server_error,
         },
@@ -496,6 +497,13 @@ class _Web:
 
     async def too_large(self, request: Request, exc: Exception) -> Response:
         return self.pages.error(413, "Request too large", "This page takes no more than a short form.")
+
+    async def client_gone(self, request: Request, exc: Exception) -> Response:
+        # Not our fault and nothing to fix: one line, not a traceback. Nobody reads the response.
+        log.info(
+            "the client went away before sending its whole request", extra={"path": _route_name(request)}
+        )
+        return Response(status_code=400)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

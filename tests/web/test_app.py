@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.store.engine import make_engine
 from bot.store.models import Subscriber
 from bot.web.app import MAX_BODY_BYTES, create_app, mask_email
+from bot.web.server import GuardedH11Protocol
 from bot.web.tokens import make_token
 from tests.web.conftest import SECRET, Web, assert_page, running
 
@@ -348,13 +349,21 @@ def test_addresses_are_masked(email: str | None, shown: str | None) -> None:
 # -- the command --------------------------------------------------------------------------------
 
 
-def test_serve_runs_uvicorn_with_the_app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(state, "settings", settings)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append({"app": app, **options}))
+def test_serve_runs_uvicorn_with_the_app_and_its_client_limits(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs: list[uvicorn.Config] = []
+    limited = settings.model_copy(
+        update={"web": settings.web.model_copy(update={"keepalive_timeout": 3, "header_timeout": 2.5})}
+    )
+    monkeypatch.setattr(state, "settings", limited)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
 
     web_cli.serve()
     web_cli.serve(host="0.0.0.0", port=9123)
 
-    assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 8000), ("0.0.0.0", 9123)]
-    assert isinstance(calls[0]["app"], Starlette) and calls[0]["access_log"] is False
+    assert [(c.host, c.port) for c in configs] == [("127.0.0.1", 8000), ("0.0.0.0", 9123)]
+    config = configs[0]
+    assert isinstance(config.app, Starlette) and config.access_log is False
+    assert isinstance(config.http, type) and issubclass(config.http, GuardedH11Protocol)
+    assert config.http.limits.header_timeout == 2.5 and config.timeout_keep_alive == 3
