@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
+from bot.cli.common import ago, console, feed_text, open_store, parse_duration, print_json, state
 from bot.sources.ingest import ProgressHook, SourceReport, ingest_sources
 from bot.store.models import Source
 from bot.store.types import utcnow
@@ -143,11 +143,11 @@ def articles_list(
     for column in ("published", "source", "title", "tags"):
         table.add_column(column, overflow="fold")
     for article, name in rows:
-        table.add_row(
+        table.add_row(  # what feeds wrote is Text: a "[" in a title is not markup
             ago(article.published_at),
-            name,
-            f"[link={article.url}]{article.title}[/link]",
-            ", ".join(article.tags[:4]),
+            feed_text(name),
+            feed_text(article.title, link=article.url),
+            feed_text(", ".join(article.tags[:4])),
         )
     console.print(table)
 
