@@ -22,7 +22,7 @@ from bot.store.engine import make_engine
 from bot.store.models import Subscriber
 from bot.web.app import MAX_BODY_BYTES, create_app, mask_email
 from bot.web.server import GuardedH11Protocol
-from bot.web.tokens import make_token
+from bot.web.tokens import _PAYLOAD, _encode, _sign, make_token
 from tests.web.conftest import SECRET, Web, assert_page, running
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -160,6 +160,16 @@ def test_an_unknown_subscriber_gets_a_404_page(web: Web) -> None:
 
     assert_page(web.client.get(f"/u/{token}"), 404, "Subscription not found")
     assert_page(web.client.post(f"/u/{token}", data=ONE_CLICK), 404, "Subscription not found")
+
+
+def test_a_signed_link_for_an_impossible_subscriber_id_is_a_400_not_a_500(web: Web) -> None:
+    for impossible in (2**31, 2**64 - 1):
+        payload = _PAYLOAD.pack(1, 1, impossible, int(datetime.now(UTC).timestamp()))
+        token = f"{_encode(payload)}.{_encode(_sign(SECRET.encode(), payload))}"
+        assert_page(web.client.get(f"/u/{token}"), 400, "This link does not work")
+        assert_page(web.client.post(f"/u/{token}", data=ONE_CLICK), 400, "This link does not work")
+    largest = web.token("unsubscribe", 2**31 - 1)
+    assert_page(web.client.get(f"/u/{largest}"), 404, "Subscription not found")
 
 
 def test_an_oversized_body_is_refused_with_413(web: Web) -> None:
