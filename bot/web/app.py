@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import Settings
@@ -139,6 +139,10 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
         },
         lifespan=web.lifespan,
     )
+    # Starlette would answer "/u/<token>/" with a redirect built from the request's Host header,
+    # which any client sets: a redirect to a host of their choosing. http_error redirects such
+    # paths to web.base_url instead.
+    app.router.redirect_slashes = False
     return app
 
 
@@ -509,12 +513,26 @@ class _Web:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers or {})
         if exc.status_code == 404:
+            moved = self._without_trailing_slash(request)
+            if moved is not None:
+                return RedirectResponse(moved, status_code=307)  # 307: a POST stays a POST
             return self.pages.error(404, "Page not found", "There is nothing at this address.")
         if exc.status_code == 405:
             return self.pages.error(
                 405, "Method not allowed", "This address does not take that kind of request.", None, headers
             )
         return self.pages.error(exc.status_code, "Request refused", str(exc.detail), None, headers)
+
+    def _without_trailing_slash(self, request: Request) -> str | None:
+        """The address under web.base_url of a page asked for with a trailing slash, or None."""
+        path = request.url.path
+        if len(path) < 2 or not path.endswith("/"):
+            return None
+        scope = {**request.scope, "path": path.rstrip("/")}
+        if not any(route.matches(scope)[0] != Match.NONE for route in request.app.router.routes):
+            return None
+        query = f"?{request.url.query}" if request.url.query else ""
+        return self.settings.web.base_url.rstrip("/") + path.rstrip("/") + query
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Starlette sends this from outside the middleware stack: add the headers here.

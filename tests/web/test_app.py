@@ -172,6 +172,25 @@ def test_a_signed_link_for_an_impossible_subscriber_id_is_a_400_not_a_500(web: W
     assert_page(web.client.get(f"/u/{largest}"), 404, "Subscription not found")
 
 
+def test_a_trailing_slash_redirects_to_the_configured_base_url_never_to_the_host_header(
+    web: Web, web_settings: Settings
+) -> None:
+    subscriber = web.add()
+    token = web.token("unsubscribe", subscriber)
+    foreign = {"Host": "evil.example"}
+
+    page = web.client.get(f"/u/{token}/", headers=foreign)
+    post = web.client.post(f"/p/{web.token('preferences', subscriber)}/?x=1", headers=foreign)
+    nothing = web.client.get("/nothing/here/", headers=foreign)
+
+    base = web_settings.web.base_url.rstrip("/")
+    assert page.status_code == 307 and page.headers["location"] == f"{base}/u/{token}"
+    assert post.status_code == 307 and post.headers["location"].startswith(f"{base}/p/")
+    assert post.headers["location"].endswith("?x=1") and "evil.example" not in post.headers["location"]
+    assert_page(nothing, 404, "Page not found")
+    assert web.get(subscriber).status == "active"
+
+
 def test_an_oversized_body_is_refused_with_413(web: Web) -> None:
     subscriber = web.add()
     url = f"/u/{web.token('unsubscribe', subscriber)}"
