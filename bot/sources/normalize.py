@@ -74,8 +74,8 @@ _ABSOLUTE_RE = re.compile(r"https?://", re.IGNORECASE)
 def canonical_url(link: str, base: str | None = None) -> str | None:
     """The absolute http(s) form of `link` that two mentions of one article share.
 
-    Relative links are resolved against `base`; scheme and host are lower-cased, the default port,
-    the fragment and tracking parameters (utm_*, fbclid, …) are dropped; every other query
+    Relative links are resolved against `base`; scheme and host are lower-cased, a user name and
+    password, the default port, the fragment and tracking parameters (utm_*, fbclid, …) are dropped; every other query
     parameter stays, in order and spelled as it was. A "#!" fragment is kept: on such sites it
     names the page. Anything that is not an http(s) URL gives None.
     """
@@ -101,10 +101,9 @@ def canonical_url(link: str, base: str | None = None) -> str | None:
         return None
     if ":" in host:
         host = f"[{host}]"
+    # No user name or password: "https://trusted.example@evil.example/" shows one host to a
+    # reader and goes to the other. The host that answers is the one kept.
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    if parts.username is not None:
-        userinfo = parts.netloc.rpartition("@")[0]
-        netloc = f"{userinfo}@{netloc}"
     query = parts.query
     if query:
         query = "&".join(

@@ -53,7 +53,9 @@ CANONICAL_URLS = [
     ("https://x.example/p?utm_source=only", None, "https://x.example/p"),
     # A "#!" fragment names the page on single-page sites.
     ("https://app.example.com/#!/post/7", None, "https://app.example.com/#!/post/7"),
-    ("https://user:pw@Example.com/x", None, "https://user:pw@example.com/x"),
+    ("https://user:pw@Example.com/x", None, "https://example.com/x"),
+    ("https://trusted.example@evil.example/", None, "https://evil.example/"),
+    ("https://trusted.example:443@evil.example:8443/a", None, "https://evil.example:8443/a"),
     ("http://[::1]:80/x", None, "http://[::1]/x"),
     # Not http(s), or not a URL at all.
     ("mailto:news@example.com", None, None),
