@@ -165,6 +165,10 @@ def test_saving_logs_the_subscriber_and_what_changed(web: Web, caplog: pytest.Lo
     [
         ({"timezone": "Mars/Olympus"}, "Time zone", "is not an IANA time zone name"),
         ({"timezone": "../../etc/passwd"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "localtime"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "Factory"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "right/UTC"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "posix/Europe/Berlin"}, "Time zone", "is not an IANA time zone name"),
         (
             {"topics": ["python", "pythn"]},
             "Topics you follow",
@@ -183,6 +187,10 @@ def test_saving_logs_the_subscriber_and_what_changed(web: Web, caplog: pytest.Lo
     ids=[
         "time zone",
         "time zone path",
+        "the machine's own zone",
+        "tzdata's placeholder",
+        "leap-second copy",
+        "posix copy",
         "unknown topic",
         "bad muted topic",
         "bad time",
