@@ -9,6 +9,7 @@ from typing import Annotated
 
 import click
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot import __version__
@@ -102,8 +103,11 @@ def _sync_subscriber_files(store: Store) -> int:
             specs = load_subscriber_files(folder, validate_topics=subscribers._topic_validator())
         except SubscriberFileError as exc:
             for problem in exc.problems:
-                err_console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
-            err_console.print(f"[yellow]subscriber files in {folder} not synced; fix them and restart[/]")
+                err_console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]subscriber files in {escape(str(folder))} not synced; fix them and restart[/]",
+                highlight=False,
+            )
         else:
             sync_subscribers(subscriber_store, specs)  # logs what it added, changed, removed
     return len(subscriber_store.active())
@@ -169,7 +173,8 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except FlareStartError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Messages quote URLs and file text: "[fe80::1]" or "[[subscribers]]" are not markup.
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("aborted")

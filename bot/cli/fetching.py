@@ -101,14 +101,14 @@ def _print_reports(reports: list[SourceReport]) -> None:
     for r in sorted(reports, key=lambda r: (order[r.status], r.source.lower())):
         result = "304" if r.status == "not_modified" else r.status
         reason = r.error or (f"moved to {r.moved_to}" if r.moved_to else "") or (r.warning or "")
-        table.add_row(
-            r.source,
+        table.add_row(  # names and reasons quote feeds and URLs: Text, not markup
+            feed_text(r.source),
             f"[{STATUS_STYLE[r.status]}]{result}[/]",
             str(r.new),
             str(r.updated),
             str(r.unchanged),
             f"{r.elapsed:.2f}s",
-            reason[:100],
+            feed_text(reason[:100]),
         )
     console.print(table)
     failed = sum(r.status in ("failed", "gone") for r in reports)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
@@ -108,7 +109,9 @@ def sync(
     except SubscriberFileError as exc:
         for problem in exc.problems:
             err_console.print(
-                f"[red]{problem.path}:{problem.line}:[/] {problem.message}", highlight=False, soft_wrap=True
+                f"[red]{escape(str(problem.path))}:{problem.line}:[/] {escape(problem.message)}",
+                highlight=False,
+                soft_wrap=True,
             )
         count = len(exc.problems)
         raise ConfigError(
