@@ -176,11 +176,28 @@ async def assert_public_host(host: str, port: int, *, policy: AddressPolicy = bl
     check_addresses(host, await resolve(host.strip("[]"), port), policy=policy)
 
 
+# Seconds a connection attempt gets when another address is left to try (RFC 8305 staggers
+# attempts by a quarter second; one at a time, a few seconds keeps slow but working hosts).
+FALLBACK_SECONDS = 3.0
+
+
+def _interleave_families(addresses: list[str]) -> list[str]:
+    """The resolver's order, alternating IPv6 and IPv4 from the first one (RFC 8305 §4)."""
+    six = [a for a in addresses if ":" in a]
+    four = [a for a in addresses if ":" not in a]
+    first, second = (six, four) if addresses and ":" in addresses[0] else (four, six)
+    ordered: list[str] = []
+    for index in range(max(len(first), len(second))):
+        ordered.extend(family[index] for family in (first, second) if index < len(family))
+    return ordered
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, opening each connection to an address it checked itself.
 
     The host is resolved once, every address it resolves to is checked against `policy` (None:
-    no check), and the connection goes to one of those addresses, tried in order. Only the
+    no check), and the connection goes to one of those addresses, tried in turn (IPv6 and IPv4
+    alternating, each but the last for at most FALLBACK_SECONDS). Only the
     socket is pinned: the URL keeps the name, so the Host header, TLS SNI and the certificate
     check all still use it.
     """
@@ -205,10 +222,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         if self._policy is not None:
             check_addresses(host, addresses, policy=self._policy)
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        ordered = _interleave_families(addresses)
+        for number, address in enumerate(ordered, 1):
+            # A broken IPv6 route must not cost the whole connect timeout before IPv4 is tried.
+            limit = timeout if number == len(ordered) or timeout is None else min(timeout, FALLBACK_SECONDS)
             try:
                 return await self._inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                    address, port, timeout=limit, local_address=local_address, socket_options=socket_options
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc

@@ -777,3 +777,38 @@ async def test_fetch_outside_the_context_manager_is_a_bug() -> None:
 
     with pytest.raises(RuntimeError):
         await fetcher.fetch("http://127.0.0.1/")
+
+
+async def test_an_address_that_refuses_falls_back_to_the_next_one(
+    feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_getaddrinfo = socket.getaddrinfo
+
+    def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "feeds.twice.test":
+            return system_getaddrinfo(host, port, *args, **kwargs)
+        # Nothing listens on 127.0.0.3: refused; then the fixture server on 127.0.0.1.
+        return [
+            *system_getaddrinfo("127.0.0.3", port, *args, **kwargs),
+            *system_getaddrinfo("127.0.0.1", port, *args, **kwargs),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    feed_server.add("/feed.xml", static(RSS))
+
+    result = await fetch_once(f"http://feeds.twice.test:{feed_server.port}/feed.xml", trusted=True)
+
+    assert result.outcome == "ok" and result.body == RSS
+
+
+def test_address_families_alternate_from_the_resolvers_first() -> None:
+    addresses = ["2001:db8::1", "2001:db8::2", "192.0.2.1", "192.0.2.2", "192.0.2.3"]
+
+    assert netguard._interleave_families(addresses) == [
+        "2001:db8::1",
+        "192.0.2.1",
+        "2001:db8::2",
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+    assert netguard._interleave_families(["192.0.2.1", "2001:db8::1"]) == ["192.0.2.1", "2001:db8::1"]
