@@ -151,6 +151,11 @@ def check_addresses(host: str, addresses: Iterable[str], *, policy: AddressPolic
 async def lookup(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (IP literals resolve to themselves), without duplicates;
     socket.gaierror when it does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+        return [host]  # a literal: no trip to the resolver's thread
+    except ValueError:
+        pass  # a name, or a numeric form only the OS reads ("2130706433", "0x7f.1")
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: dict[str, None] = {}
