@@ -22,6 +22,7 @@ from tests.web.conftest import Web, running
 
 HEADER_TIMEOUT = 1.5
 SLOW_CLIENTS = 300
+RESET = b"(reset)"
 
 
 def limited(settings: Settings, **web: object) -> Settings:
@@ -42,11 +43,16 @@ def address(url: str) -> tuple[str, int]:
 
 
 def read_until_closed(sock: socket.socket, *, within: float) -> bytes:
-    """Everything the server sends until it closes the connection; fails after `within` seconds."""
+    """Everything the server sends until it closes the connection; fails after `within` seconds.
+    A reset counts as closed: bytes a client sends after the server closed are answered with one,
+    and it may overtake what the server wrote last."""
     sock.settimeout(within)
     received = b""
-    while chunk := sock.recv(4096):
-        received += chunk
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        return received or RESET
     return received
 
 
@@ -99,7 +105,8 @@ def test_healthz_answers_under_300_slow_clients_and_they_are_closed_after_the_he
 
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert answered_in < 2.0
-    assert all(reply.startswith(b"HTTP/1.1 408 ") for reply in replies)
+    assert all(reply.startswith(b"HTTP/1.1 408 ") or reply == RESET for reply in replies)
+    assert any(reply.startswith(b"HTTP/1.1 408 ") for reply in replies)
     # Closed by the deadline, not before it (the trickle kept them busy) and not much after it.
     assert HEADER_TIMEOUT * 0.9 <= all_closed_after < HEADER_TIMEOUT + 4
 
