@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import httpcore
@@ -29,9 +29,6 @@ from bot.errors import UnsafeURLError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], str | None]
 """Says why an address must not be fetched ("loopback", "private", ...), or None when it may."""
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""Every address a host name resolves to (raises socket.gaierror when it does not resolve)."""
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
@@ -207,9 +204,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     check all still use it.
     """
 
-    def __init__(self, policy: AddressPolicy | None, *, resolver: Resolver = lookup) -> None:
+    def __init__(self, policy: AddressPolicy | None) -> None:
         self._policy = policy
-        self._resolver = resolver
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -221,7 +217,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await self._resolver(host, port)
+            addresses = await lookup(host, port)
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"cannot resolve host {host}: {exc.strerror}") from exc
         if self._policy is not None:
