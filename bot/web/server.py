@@ -137,7 +137,9 @@ class GuardedH11Protocol(H11Protocol):
         if state is h11.SEND_BODY:
             if self._phase != "body":
                 self._arm("body")
-        elif state is not h11.IDLE:  # the whole request is in: the app has it now
+        elif state is not h11.IDLE or self._phase == "body":
+            # The whole request is in (the app has it), or it was and the next cycle began:
+            # between requests the keep-alive timer watches, and the next first byte re-arms.
             self._disarm()
 
     def _arm(self, phase: Phase) -> None:

@@ -168,6 +168,27 @@ def test_a_kept_alive_connection_is_closed_when_idle(slow_settings: Settings) ->
     assert 0.9 <= waited < 3
 
 
+def test_slow_headers_of_a_second_request_on_a_kept_alive_connection_are_cut_off_too(
+    slow_settings: Settings,
+) -> None:
+    with (
+        running(create_app(slow_settings), slow_settings.web) as url,
+        socket.create_connection(address(url), timeout=5) as sock,
+    ):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b'"database":"ok"}' not in first:
+            first += sock.recv(4096)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+        started = time.monotonic()
+        reply = read_until_closed(sock, within=HEADER_TIMEOUT + 3)
+        waited = time.monotonic() - started
+
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert HEADER_TIMEOUT * 0.9 <= waited < HEADER_TIMEOUT + 2
+
+
 def test_connections_past_the_cap_get_a_503_and_are_closed(web_settings: Settings) -> None:
     capped = limited(web_settings, max_connections=5)
     with running(create_app(capped), capped.web) as url, ExitStack() as stack:
