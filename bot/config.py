@@ -105,7 +105,9 @@ class WebSettings(_Section):
     body_timeout: float = Field(20.0, gt=0, description="seconds for a request's body to arrive")
     keepalive_timeout: int = Field(5, ge=1, description="seconds an idle connection is kept open")
     max_connections: int = Field(1000, ge=1, description="connections at once; more get a 503")
-    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line and headers at most")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="unfinished request line and headers at most"
+    )
 
 
 class SourceSeed(_Section):

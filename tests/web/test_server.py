@@ -189,6 +189,20 @@ def test_slow_headers_of_a_second_request_on_a_kept_alive_connection_are_cut_off
     assert HEADER_TIMEOUT * 0.9 <= waited < HEADER_TIMEOUT + 2
 
 
+def test_headers_growing_past_the_size_limit_get_a_400(web_settings: Settings) -> None:
+    """h11 holds at most max_header_bytes of a request it cannot parse yet: a client that keeps
+    sending header lines is stopped there, not at the header deadline."""
+    small = limited(web_settings, max_header_bytes=2048)
+    with (
+        running(create_app(small), small.web) as url,
+        socket.create_connection(address(url), timeout=5) as sock,
+    ):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
+        reply = read_until_closed(sock, within=5)
+
+    assert reply.startswith(b"HTTP/1.1 400 ") or reply == RESET
+
+
 def test_connections_past_the_cap_get_a_503_and_are_closed(web_settings: Settings) -> None:
     capped = limited(web_settings, max_connections=5)
     with running(create_app(capped), capped.web) as url, ExitStack() as stack:
