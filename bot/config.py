@@ -114,6 +114,14 @@ class WebSettings(_Section):
     metrics_token: str | None = Field(
         None, min_length=16, description="bearer token that GET /metrics requires; unset = /metrics is off"
     )
+    # What `flarestart serve` grants one client (bot/web/server.py): slow or idle ones are closed.
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's headers to arrive")
+    body_timeout: float = Field(20.0, gt=0, description="seconds for a request's body to arrive")
+    keepalive_timeout: int = Field(5, ge=1, description="seconds an idle connection is kept open")
+    max_connections: int = Field(1000, ge=1, description="connections at once; more get a 503")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="unfinished request line and headers at most"
+    )
 
 
 class SourceSeed(_Section):

@@ -113,8 +113,11 @@ def _sync_subscriber_files(store: Store) -> int:
             specs = subscribers.load_files(folder, store)
         except SubscriberFileError as exc:
             for problem in exc.problems:
-                err_console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
-            err_console.print(f"[yellow]subscriber files in {folder} not synced; fix them and restart[/]")
+                err_console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]subscriber files in {escape(str(folder))} not synced; fix them and restart[/]",
+                highlight=False,
+            )
         else:
             sync_subscribers(subscriber_store, specs, folder=folder)  # logs what it added, changed, removed
     return len(subscriber_store.active())

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 
 from bot.errors import ConfigError
 
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def feed_text(text: str, *, link: str | None = None, style: str = "") -> Text:
+    """Text a feed wrote (titles, names, tags), for rich: never read as markup, so "[link=…]" in
+    a title stays text, and a rich Text is never run through the highlighter's regexes."""
+    return Text(text, style=Style.parse(style) + Style(link=link) if link else style)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
+from bot.cli.common import ago, console, feed_text, open_store, parse_duration, print_json, state
 from bot.errors import SourceError
 
 if TYPE_CHECKING:
@@ -131,14 +131,14 @@ def _print_reports(reports: list[SourceReport]) -> None:
     for r in sorted(reports, key=lambda r: (order[r.status], r.source.lower())):
         result = "304" if r.status == "not_modified" else r.status
         reason = r.error or (f"moved to {r.moved_to}" if r.moved_to else "") or (r.warning or "")
-        table.add_row(
-            r.source,
+        table.add_row(  # names and reasons quote feeds and URLs: Text, not markup
+            feed_text(r.source),
             f"[{STATUS_STYLE[r.status]}]{result}[/]",
             str(r.new),
             str(r.updated),
             str(r.unchanged),
             f"{r.elapsed:.2f}s",
-            reason[:100],
+            feed_text(reason[:100]),
         )
     console.print(table)
     failed = sum(_failed(r) for r in reports)
@@ -177,11 +177,11 @@ def articles_list(
     for column in ("published", "source", "title", "tags"):
         table.add_column(column, overflow="fold")
     for article, name in rows:
-        table.add_row(
+        table.add_row(  # what feeds wrote is Text: a "[" in a title is not markup
             ago(article.published_at),
-            name,
-            f"[link={article.url}]{article.title}[/link]",
-            ", ".join(article.tags[:4]),
+            feed_text(name),
+            feed_text(article.title, link=article.url),
+            feed_text(", ".join(article.tags[:4])),
         )
     console.print(table)
 

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
-from bot.cli.common import ago, console, err_console, open_store, print_json, state
+from bot.cli.common import ago, console, err_console, feed_text, open_store, print_json, state
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -249,14 +250,18 @@ def _print_plan(
     console.print()
     for number, item in enumerate(plan.items, 1):
         article = item.article
-        link = f"[link={article.url}]{escape(article.title)}[/link]" if article.url else escape(article.title)
-        console.print(f"[bold]{number:>2}. {link}[/]")
+        # Feed text goes in as Text, never as markup, and nothing runs the highlighter over it.
+        title = feed_text(article.title, link=article.url)
+        console.print(Text.assemble(f"{number:>2}. ", title, style="bold"), highlight=False)
         console.print(
-            f"    via {escape(article.source_name)} · {ago(article.published)}"
-            f" · score {item.ranked.score:.3f}"
+            Text.assemble(
+                "    via ",
+                feed_text(article.source_name),
+                f" · {ago(article.published)} · score {item.ranked.score:.3f}",
+            ),
+            highlight=False,
         )
-        console.print(f"    [dim]{escape(_why(taxonomy, item))}[/]")
+        console.print(feed_text(f"    {_why(taxonomy, item)}", style="dim"), highlight=False)
         if item.also:
-            console.print(
-                f"    [dim]also covered by {escape(', '.join(a.source_name for a in item.also))}[/]"
-            )
+            also = ", ".join(a.source_name for a in item.also)
+            console.print(feed_text(f"    also covered by {also}", style="dim"), highlight=False)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import OPMLError, SourceError
@@ -198,7 +199,7 @@ def import_(
     feeds, problems = parse_opml(data, origin=str(file))
     if problems:
         for problem in problems:
-            err_console.print(f"[yellow]{file}:[/] {problem}")
+            err_console.print(f"[yellow]{escape(str(file))}:[/] {escape(str(problem))}", highlight=False)
         if not skip_invalid:
             raise OPMLError(
                 f"{file}: {len(problems)} invalid outline(s), nothing imported "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import ConfigError
@@ -182,7 +183,7 @@ def sync(
         except SubscriberFileError as exc:
             for problem in exc.problems:
                 err_console.print(
-                    f"[red]{problem.path}:{problem.line}:[/] {problem.message}",
+                    f"[red]{escape(str(problem.path))}:{problem.line}:[/] {escape(problem.message)}",
                     highlight=False,
                     soft_wrap=True,
                 )
