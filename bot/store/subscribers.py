@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +20,7 @@ from sqlmodel import Session
 from bot.errors import FlareStartError, NotFoundError
 from bot.store.models import Subscriber
 from bot.store.types import utcnow
-
-if TYPE_CHECKING:
-    from bot.subscribers.files import SubscriberSpec
+from bot.types import SubscriberColumns
 
 SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
 STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
@@ -108,7 +106,7 @@ class SubscriberStore:
 
     def add(
         self,
-        spec_or_fields: SubscriberSpec | Mapping[str, Any],
+        spec_or_fields: SubscriberColumns | Mapping[str, Any],
         *,
         status: str = "active",
         now: datetime | None = None,
@@ -377,7 +375,7 @@ def _check_status(status: str) -> None:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
 
 
-def _values(spec_or_fields: SubscriberSpec | Mapping[str, Any]) -> dict[str, Any]:
+def _values(spec_or_fields: SubscriberColumns | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(spec_or_fields, Mapping):
         values = dict(spec_or_fields)
         unknown = set(values) - EDITABLE - {"confirmed_at"}
