@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # folder → packages no module under it may import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot/store": ("bot.sources", "bot.ranking", "bot.subscribers"),
+    "bot/digest": ("bot.web",),
+    "bot/delivery": ("bot.web",),
+    "bot/channels": ("bot.web",),
+    "bot/links": ("bot.web",),
 }
 
 

@@ -31,6 +31,8 @@ from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
 from bot.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
+from bot.links.secret import resolve_secret
+from bot.links.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
 from bot.store import Store
@@ -39,8 +41,6 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
-from bot.web.secret import resolve_secret
-from bot.web.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 

@@ -49,6 +49,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import Settings
 from bot.errors import NotFoundError
+from bot.links.secret import resolve_secret
+from bot.links.tokens import (
+    CONFIRM_PATH,
+    MAX_AGE,
+    PREFERENCES_PATH,
+    UNSUBSCRIBE_PATH,
+    InvalidTokenError,
+    Purpose,
+    TokenClaims,
+    make_token,
+    read_token_claims,
+)
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import load_taxonomy
 from bot.resources import shipped_template_dir
@@ -67,18 +79,6 @@ from bot.web.preferences import (
     Save,
     SetStatus,
     Unchanged,
-)
-from bot.web.secret import resolve_secret
-from bot.web.tokens import (
-    CONFIRM_PATH,
-    MAX_AGE,
-    PREFERENCES_PATH,
-    UNSUBSCRIBE_PATH,
-    InvalidTokenError,
-    Purpose,
-    TokenClaims,
-    make_token,
-    read_token_claims,
 )
 
 TEMPLATE_DIR = shipped_template_dir("web")

@@ -16,11 +16,11 @@ from bot.config import Settings, load_settings
 from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
+from bot.links.secret import resolve_secret
+from bot.links.tokens import read_token
 from bot.store import NewSource, Store
 from bot.store.subscribers import SubscriberStore
 from bot.subscribers.files import make_spec
-from bot.web.secret import resolve_secret
-from bot.web.tokens import read_token
 from tests.channels.smtp_server import SmtpServer
 from tests.delivery.helpers import NOW, article
 
