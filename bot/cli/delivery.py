@@ -118,12 +118,14 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
 async def _send_one(
     store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
 ) -> _Outcome:
-    from bot.delivery.service import DigestService, SendResult, make_channel
+    from bot.channels.registry import registry_for
+    from bot.delivery.service import DigestService, SendResult
 
     assert subscriber.id is not None and subscriber.email is not None
-    channel = make_channel(settings)
+    channels = registry_for(settings)
+    channel = channels.for_subscriber(subscriber)
     try:
-        service = DigestService(store, settings, channel)
+        service = DigestService(store, settings, channels)
         period = _period_to_send(service, subscriber, service.clock(), force=force)
         destination = describe_destination(channel, subscriber.email)
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
@@ -278,14 +280,16 @@ class _TestOutcome:
 
 
 async def _run_test(store: Store, settings: Settings, address: str, *, dry_run: bool) -> _TestOutcome:
-    from bot.delivery.service import DigestService, make_channel
+    from bot.channels.registry import registry_for
+    from bot.delivery.service import DigestService
 
-    channel = make_channel(settings)
+    channels = registry_for(settings)
+    channel = channels.for_kind("email")
     try:
-        service = DigestService(store, settings, channel)
+        service = DigestService(store, settings, channels)
         sent = await service.send_test(address, dry_run=dry_run)
     finally:
-        await channel.aclose()
+        await channels.aclose()
     destination = describe_destination(channel, address)
     return _TestOutcome(sent.outgoing, sent.items, sent.receipt, channel.name, destination)
 
@@ -468,7 +472,7 @@ def retry_failed(
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id)
         who = (subscriber.email if subscriber is not None else None) or f"#{row.subscriber_id}"
-        reason = _not_retried(row, subscriber, service.channel.name)
+        reason = _not_retried(row, subscriber, service.channels.name_for("email"))
         if reason is not None or subscriber is None:
             outcomes.append(RetryOutcome(row, who, SKIPPED, reason or "the subscriber is gone"))
             continue
@@ -560,7 +564,8 @@ def deliveries_retry(
     """
     import asyncio
 
-    from bot.delivery.service import DigestService, make_channel
+    from bot.channels.registry import registry_for
+    from bot.delivery.service import DigestService
     from bot.store.subscribers import SubscriberStore
     from bot.store.types import utcnow
 
@@ -572,7 +577,7 @@ def deliveries_retry(
     settings = state.get_settings()
     with open_store(seed=False) as store:
         wanted = SubscriberStore(store.engine).get(subscriber).id if subscriber is not None else None
-        service_channel = make_channel(settings)
+        service_channel = registry_for(settings)
         try:
             service = DigestService(store, settings, service_channel)
             outcomes = retry_failed(

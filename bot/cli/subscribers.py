@@ -72,8 +72,9 @@ def upcoming_deliveries(
 ) -> dict[int, NextDelivery]:
     """Each active subscriber's next digest as `flarestart run` will send it: `next_delivery`
     (catch-up included), with the periods the ledger has settled already left out."""
+    from bot.channels.registry import email_channel_name
     from bot.delivery.ledger import DeliveryLedger
-    from bot.delivery.service import channel_name, send_job_key
+    from bot.delivery.service import send_job_key
     from bot.jobs.queue import JobQueue
     from bot.subscribers.schedule import next_delivery, parse_delivery_time
 
@@ -93,7 +94,7 @@ def upcoming_deliveries(
 
     first = {s.id: next_for(s) for s in active if s.id is not None}
     due = [(sid, found.period) for sid, found in first.items() if found.due_now]
-    channel = channel_name(settings)
+    channel = email_channel_name(settings)
     closed = DeliveryLedger(store.engine).closed(due, channel)
     queue = JobQueue(store.engine)
     # Sent and failed rows are final. A skipped one (a quiet period) is tried again by `run` only

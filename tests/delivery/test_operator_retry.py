@@ -79,7 +79,7 @@ def failed_delivery(service: DigestService, reader: Subscriber, *, days_ago: int
     assert reader.id is not None
     moment = NOW - timedelta(days=days_ago)
     period = period_at(service, reader, moment)
-    opened = service.ledger.begin(reader.id, period, service.channel.name, now=moment)
+    opened = service.ledger.begin(reader.id, period, service.channels.name_for("email"), now=moment)
     service.ledger.mark_failed(opened.id, error="550 5.1.1 no such user", permanent=True, now=moment)
     return service.ledger.get(opened.id)
 
