@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +81,22 @@ class SubscriberColumns(Protocol):
     def column_values(self) -> dict[str, Any]:
         """The subscribers table's columns it sets (never status or timestamps)."""
         ...
+
+
+DestinationKind = Literal["email"]  # "slack" and "discord" come with their channels
+DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email",)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where one subscriber's digests go: an email address today (a Slack or Discord channel next)."""
+
+    kind: DestinationKind
+    address: str
+
+    def __str__(self) -> str:
+        return self.address if self.kind == "email" else f"{self.kind}:{self.address}"
+
+    @classmethod
+    def email(cls, address: str) -> Destination:
+        return cls("email", address)

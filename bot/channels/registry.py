@@ -10,28 +10,14 @@ without making its channel (delivery rows and job keys carry it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.channels.base import Channel
 from bot.errors import ConfigError
+from bot.types import Destination, DestinationKind
 
 if TYPE_CHECKING:
     from bot.config import Settings
-
-DestinationKind = Literal["email"]  # "slack" and "discord" come with their channels
-DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email",)
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    """Where one subscriber's digests go: an email address today."""
-
-    kind: DestinationKind
-    address: str
-
-    def __str__(self) -> str:
-        return self.address if self.kind == "email" else f"{self.kind}:{self.address}"
 
 
 class Addressed(Protocol):

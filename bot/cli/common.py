@@ -17,6 +17,7 @@ from rich.text import Text
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bot.app import FlareStart
     from bot.config import Settings
     from bot.store import Store
 
@@ -60,18 +61,20 @@ state = AppState()
 
 
 @contextmanager
-def open_store(*, seed: bool = True) -> Iterator[Store]:
-    """The configured store, migrated, with the first run's sources seeded."""
-    from bot.sources.defaults import seed_sources
-    from bot.store import Store
+def open_app(*, seed: bool = True) -> Iterator[FlareStart]:
+    """The application layer for one command: the store opens (migrated, and with the first run's
+    sources seeded unless `seed` is False) when a verb first needs it, and closes after."""
+    from bot.app import open_app as app_for
 
-    store = Store.open(state.get_settings())
-    try:
-        if seed:
-            seed_sources(store, state.get_settings())
-        yield store
-    finally:
-        store.close()
+    with app_for(state.get_settings(), seed=seed) as app:
+        yield app
+
+
+@contextmanager
+def open_store(*, seed: bool = True) -> Iterator[Store]:
+    """The application layer's store, for the commands not yet moved onto its verbs."""
+    with open_app(seed=seed) as app:
+        yield app.store
 
 
 def print_json(data: Any) -> None:

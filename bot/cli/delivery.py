@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RetryOutcome",
-    "current_period",
     "deliveries_app",
     "describe_destination",
     "retry_failed",
@@ -41,17 +40,6 @@ RECENT_DELIVERIES = 20  # a subscriber's newest ledger rows, where the current p
 
 class NothingToSendError(FlareStartError):
     """`send` has no digest to send: none is due, today has none, or this one failed for good."""
-
-
-def current_period(frequency: str, local_date: date) -> str | None:
-    """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
-    and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
-    from bot.subscribers.schedule import period_for
-
-    if frequency.startswith("weekly"):
-        year, week, _ = local_date.isocalendar()
-        return f"{year}-W{week:02d}"
-    return period_for(frequency, local_date)
 
 
 def describe_destination(channel: Channel, address: str) -> str:
@@ -105,6 +93,8 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
             f"nothing due for {who}: the next digest is {when}; "
             f"`flarestart send {who} --now` sends the current one now"
         )
+    from bot.subscribers.schedule import current_period
+
     today = now.astimezone(ZoneInfo(subscriber.timezone)).date()
     period = current_period(subscriber.frequency, today)
     if period is None:

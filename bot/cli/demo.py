@@ -224,9 +224,9 @@ async def _send_digests(
 ) -> list[_Sent]:
     """Start the loopback SMTP server, send each reader's digest for the current period through it."""
     from bot.channels.email import SmtpChannel
-    from bot.cli.delivery import current_period
     from bot.delivery.service import DigestService
     from bot.demo import PreviewingChannel, maildir_smtp_server
+    from bot.subscribers.schedule import current_period
 
     async with maildir_smtp_server(inbox / "mail") as server:
         email = settings.email.model_copy(update={"smtp_url": server.url, "allow_plain": True})

@@ -27,7 +27,7 @@ from typing import Protocol, cast
 
 from bot.channels.base import OutgoingDigest, Receipt
 from bot.channels.email import MIME_CHANNELS, with_wire
-from bot.channels.registry import ChannelRegistry, DestinationKind
+from bot.channels.registry import ChannelRegistry
 from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
@@ -37,6 +37,7 @@ from bot.ranking.types import Preferences
 from bot.store import Store
 from bot.store.subscribers import SubscriberRecord
 from bot.store.types import utcnow
+from bot.types import DestinationKind
 
 log = logging.getLogger(__name__)
 
