@@ -18,8 +18,10 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from bot.app.delivery import SampleSend, SendOutcome
     from bot.app.types import (
         AddedSource,
+        DeliveryListing,
         ExportedSources,
         FetchRun,
         ImportedSources,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     )
     from bot.channels.registry import ChannelRegistry
     from bot.config import Settings
+    from bot.delivery.retry import RetryOutcome
     from bot.ranking.topics import Taxonomy
     from bot.ranking.types import Topic
     from bot.sources.ingest import ProgressHook
@@ -583,6 +586,100 @@ class FlareStart:
         from bot.channels.registry import registry_for
 
         return registry_for(settings or self.settings)
+
+    # -- sending and the delivery ledger -------------------------------------------------------
+
+    def send(self, ref: str | int, *, force: bool = False, dry_run: bool = False) -> SendOutcome:
+        """Send one active subscriber's digest for the period due now (with `force`, the current
+        one), at most once; `dry_run` composes and renders only. Raises NothingToSendError when
+        there is none to send, Delivery*Error as the channel does."""
+        import asyncio
+
+        from bot.app.delivery import send_one
+        from bot.store.subscribers import SubscriberError
+
+        row = self.subscribers.get(ref)
+        who = row.email or f"#{row.id}"
+        if row.status != "active":
+            hint = (
+                "; `flarestart subscribers resume` sends to them again"
+                if row.status != "unsubscribed"
+                else ""
+            )
+            raise SubscriberError(f"{who} is {row.status}, so no digest goes to them{hint}")
+        if not row.email:
+            raise SubscriberError(f"subscriber #{row.id} has no email address to send to")
+        return asyncio.run(send_one(self.store, self.settings, row, force=force, dry_run=dry_run))
+
+    def placeholder_warnings(self) -> list[str]:
+        """Settings still at the shipped placeholders that a real mail must not carry (SMTP only)."""
+        from bot.delivery.service import placeholders
+
+        return placeholders(self.settings) if self.settings.email.smtp_url else []
+
+    def send_test(self, address: str, *, dry_run: bool = False) -> SampleSend:
+        """Today's sample digest to `address` through the configured channel; records nothing.
+        Its links are signed with a throwaway key: they must not work for whoever is subscriber #1."""
+        import asyncio
+        import secrets
+
+        from bot.app.delivery import run_test
+
+        address = self.test_address(address)
+        throwaway = self.settings.model_copy(update={"secret_key": secrets.token_hex(32)})
+        return asyncio.run(run_test(self.store, throwaway, address, dry_run=dry_run))
+
+    def test_address(self, address: str) -> str:
+        """`address` normalised for `send_test`, or a ConfigError saying what is wrong with it."""
+        from bot.subscribers.files import normalize_email
+
+        try:
+            return normalize_email(address)
+        except ValueError as exc:
+            raise ConfigError(f"--test: {exc}") from None
+
+    def list_deliveries(
+        self, *, status: str | None = None, subscriber: str | None = None, limit: int = 50
+    ) -> DeliveryListing:
+        """Ledger rows, newest first, with each subscriber's address and the counts of all rows."""
+        from bot.app.types import DeliveryListing
+        from bot.delivery.ledger import STATUSES, DeliveryLedger
+
+        if status is not None and status not in STATUSES:
+            raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
+        subscribers = self.subscribers
+        wanted = subscribers.get(subscriber).id if subscriber is not None else None
+        ledger = DeliveryLedger(self.store.engine)
+        rows = ledger.list(status=status, subscriber_id=wanted, limit=limit)
+        emails = {s.id or 0: s.email or f"#{s.id}" for s in subscribers.list()}
+        return DeliveryListing(tuple(rows), emails, ledger.counts(), STATUSES)
+
+    def retry_deliveries(
+        self,
+        *,
+        since: timedelta,
+        subscriber: str | None = None,
+        period: str | None = None,
+        channel: str | None = None,
+        dry_run: bool = False,
+    ) -> list[RetryOutcome]:
+        """Put digests that failed for good within `since` back in the queue (`flarestart run`
+        sends them); subscribers who are not active are skipped."""
+        import asyncio
+
+        from bot.delivery.retry import retry_failed
+        from bot.delivery.service import DigestService
+
+        cutoff = self.now() - since
+        wanted = self.subscribers.get(subscriber).id if subscriber is not None else None
+        channels = self._channels()
+        try:
+            service = DigestService(self.store, self.settings, channels)
+            return retry_failed(
+                service, since=cutoff, subscriber_id=wanted, period=period, channel=channel, dry_run=dry_run
+            )
+        finally:
+            asyncio.run(channels.aclose())
 
     # -- the service ---------------------------------------------------------------------------
 

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 from bot.errors import OPMLError
 
 if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modules they use
+    from bot.app.delivery import SampleSend as SampleSend
+    from bot.app.delivery import SendOutcome as SendOutcome
+    from bot.delivery.retry import RetryOutcome as RetryOutcome
     from bot.digest.compose import DigestAccount as DigestAccount
     from bot.digest.compose import DigestPlan as DigestPlan
     from bot.digest.compose import PlannedItem as PlannedItem
@@ -116,3 +119,11 @@ class RenderedPreview:
     subject: str
     html: str
     items: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryListing:
+    rows: tuple[Delivery, ...]  # newest first
+    addresses: dict[int, str]  # subscriber id → address (or "#id")
+    counts: dict[str, int]  # every row of the ledger, by status
+    statuses: tuple[str, ...]  # in the ledger's order

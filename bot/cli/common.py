@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
+from bot.app.words import ago as ago  # the tables' times, in the words every door uses
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,20 +101,3 @@ def parse_duration(text: str, *, option: str) -> timedelta:
     if not match:
         raise ConfigError(f"{option} {text!r}: expected a number and a unit, like 30m, 24h, 30d or 2w")
     return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
-
-
-def ago(moment: datetime | None, now: datetime | None = None) -> str:
-    """'3h ago' / 'in 25m' / '-' for tables people read."""
-    if moment is None:
-        return "-"
-    delta = (now or datetime.now(UTC)) - moment
-    seconds = delta.total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{int(seconds // size)}{unit}"
-            break
-    else:
-        text = f"{int(seconds)}s"
-    return f"in {text}" if future else f"{text} ago"

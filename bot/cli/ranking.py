@@ -90,7 +90,7 @@ def preview(
     schedule: str | None = None
     next_json: dict[str, Any] | None = None
     if not found.stand_in:
-        from bot.cli.subscribers import describe_next
+        from bot.app.words import describe_next
 
         upcoming, row = found.next_delivery, found.reader
         schedule = (

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 
-from bot.cli.common import ago, console, err_console, open_app, print_json, state
+from bot.app.words import describe_next
+from bot.cli.common import console, err_console, open_app, print_json, state
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,22 +24,6 @@ STATUS_STYLE = {
     "bouncing": "red",
     "unsubscribed": "dim",
 }
-
-
-def describe_next(found: NextDelivery | None, timezone: str, now: datetime) -> str:
-    """The next digest in words, the same in every message."""
-    if found is None:
-        return "-"
-    when = _local(found.scheduled_at, timezone)
-    if found.due_now:
-        return f"{when} (due now: `flarestart run` sends it within a minute)"
-    return f"{when} ({ago(found.scheduled_at, now)})"
-
-
-def _local(moment: datetime | None, timezone: str) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 def _topics_text(topics: dict[str, float]) -> str:

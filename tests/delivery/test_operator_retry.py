@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bot.channels.email import SmtpChannel
-from bot.cli.delivery import REQUEUED, SKIPPED, WOULD_REQUEUE, RetryOutcome, retry_failed
 from bot.config import Settings, load_settings
 from bot.delivery.ledger import DeliveryLedger
+from bot.delivery.retry import REQUEUED, SKIPPED, WOULD_REQUEUE, RetryOutcome, retry_failed
 from bot.delivery.service import SEND_TASK, DigestService, send_job, send_job_key
 from bot.jobs.queue import JobQueue, NewJob
 from bot.store import Store
