@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from bot.app.delivery import SampleSend, SendOutcome
+    from bot.app.metrics import Gauge, StoreMetrics
+    from bot.app.preferences import PreferencesEditor
     from bot.app.types import (
         AddedSource,
         DeliveryListing,
@@ -68,6 +70,7 @@ class FlareStart:
         self._clock = clock
         self._store: Store | None = None
         self._taxonomy: Taxonomy | None = None
+        self._metrics: StoreMetrics | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -680,6 +683,35 @@ class FlareStart:
             )
         finally:
             asyncio.run(channels.aclose())
+
+    # -- what the web needs ----------------------------------------------------------------------
+
+    def open(self) -> FlareStart:
+        """Open (and migrate) the store now: a server opens it at start, not on its first request."""
+        _ = self.store
+        return self
+
+    def preferences_editor(self) -> PreferencesEditor:
+        """The preferences page's form: what it shows and what a POST may change."""
+        from bot.app.preferences import PreferencesEditor
+        from bot.ranking.topics import load_taxonomy
+
+        return PreferencesEditor(self.taxonomy, shipped=load_taxonomy().slugs)
+
+    def metrics(self) -> list[Gauge]:
+        """The operator's figures (aggregates only), a handful of count queries."""
+        from bot.app.metrics import StoreMetrics
+
+        if self._metrics is None:
+            self._metrics = StoreMetrics(self.store)
+        return self._metrics.collect()
+
+    def ping(self) -> None:
+        """One round trip to the database (health checks); raises when it is unreachable."""
+        from sqlalchemy import text
+
+        with self.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     # -- the service ---------------------------------------------------------------------------
 

@@ -72,7 +72,7 @@ def sync(
 
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
-    from bot.subscribers.files import SubscriberFileError
+    from bot.app.errors import SubscriberFileError
 
     where = folder if folder is not None else state.get_settings().subscribers_dir
     with open_app(seed=False) as flarestart:

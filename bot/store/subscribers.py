@@ -17,7 +17,9 @@ from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, inser
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.errors import FlareStartError, NotFoundError
+from bot.errors import NotFoundError
+from bot.errors import StatusChangedError as StatusChangedError
+from bot.errors import SubscriberError as SubscriberError
 from bot.store.models import Subscriber
 from bot.store.types import utcnow
 from bot.types import SubscriberColumns
@@ -85,16 +87,8 @@ _RECORD_COLUMNS = [SUBSCRIBERS.c[name] for name in SubscriberRecord.__slots__]
 _RECORDS = select(*_RECORD_COLUMNS).where(SUBSCRIBERS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-class SubscriberError(FlareStartError):
-    """A subscriber cannot be added or changed as asked."""
-
-
 class DuplicateSubscriberError(SubscriberError):
     """A subscriber with this email already exists."""
-
-
-class StatusChangedError(SubscriberError):
-    """The subscriber's status is not one the change was meant for (another change came first)."""
 
 
 class SubscriberStore:

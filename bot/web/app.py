@@ -12,7 +12,7 @@
                            time"): topics, mutes, schedule, size; pause and resume
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
                            303 back to GET (?done=saved); invalid input 400 with the form again;
-                           a change the subscriber may not make here 409 (see bot.web.preferences)
+                           a change the subscriber may not make here 409 (see bot.app.preferences)
     GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
     GET  /metrics          aggregate figures in the Prometheus text format (bot.web.metrics); only
                            when web.metrics_token is set (else 404), and only with
@@ -33,10 +33,9 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -47,8 +46,21 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.app import FlareStart, preferences
+from bot.app.preferences import (
+    NOTICES,
+    Decision,
+    FormError,
+    Invalid,
+    PreferencesEditor,
+    PreferencesForm,
+    Refused,
+    Save,
+    SetStatus,
+    Unchanged,
+)
 from bot.config import Settings
-from bot.errors import NotFoundError
+from bot.errors import NotFoundError, StatusChangedError
 from bot.links.secret import resolve_secret
 from bot.links.tokens import (
     CONFIRM_PATH,
@@ -61,25 +73,13 @@ from bot.links.tokens import (
     make_token,
     read_token_claims,
 )
-from bot.ranking.setup import taxonomy_for
-from bot.ranking.topics import load_taxonomy
 from bot.resources import shipped_template_dir
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.subscribers import StatusChangedError, SubscriberStore
-from bot.web import metrics, preferences
-from bot.web.preferences import (
-    NOTICES,
-    Decision,
-    FormError,
-    Invalid,
-    PreferencesEditor,
-    PreferencesForm,
-    Refused,
-    Save,
-    SetStatus,
-    Unchanged,
-)
+from bot.web import metrics
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from bot.app.types import Subscriber
 
 TEMPLATE_DIR = shipped_template_dir("web")
 # A one-click body is 26 bytes; a multipart one a couple of hundred. Nothing more is needed.
@@ -103,7 +103,7 @@ class SubscriberAccess(Protocol):
     def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber: ...
 
 
-StoreFactory = Callable[[Engine], SubscriberAccess]
+StoreFactory = Callable[["Engine"], SubscriberAccess]
 
 
 class BodyTooLargeError(Exception):
@@ -113,11 +113,12 @@ class BodyTooLargeError(Exception):
 def create_app(settings: Settings, *, store_factory: StoreFactory | None = None) -> Starlette:
     """The web app. The store is opened (and migrated) when the server starts, closed when it stops.
 
-    `store_factory` builds the subscriber store from the engine (default: SubscriberStore).
+    `store_factory` builds the subscriber store from the engine (default: the application layer's).
     """
     pages = Pages(TEMPLATE_DIR)
-    editor = PreferencesEditor(taxonomy_for(settings), shipped=load_taxonomy().slugs)
-    web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
+    flarestart = FlareStart(settings, seed=False)
+    editor = flarestart.preferences_editor()
+    web = _Web(flarestart, resolve_secret(settings), pages, store_factory, editor)
     routes = [
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
         Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
@@ -229,34 +230,34 @@ def mask_email(email: str | None) -> str | None:
 class _Web:
     def __init__(
         self,
-        settings: Settings,
+        flarestart: FlareStart,
         secret: bytes,
         pages: Pages,
-        factory: StoreFactory,
+        factory: StoreFactory | None,
         editor: PreferencesEditor,
     ) -> None:
-        self.settings = settings
+        self.flarestart = flarestart
+        self.settings = flarestart.settings
         self.secret = secret
         self.pages = pages
         self.factory = factory
         self.editor = editor
-        self.store: Store | None = None
         self._subscribers: SubscriberAccess | None = None
-        self._metrics: metrics.StoreMetrics | None = None
+        self._open = False
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        store = await run_in_threadpool(Store.open, self.settings)
-        self.store, self._subscribers = store, self.factory(store.engine)
-        if self.settings.web.metrics_token:
-            self._metrics = metrics.StoreMetrics(store)
+        flarestart = await run_in_threadpool(self.flarestart.open)
+        store = flarestart.store
+        self._subscribers = self.factory(store.engine) if self.factory else flarestart.subscribers
+        self._open = True
         app.state.store = store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})
         try:
             yield
         finally:
-            self.store = self._subscribers = self._metrics = None
-            store.close()
+            self._subscribers, self._open = None, False
+            flarestart.close()
 
     @property
     def subscribers(self) -> SubscriberAccess:
@@ -459,15 +460,14 @@ class _Web:
         )
 
     def _collect_metrics(self) -> str:
-        if self._metrics is None:
+        if not self._open:
             raise RuntimeError("the web app's store is not open: run the app with its lifespan")
-        return metrics.render(self._metrics.collect())
+        return metrics.render(self.flarestart.metrics())
 
     def _ping(self) -> None:
-        if self.store is None:
+        if not self._open:
             raise RuntimeError("the web app's store is not open")
-        with self.store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        self.flarestart.ping()
 
     def _claims(self, request: Request, purpose: Purpose) -> TokenClaims:
         token = str(request.path_params["token"])

@@ -13,6 +13,8 @@ import httpx
 import lxml.html
 import pytest
 
+from bot.app import preferences
+from bot.app.preferences import topic_groups
 from bot.channels.outbox import OutboxChannel
 from bot.config import Settings, UserTopic
 from bot.delivery.service import DigestService
@@ -24,8 +26,6 @@ from bot.store import NewSource, Store
 from bot.store.models import Subscriber
 from bot.store.subscribers import StatusChangedError, SubscriberStore
 from bot.subscribers.files import make_spec
-from bot.web import preferences
-from bot.web.preferences import topic_groups
 from tests.delivery.helpers import NOW, article
 from tests.delivery.test_service import add_reader, outbox_messages
 from tests.web.conftest import SECRET, Web, assert_page
