@@ -15,18 +15,22 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
-from bot.channels.registry import ChannelRegistry, registry_for
+from bot.channels.registry import ChannelRegistry
 from bot.config import Settings
 from bot.delivery.batch import BatchSender
-from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService, placeholders
+from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService
 from bot.jobs.clock import Clock, Recurring
 from bot.jobs.queue import ClaimedJob
 from bot.jobs.worker import Worker
 from bot.sources.ingest import Ingestor
 from bot.store import Store
 from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.app import FlareStart
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,7 @@ PLAN_EVERY = timedelta(minutes=1)  # how often due digests are looked for
 
 
 async def run_daemon(
-    store: Store,
-    settings: Settings,
+    app: FlareStart,
     *,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
@@ -49,7 +52,8 @@ async def run_daemon(
     """Run until `stop` is set (or SIGTERM/SIGINT); returns the number of fetch cycles run."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
-    channels = registry_for(settings) if channel is None else ChannelRegistry.serving(channel)
+    store, settings = app.store, app.settings
+    channels = app.channels if channel is None else ChannelRegistry.serving(channel)
     service = DigestService(store, settings, channels, clock=clock)
     service.sources_ready.clear()
     sender = BatchSender(
@@ -71,7 +75,7 @@ async def run_daemon(
     email = channels.name_for("email")
     log.info("delivering email through %s", email, extra={"channel": email})
     if settings.email.smtp_url:  # real mail: the shipped placeholders must not reach inboxes
-        for warning in placeholders(settings):
+        for warning in app.placeholder_warnings():
             log.warning("still a placeholder: %s", warning, extra={"channel": email})
     try:
         cycles, *_ = await asyncio.gather(

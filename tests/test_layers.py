@@ -23,6 +23,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 
+# The doors import the core only through the application layer: folder → the packages it may
+# import (a module's own package included), and files with a door of their own besides.
+DOORS: dict[str, tuple[str, ...]] = {
+    "bot/cli": ("bot.cli", "bot.app", "bot.config", "bot.errors", "bot.logs", "bot.__version__"),
+    "bot/web": ("bot.web", "bot.app", "bot.config", "bot.errors", "bot.links", "bot.resources"),
+}
+EXTRA: dict[str, tuple[str, ...]] = {
+    "bot/cli/web.py": ("bot.web",),  # `serve` starts the web door
+    "bot/cli/demo.py": ("bot.demo", "bot.testing"),  # the demo's own feeds, inbox and feed host
+}
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
@@ -60,3 +72,14 @@ def test_the_reader_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     )
     modules = imported_modules(sample)
     assert "bot.ranking.types" in modules and "bot.sources.parse" in modules
+
+
+@pytest.mark.parametrize("folder", sorted(DOORS))
+def test_doors_import_the_core_only_through_the_application_layer(folder: str) -> None:
+    offending = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        allowed = DOORS[folder] + EXTRA.get(str(path.relative_to(ROOT)), ())
+        for module in sorted(imported_modules(path)):
+            if module.startswith("bot.") and not any(reaches(module, package) for package in allowed):
+                offending.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert offending == []

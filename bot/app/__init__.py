@@ -10,5 +10,6 @@ imports the part of the core it uses, so `flarestart --version` pays for none of
 """
 
 from bot.app.core import FlareStart, open_app
+from bot.types import Destination
 
-__all__ = ["FlareStart", "open_app"]
+__all__ = ["Destination", "FlareStart", "open_app"]

@@ -38,14 +38,16 @@ if TYPE_CHECKING:
         SubscriberView,
         SyncOutcome,
     )
+    from bot.channels.base import Channel
     from bot.channels.registry import ChannelRegistry
     from bot.config import Settings
     from bot.delivery.retry import RetryOutcome
+    from bot.delivery.service import SendResult
     from bot.ranking.topics import Taxonomy
     from bot.ranking.types import Topic
     from bot.sources.ingest import ProgressHook
     from bot.sources.types import ParsedFeed
-    from bot.store import Store
+    from bot.store import NewSource, Store
     from bot.store.subscribers import SubscriberStore
     from bot.subscribers.files import SubscriberSpec
     from bot.types import Destination
@@ -71,6 +73,7 @@ class FlareStart:
         self._store: Store | None = None
         self._taxonomy: Taxonomy | None = None
         self._metrics: StoreMetrics | None = None
+        self._registry: ChannelRegistry | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -213,6 +216,16 @@ class FlareStart:
             if source.url == url:
                 raise DuplicateSourceError(f"{url} is already a source, named {source.name!r}")
 
+    def add_sources(self, new: Sequence[NewSource]) -> list[Source]:
+        """Add feeds as they are (no discovery): the demo's, an import's."""
+        return self.store.add_sources(list(new))
+
+    def mark_seeded(self) -> None:
+        """Never add the configured or default sources to this store (the demo's own folder)."""
+        from bot.sources.defaults import SEEDED_FLAG
+
+        self.store.set_meta(SEEDED_FLAG, "1")
+
     def list_sources(self) -> list[SourceStatus]:
         from bot.app.types import SourceStatus
 
@@ -260,7 +273,7 @@ class FlareStart:
                     category=feed.category,
                 )
             )
-        self.store.add_sources(to_add)
+        self.add_sources(to_add)
         return ImportedSources(len(to_add), len(feeds) - len(fresh), problems)
 
     def export_sources(self) -> ExportedSources:
@@ -290,15 +303,23 @@ class FlareStart:
         force: bool = False,
         on_start: Callable[[list[Source]], None] | None = None,
         on_progress: ProgressHook | None = None,
+        parse_in_threads: bool = False,
     ) -> FetchRun:
-        """Fetch the due sources (all enabled ones with `force`, or those named by `refs`)."""
+        """Fetch the due sources (all enabled ones with `force`, or those named by `refs`).
+        `parse_in_threads`: a few small feeds (the demo's) parse in milliseconds; threads spare
+        starting the parser processes."""
         import asyncio
+        from concurrent.futures import Executor, ThreadPoolExecutor
 
         from bot.sources.parse_pool import start_parse_pool
 
         # The parser processes start on the other core while this one imports the store and the
         # fetcher and opens the database: the verb then costs little more than the ingest itself.
-        pool = start_parse_pool(self.settings)
+        pool: Executor = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+            if parse_in_threads
+            else start_parse_pool(self.settings)
+        )
         try:
             from bot.app.types import FetchRun
             from bot.sources.ingest import ingest_sources
@@ -585,6 +606,13 @@ class FlareStart:
         rendered = service.outgoing(reader, period, preview.plan).rendered
         return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
 
+    @property
+    def channels(self) -> ChannelRegistry:
+        """The channel that serves each destination kind (made on first send, closed with `aclose`)."""
+        if self._registry is None:
+            self._registry = self._channels()
+        return self._registry
+
     def _channels(self, settings: Settings | None = None) -> ChannelRegistry:
         from bot.channels.registry import registry_for
 
@@ -713,6 +741,25 @@ class FlareStart:
         with self.store.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def current_period(self, subscriber: Subscriber, now: datetime | None = None) -> str:
+        """The period `now` falls in for `subscriber` (a delivery day or not): what `send --now` sends."""
+        from zoneinfo import ZoneInfo
+
+        from bot.subscribers.schedule import current_period
+
+        today = (now or self.now()).astimezone(ZoneInfo(subscriber.timezone)).date()
+        return current_period(subscriber.frequency, today) or today.isoformat()
+
+    async def deliver(
+        self, subscriber_id: int, period: str, *, through: Channel, settings: Settings | None = None
+    ) -> SendResult:
+        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP),
+        at most once, with `settings` in place of the layer's (its SMTP server)."""
+        from bot.delivery.service import DigestService
+
+        service = DigestService(self.store, settings or self.settings, through)
+        return await service.send(subscriber_id, period)
+
     # -- the service ---------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -721,7 +768,7 @@ class FlareStart:
 
         from bot.daemon import run_daemon
 
-        asyncio.run(run_daemon(self.store, self.settings))
+        asyncio.run(run_daemon(self))
 
     def active_subscriber_count(self) -> int:
         return len(self.subscribers.active())

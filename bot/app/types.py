@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modu
     from bot.app.delivery import SampleSend as SampleSend
     from bot.app.delivery import SendOutcome as SendOutcome
     from bot.delivery.retry import RetryOutcome as RetryOutcome
+    from bot.delivery.service import SendResult as SendResult
     from bot.digest.compose import DigestAccount as DigestAccount
     from bot.digest.compose import DigestPlan as DigestPlan
     from bot.digest.compose import PlannedItem as PlannedItem

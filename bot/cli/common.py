@@ -20,7 +20,6 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     from bot.app import FlareStart
     from bot.config import Settings
-    from bot.store import Store
 
 # Every command pays for what this package imports before it runs, so the settings (pydantic),
 # the store (SQLAlchemy) and the pipeline are imported where a command needs them: `--version`
@@ -69,13 +68,6 @@ def open_app(*, seed: bool = True) -> Iterator[FlareStart]:
 
     with app_for(state.get_settings(), seed=seed) as app:
         yield app
-
-
-@contextmanager
-def open_store(*, seed: bool = True) -> Iterator[Store]:
-    """The application layer's store, for the commands not yet moved onto its verbs."""
-    with open_app(seed=seed) as app:
-        yield app.store
 
 
 def print_json(data: Any) -> None:

@@ -146,7 +146,7 @@ def add(
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
     """
-    from bot.types import Destination
+    from bot.app import Destination
 
     with open_app(seed=False) as flarestart:
         added = flarestart.subscribe(
