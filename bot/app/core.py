@@ -7,16 +7,18 @@ needs inside its body: importing this module costs the standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from sqlalchemy import Engine
 
     from bot.app.delivery import SampleSend, SendOutcome
     from bot.app.metrics import Gauge, StoreMetrics
@@ -53,6 +55,18 @@ if TYPE_CHECKING:
     from bot.types import Destination
 
 
+class SubscriberAccess(Protocol):
+    """What the lifecycle verbs need of the subscriber store (SubscriberStore; tests may pass others)."""
+
+    def get(self, ref: str | int, /) -> Subscriber: ...
+
+    def set_status(
+        self, subscriber_id: int, status: str, /, *, now: datetime, expect: Collection[str] | None = None
+    ) -> Subscriber: ...
+
+    def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber: ...
+
+
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a preview of preferences
 STAND_IN_ID = 1  # links need an id; a throwaway key (see render_preview) keeps them from working
 
@@ -66,8 +80,14 @@ class FlareStart:
         *,
         seed: bool = True,
         clock: Callable[[], datetime] | None = None,
+        subscriber_access: Callable[[Engine], SubscriberAccess] | None = None,
     ) -> None:
+        """`subscriber_access` builds what the lifecycle verbs (unsubscribe, confirm, change
+        status, update preferences) read and write through, from the engine (default: the
+        subscriber store; tests pass a failing one)."""
         self.settings = settings
+        self._access_factory = subscriber_access
+        self._access: SubscriberAccess | None = None
         self._seed = seed
         self._clock = clock
         self._store: Store | None = None
@@ -101,6 +121,14 @@ class FlareStart:
         return SubscriberStore(self.store.engine)
 
     @property
+    def lifecycle(self) -> SubscriberAccess:
+        """What the lifecycle verbs go through (see `subscriber_access`)."""
+        if self._access is None:
+            factory = self._access_factory
+            self._access = factory(self.store.engine) if factory is not None else self.subscribers
+        return self._access
+
+    @property
     def taxonomy(self) -> Taxonomy:
         if self._taxonomy is None:
             from bot.ranking.setup import taxonomy_for
@@ -116,6 +144,7 @@ class FlareStart:
         return utcnow()
 
     def close(self) -> None:
+        self._access = self._metrics = None  # both hold the store's engine
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -478,6 +507,40 @@ class FlareStart:
         assert found.id is not None
         changed = self.subscribers.set_status(found.id, "active", now=self.now())
         return StatusChange(changed, found.status, changed=True)
+
+    def get_subscriber(self, ref: str | int) -> Subscriber:
+        """One subscriber's row, through the lifecycle access (NotFoundError when there is none)."""
+        return self.lifecycle.get(ref)
+
+    def unsubscribe(self, subscriber_id: int) -> StatusChange:
+        """The subscriber asked to stop: unsubscribed from now on (again: nothing changes)."""
+        from bot.app.types import StatusChange
+
+        found = self.lifecycle.get(subscriber_id)
+        if found.status == "unsubscribed":
+            return StatusChange(found, "unsubscribed", changed=False)
+        changed = self.lifecycle.set_status(subscriber_id, "unsubscribed", now=self.now())
+        return StatusChange(changed, found.status, changed=True)
+
+    def confirm(self, subscriber_id: int) -> StatusChange:
+        """Double opt-in: a pending subscriber becomes active; any other status is left as it is
+        (an unsubscribe is never undone by an old confirmation link)."""
+        from bot.app.types import StatusChange
+
+        found = self.lifecycle.get(subscriber_id)
+        if found.status != "pending":
+            return StatusChange(found, found.status, changed=False)
+        changed = self.lifecycle.set_status(subscriber_id, "active", now=self.now())
+        return StatusChange(changed, "pending", changed=True)
+
+    def change_status(self, subscriber_id: int, status: str, *, expect: str) -> Subscriber:
+        """Pause or resume from the subscriber's own page: only from `expect`, checked inside the
+        update (StatusChangedError when another change came first)."""
+        return self.lifecycle.set_status(subscriber_id, status, now=self.now(), expect=(expect,))
+
+    def update_preferences(self, subscriber_id: int, values: Mapping[str, Any]) -> Subscriber:
+        """Store preferences validated by `parse_preferences` (the preferences form, chat)."""
+        return self.lifecycle.update(subscriber_id, now=self.now(), **values)
 
     def remove_subscriber(self, ref: str | int) -> Subscriber:
         """Delete a subscriber and their delivery history."""

@@ -29,11 +29,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.applications import Starlette
@@ -79,6 +79,7 @@ from bot.web import metrics
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from bot.app.core import SubscriberAccess
     from bot.app.types import Subscriber
 
 TEMPLATE_DIR = shipped_template_dir("web")
@@ -91,19 +92,7 @@ STALE_SLACK = timedelta(minutes=5)
 log = logging.getLogger(__name__)
 
 
-class SubscriberAccess(Protocol):
-    """What the web needs from the subscriber store (SubscriberStore; tests may pass others)."""
-
-    def get(self, ref: str | int, /) -> Subscriber: ...
-
-    def set_status(
-        self, subscriber_id: int, status: str, /, *, now: datetime, expect: Collection[str] | None = None
-    ) -> Subscriber: ...
-
-    def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber: ...
-
-
-StoreFactory = Callable[["Engine"], SubscriberAccess]
+StoreFactory = Callable[["Engine"], "SubscriberAccess"]
 
 
 class BodyTooLargeError(Exception):
@@ -116,9 +105,9 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     `store_factory` builds the subscriber store from the engine (default: the application layer's).
     """
     pages = Pages(TEMPLATE_DIR)
-    flarestart = FlareStart(settings, seed=False)
+    flarestart = FlareStart(settings, seed=False, subscriber_access=store_factory)
     editor = flarestart.preferences_editor()
-    web = _Web(flarestart, resolve_secret(settings), pages, store_factory, editor)
+    web = _Web(flarestart, resolve_secret(settings), pages, editor)
     routes = [
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
         Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
@@ -233,37 +222,32 @@ class _Web:
         flarestart: FlareStart,
         secret: bytes,
         pages: Pages,
-        factory: StoreFactory | None,
         editor: PreferencesEditor,
     ) -> None:
         self.flarestart = flarestart
         self.settings = flarestart.settings
         self.secret = secret
         self.pages = pages
-        self.factory = factory
         self.editor = editor
-        self._subscribers: SubscriberAccess | None = None
         self._open = False
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         flarestart = await run_in_threadpool(self.flarestart.open)
-        store = flarestart.store
-        self._subscribers = self.factory(store.engine) if self.factory else flarestart.subscribers
         self._open = True
-        app.state.store = store
+        app.state.store = flarestart.store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})
         try:
             yield
         finally:
-            self._subscribers, self._open = None, False
+            self._open = False
             flarestart.close()
 
     @property
-    def subscribers(self) -> SubscriberAccess:
-        if self._subscribers is None:
+    def app(self) -> FlareStart:
+        if not self._open:
             raise RuntimeError("the web app's store is not open: run the app with its lifespan")
-        return self._subscribers
+        return self.flarestart
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -368,31 +352,32 @@ class _Web:
     # -- the work, in a worker thread (the store is synchronous) -----------------------------
 
     def _find(self, claims: TokenClaims) -> Subscriber:
-        subscriber = self.subscribers.get(claims.subscriber_id)
+        subscriber = self.app.get_subscriber(claims.subscriber_id)
         if claims.issued_at + STALE_SLACK < subscriber.created_at:
             raise InvalidTokenError("stale", "the link was made for an earlier subscriber")
         return subscriber
 
     def _unsubscribe(self, claims: TokenClaims, via: str) -> Subscriber:
-        subscriber = self._find(claims)
-        if subscriber.status == "unsubscribed":
+        self._find(claims)
+        change = self.app.unsubscribe(claims.subscriber_id)
+        if not change.changed:
             log.info("unsubscribe again: already unsubscribed", extra={"subscriber": claims.subscriber_id})
-            return subscriber
-        previous = subscriber.status
-        subscriber = self.subscribers.set_status(claims.subscriber_id, "unsubscribed", now=_now())
-        log.info("unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": previous, "via": via})
-        return subscriber
+            return change.subscriber
+        log.info(
+            "unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": change.was, "via": via}
+        )
+        return change.subscriber
 
     def _confirm(self, claims: TokenClaims) -> tuple[Subscriber, str]:
-        subscriber = self._find(claims)
-        if subscriber.status == "unsubscribed":
+        self._find(claims)
+        change = self.app.confirm(claims.subscriber_id)
+        if change.changed:
+            log.info("confirmed", extra={"subscriber": claims.subscriber_id})
+            return change.subscriber, "confirmed"
+        if change.was == "unsubscribed":
             log.info("confirm refused: unsubscribed", extra={"subscriber": claims.subscriber_id})
-            return subscriber, "unsubscribed"
-        if subscriber.status != "pending":
-            return subscriber, "already"
-        subscriber = self.subscribers.set_status(claims.subscriber_id, "active", now=_now())
-        log.info("confirmed", extra={"subscriber": claims.subscriber_id})
-        return subscriber, "confirmed"
+            return change.subscriber, "unsubscribed"
+        return change.subscriber, "already"
 
     def _save_preferences(
         self, claims: TokenClaims, fields: Mapping[str, list[str]]
@@ -402,15 +387,13 @@ class _Web:
         who = {"subscriber": claims.subscriber_id}
         match decision:
             case Save(values=values) if values:
-                subscriber = self.subscribers.update(claims.subscriber_id, now=_now(), **values)
+                subscriber = self.app.update_preferences(claims.subscriber_id, values)
                 log.info("preferences saved", extra={**who, "changed": ",".join(values)})
             case Save():
                 log.info("preferences saved: nothing changed", extra=who)
             case SetStatus(status=status, expect=expect):
                 try:
-                    subscriber = self.subscribers.set_status(
-                        claims.subscriber_id, status, now=_now(), expect=(expect,)
-                    )
+                    subscriber = self.app.change_status(claims.subscriber_id, status, expect=expect)
                 except StatusChangedError:
                     subscriber = self._find(claims)
                     log.info(

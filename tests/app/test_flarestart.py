@@ -60,3 +60,20 @@ def test_unknown_topics_and_unserved_destinations_are_refused(settings: Settings
         with pytest.raises(ConfigError, match="not served yet"):
             app.subscribe(Destination("slack", "C0123"), topics={"python": 1.0})  # type: ignore[arg-type]
         assert app.list_subscribers() == []
+
+
+def test_a_sign_up_is_confirmed_once_and_an_unsubscribe_is_final(settings: Settings) -> None:
+    with FlareStart(settings, seed=False, clock=lambda: NOW) as app:
+        added = app.subscribe("new@example.com", topics={"python": 1.0}, origin="web", status="pending")
+        reader = added.subscriber.id or 0
+        assert added.next_delivery is None  # pending: nothing goes out before the confirmation
+
+        confirmed, again = app.confirm(reader), app.confirm(reader)
+        assert (confirmed.changed, confirmed.was, confirmed.subscriber.status) == (True, "pending", "active")
+        assert (again.changed, again.was) == (False, "active")
+
+        gone, twice = app.unsubscribe(reader), app.unsubscribe(reader)
+        assert (gone.changed, gone.was, gone.subscriber.status) == (True, "active", "unsubscribed")
+        assert twice.changed is False
+        late = app.confirm(reader)  # an old confirmation link never undoes an unsubscribe
+        assert (late.changed, late.subscriber.status) == (False, "unsubscribed")
