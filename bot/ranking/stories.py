@@ -208,8 +208,8 @@ class StoryClusterer:
         doc = self._document(article, now)
         best, related, also = self._choose(doc)
         if best is not None:
-            for other in also:  # the article bridges two open stories: they were one all along
-                best = self._merge(best, other)
+            for twin in also:  # the article bridges two open stories: they were one all along
+                best = self._merge(best, twin)
         if best is None:
             best = _Story(ident=article.id, first=now, head=doc)
             self._stories[article.id] = best
