@@ -26,7 +26,9 @@ Precision guards, checked before an article may join a story:
   Health confirms breach");
 - events: a company seldom has two layoffs (or breaches, or results) in two days, but it may
   launch one thing and be fined the same day: different company events never join;
-- one source: a source's second article on a story joins only as a near-identical re-post;
+- one source: a source's second article on a story joins only as a near-identical re-post, until
+  the story is developing (DEVELOPING_SOURCES outlets cover it), when outlets run follow-ups
+  ("Snowden speaks at SXSW", then "Snowden: I would do it again") that are the same story;
 - generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) join only as copies.
 
 Stories that came close but stayed apart are remembered as *related* (`StoryAssignments.related`):
@@ -64,6 +66,7 @@ COVERED_COSINE: Final = 0.3  # ... when the cosine is at least this
 CORE_SHARE: Final = 0.25  # a word a story "keeps using": in at least this share of its articles
 NAMED_FACTOR: Final = 0.75  # either, this much of the way, when a rare name in its title agrees
 RELATED_SIMILARITY: Final = 0.26  # a story this close that the article did not join is "related"
+DEVELOPING_SOURCES: Final = 3  # a story this many outlets cover is developing: follow-ups join
 COPY_SIMILARITY: Final = 0.8  # generic titles and tutorials: only copies join
 SAME_SOURCE_TITLES: Final = 0.75  # same source: only near-identical titles (token Jaccard)
 CANDIDATE_WORDS: Final = 6  # an article's most telling words look up candidate stories
@@ -265,9 +268,8 @@ class StoryClusterer:
             similarity = cosine / JOIN_SIMILARITY
             if total and cosine >= COVERED_COSINE:  # coverage speaks only for words really shared
                 similarity = max(similarity, covered / total / COVERAGE)
-            if similarity * JOIN_SIMILARITY < RELATED_SIMILARITY:
-                continue
-            related.append(ident)
+            if similarity * JOIN_SIMILARITY >= RELATED_SIMILARITY:
+                related.append(ident)
             if self._may_join(story, doc, similarity):
                 joinable.append(story)
                 if similarity > best_score:
@@ -291,6 +293,8 @@ class StoryClusterer:
             return False
         if a.kinds and b.kinds and not a.kinds & b.kinds:
             return False  # two kinds of event: two stories, whatever an article in between says
+        if min(len(one.titles_by_source), len(other.titles_by_source)) >= DEVELOPING_SOURCES:
+            return True  # two developing stories: one outlet may well cover both halves
         return not (one.titles_by_source.keys() & other.titles_by_source.keys())
 
     def _merge(self, one: _Story, other: _Story) -> _Story:
@@ -331,7 +335,7 @@ class StoryClusterer:
             return False
         head = story.head
         same_source = story.titles_by_source.get(doc.article.source_id)
-        if same_source is not None:
+        if same_source is not None and len(story.titles_by_source) < DEVELOPING_SOURCES:
             # a source's second article on a story: only a re-post of one it already ran
             return similarity >= 1.0 and any(_same_title(doc, title) for title in same_source)
         if doc.special or head.special:
