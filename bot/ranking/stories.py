@@ -29,10 +29,11 @@ Precision guards, checked before an article may join a story:
 - one source: a source's second article on a story joins only as a near-identical re-post, until
   the story is developing (DEVELOPING_SOURCES outlets cover it), when outlets run follow-ups
   ("Snowden speaks at SXSW", then "Snowden: I would do it again") that are the same story;
-- generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) join only as copies.
+- generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) stay on their own.
 
-Stories that came close but stayed apart are remembered as *related* (`StoryAssignments.related`):
-the digest treats them as one when it picks (the second guard against a missed merge).
+Once the batch is placed, stories with two articles (within the window) whose telling words agree
+(cosine ≥ ALIKE_SIMILARITY) are marked *related* (`StoryAssignments.related`, one sparse product):
+a digest holds at most one of them, the second guard against a merge clustering missed.
 
 Cost: a story is found through an inverted index of its centroid's words, restricted to words
 that English does not use everywhere, so 5,000 articles never cost 12.5 million comparisons.
@@ -48,6 +49,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from typing import Final
+
+import numpy as np
+import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from bot.ranking.rarity import rarity
 from bot.ranking.topics import load_taxonomy, phrase_tokens
@@ -65,13 +69,15 @@ STORY_SIMILARITY: Final = 0.5  # centroid cosine for two open stories bridged by
 COVERED_COSINE: Final = 0.3  # ... when the cosine is at least this
 CORE_SHARE: Final = 0.25  # a word a story "keeps using": in at least this share of its articles
 NAMED_FACTOR: Final = 0.75  # either, this much of the way, when a rare name in its title agrees
-RELATED_SIMILARITY: Final = 0.26  # a story this close that the article did not join is "related"
 DEVELOPING_SOURCES: Final = 3  # a story this many outlets cover is developing: follow-ups join
-COPY_SIMILARITY: Final = 0.8  # generic titles and tutorials: only copies join
+ALIKE_SIMILARITY: Final = 0.38  # telling words this alike: never two of them in one digest
+ALIKE_MIN_CAP: Final = 50  # ... counting words in at most max(this, a tenth of the batch) articles
 SAME_SOURCE_TITLES: Final = 0.75  # same source: only near-identical titles (token Jaccard)
-CANDIDATE_WORDS: Final = 6  # an article's most telling words look up candidate stories
+LEDE_CHARS: Final = 300  # the excerpt's opening says which event; the rest costs without telling
+VECTOR_WORDS: Final = 24  # an article is its this many most telling words
+CANDIDATE_WORDS: Final = 4  # an article's most telling words look up candidate stories
 CANDIDATES: Final = 8  # stories scored in full per article
-CANDIDATE_CAP: Final = 40  # ... unless that many open stories use the word (it tells nothing)
+CANDIDATE_CAP: Final = 20  # ... unless that many open stories use the word (it tells nothing)
 INDEX_RARITY: Final = 1.5  # words at least this rare find candidate stories (Zipf ≤ 5.5)
 RARE_NAME: Final = 3.0  # a name at least this rare (Zipf ≤ 4) vouches for a story on its own
 
@@ -199,8 +205,9 @@ class StoryClusterer:
         self._stories: dict[int, _Story] = {}
         self._open: deque[int] = deque()  # story ids, oldest first: closed ones leave from the left
         self._index: dict[str, set[int]] = {}  # word → open stories whose centroid has it
-        self._recent: deque[tuple[float, frozenset[str]]] = deque()  # today's articles' words
+        self._recent: deque[tuple[float, tuple[str, ...]]] = deque()  # today's articles' telling words
         self._today: Counter[str] = Counter()  # word → today's articles using it
+        self._placed: list[_Doc] = []  # every article added, for `relate_alike`
 
     def add(self, article: ArticleText) -> int:
         """Place one article: join the most similar open story it may join, else open a new one."""
@@ -209,7 +216,7 @@ class StoryClusterer:
         now = article.published.timestamp()
         self._expire(now)
         doc = self._document(article, now)
-        best, related, also = self._choose(doc)
+        best, also = self._choose(doc)
         if best is not None:
             for twin in also:  # the article bridges two open stories: they were one all along
                 best = self._merge(best, twin)
@@ -218,68 +225,108 @@ class StoryClusterer:
             self._stories[article.id] = best
             self._open.append(article.id)
         self._join(best, doc)
-        for other in related:
-            if other != best.ident and other in self._stories:  # (not one merged away just now)
-                self.assignments.related.setdefault(best.ident, set()).add(other)
-                self.assignments.related.setdefault(other, set()).add(best.ident)
         self.assignments[article.id] = best.ident
         self.assignments.sources[article.id] = article.source_id
+        self._placed.append(doc)
         return best.ident
+
+    def relate_alike(self, threshold: float | None = None) -> None:
+        """Mark as related the stories of any two articles (within the window) whose telling words
+        agree this much (cosine): a digest then holds at most one of them, even where clustering
+        kept them apart or never compared them. One sparse product over the batch, not online."""
+        docs = self._placed
+        if len(docs) < 2:
+            return
+        if threshold is None:
+            threshold = ALIKE_SIMILARITY
+        # a word in a tenth of the batch says little about two articles being one event, and
+        # would make the product dense
+        words = [word for doc in docs for word in doc.vector]
+        usage = Counter(words)
+        cap = max(ALIKE_MIN_CAP, len(docs) // 10)
+        columns = {
+            word: n
+            for n, word in enumerate(
+                w for w, k in usage.items() if k <= cap and rarity_of_stem(w) >= INDEX_RARITY
+            )
+        }
+        cols = np.fromiter((columns.get(word, -1) for word in words), dtype=np.int64, count=len(words))
+        rows = np.repeat(np.arange(len(docs)), [len(doc.vector) for doc in docs])
+        values = np.fromiter(
+            (w for doc in docs for w in doc.vector.values()), dtype=np.float64, count=len(words)
+        )
+        kept = cols >= 0
+        matrix = sp.csr_matrix(
+            (values[kept], (rows[kept], cols[kept])), shape=(len(docs), max(1, len(columns)))
+        )
+        product = sp.triu(matrix @ matrix.T, k=1).tocoo()
+        stories = np.fromiter(
+            (self.assignments[doc.article.id] for doc in docs), dtype=np.int64, count=len(docs)
+        )
+        times = np.fromiter((doc.time for doc in docs), dtype=np.float64, count=len(docs))
+        i, j = product.row, product.col
+        near = (
+            (product.data >= threshold)
+            & (stories[i] != stories[j])
+            & (np.abs(times[i] - times[j]) <= self.window)
+        )
+        related = self.assignments.related
+        for a, b in set(zip(stories[i[near]].tolist(), stories[j[near]].tolist(), strict=True)):
+            related.setdefault(a, set()).add(b)
+            related.setdefault(b, set()).add(a)
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def _choose(self, doc: _Doc) -> tuple[_Story | None, list[int], list[_Story]]:
-        """The story `doc` joins (None: a new one), the other open stories close to it, and
-        those of them it could have joined as well."""
+    def _choose(self, doc: _Doc) -> tuple[_Story | None, list[_Story]]:
+        """The story `doc` joins (None: a new one) and the other open stories it could have
+        joined as well."""
         # candidates: the open stories that use one of the article's most telling words
-        index = self._index
-        telling = sorted(doc.vector.items(), key=lambda item: (-item[1], item[0]))[:CANDIDATE_WORDS]
-        stories = self._stories
+        index, stories, vector = self._index, self._stories, doc.vector
+        telling = sorted(vector.items(), key=lambda item: (-item[1], item[0]))[:CANDIDATE_WORDS]
         partial: dict[int, float] = {}
         for word, weight in telling:
             holders = index.get(word)
             if holders is not None and len(holders) <= CANDIDATE_CAP:
                 for ident in holders:
-                    share = weight * stories[ident].centroid[word] / stories[ident].size
-                    partial[ident] = partial.get(ident, 0.0) + share
+                    story = stories[ident]
+                    partial[ident] = partial.get(ident, 0.0) + weight * story.centroid[word] / story.size
         # only the few stories with the most of those words in common are scored in full
         candidates = sorted(partial, key=lambda ident: (-partial[ident], ident))[:CANDIDATES]
-        dots: dict[int, float] = {}
-        for ident in sorted(candidates):
-            centroid = self._stories[ident].centroid
-            dots[ident] = sum(weight * centroid.get(word, 0.0) for word, weight in doc.vector.items())
         best: _Story | None = None
         best_score = 0.0
-        related: list[int] = []
         joinable: list[_Story] = []
-        total = sum(doc.vector.values())
-        for ident, dot in dots.items():
-            story = self._stories[ident]
+        total = sum(vector.values())
+        for ident in sorted(candidates):
+            story = stories[ident]
+            centroid = story.centroid
+            dot = 0.0
+            for word, weight in vector.items():
+                if word in centroid:
+                    dot += weight * centroid[word]
             cosine = dot / math.sqrt(story.norm2) if story.norm2 else 0.0
-            # how much of the article's weight lies in words the story keeps using
-            # (the first article's words, and words at least two articles and CORE_SHARE of them use)
-            floor = max(2.0, CORE_SHARE * story.size)
-            df, head = story.df, story.head.vector
-            covered = sum(
-                w * (1.0 if word in head else min(1.0, df[word] / floor))
-                for word, w in doc.vector.items()
-                if word in df
-            )
+            if cosine < COVERED_COSINE and cosine < NAMED_FACTOR * JOIN_SIMILARITY:
+                continue  # too far for any way of joining
             similarity = cosine / JOIN_SIMILARITY
             if total and cosine >= COVERED_COSINE:  # coverage speaks only for words really shared
+                # how much of the article's weight lies in words the story keeps using: the
+                # first article's, and those at least two articles and CORE_SHARE of them use
+                floor = max(2.0, CORE_SHARE * story.size)
+                df, head = story.df, story.head.vector
+                covered = sum(
+                    w * (1.0 if word in head else min(1.0, df[word] / floor))
+                    for word, w in vector.items()
+                    if word in df
+                )
                 similarity = max(similarity, covered / total / COVERAGE)
-            if similarity * JOIN_SIMILARITY >= RELATED_SIMILARITY:
-                related.append(ident)
             if self._may_join(story, doc, similarity):
                 joinable.append(story)
                 if similarity > best_score:
                     best, best_score = story, similarity
-        related.sort()
         also = sorted(
             (s for s in joinable if s is not best and best is not None and self._alike(best, s)),
             key=lambda s: s.ident,
         )
-        return best, related, also
+        return best, also
 
     def _alike(self, one: _Story, other: _Story) -> bool:
         """May two open stories be merged? Their centroids agree and no source would hold two
@@ -319,13 +366,6 @@ class StoryClusterer:
         keep.size += gone.size
         for article_id in gone.members:
             self.assignments[article_id] = keep.ident
-        related = self.assignments.related
-        for other_id in related.pop(gone.ident, set()):
-            related.get(other_id, set()).discard(gone.ident)
-            if other_id != keep.ident:
-                related.setdefault(keep.ident, set()).add(other_id)
-                related.setdefault(other_id, set()).add(keep.ident)
-        related.get(keep.ident, set()).discard(keep.ident)
         del self._stories[gone.ident]
         self._open.remove(gone.ident)
         return keep
@@ -391,22 +431,19 @@ class StoryClusterer:
 
     def _document(self, article: ArticleText, now: float) -> _Doc:
         title_tokens = _TOKEN_RE.findall(article.title)
-        excerpt_tokens = _TOKEN_RE.findall(article.excerpt)
-        title = [stem for token in title_tokens if (stem := stem_of(token.lower()))]
-        excerpt = [stem for token in excerpt_tokens if (stem := stem_of(token.lower()))]
-        counts: dict[str, float] = dict(Counter(excerpt))
+        excerpt_tokens = _TOKEN_RE.findall(article.excerpt[:LEDE_CHARS])
+        title = [stem for token in title_tokens if (stem := _stem_token(token))]
+        counts: dict[str, float] = dict(Counter(filter(None, map(_stem_token, excerpt_tokens))))
         for word in title:
             counts[word] = counts.get(word, 0.0) + TITLE_WEIGHT
+        base = {word: min(count, 4.0) * rarity_of_stem(word) for word, count in counts.items()}
+        if len(base) > VECTOR_WORDS:  # a long excerpt: its most telling words say which event
+            base = dict(sorted(base.items(), key=lambda item: (-item[1], item[0]))[:VECTOR_WORDS])
         today = self._today
-        vector = _unit(
-            {
-                word: min(count, 4.0) * rarity_of_stem(word) * (1.0 + BURST_FACTOR * math.log1p(today[word]))
-                for word, count in counts.items()
-            }
-        )
+        vector = _unit({word: w * (1.0 + BURST_FACTOR * math.log1p(today[word])) for word, w in base.items()})
+        self._recent.append((now, tuple(base)))
+        today.update(base.keys())
         words = frozenset(counts)
-        self._recent.append((now, words))
-        today.update(words)
 
         title_set = frozenset(title)
         named = frozenset(_title_names(article.title, title_tokens))
@@ -442,6 +479,7 @@ def cluster_stories(
     clusterer = StoryClusterer(window=window)
     for article in ordered:
         clusterer.add(article)
+    clusterer.relate_alike()
     return clusterer.assignments
 
 
@@ -481,6 +519,12 @@ def stem_of(lower: str) -> str:
         return ""
     stem = _stem(lower)
     return _EVENT_WORDS.get(stem, stem)
+
+
+@cache
+def _stem_token(token: str) -> str:
+    """`stem_of` a token as written (cached by spelling: most words repeat across a batch)."""
+    return stem_of(token.lower())
 
 
 @cache

@@ -191,13 +191,16 @@ def test_the_clusterer_takes_one_article_at_a_time() -> None:
 
 
 def test_near_stories_that_stay_apart_are_related() -> None:
-    """Two events of one company the same hour stay two stories, but a digest treats them as close."""
+    """One outlet's two pieces on one official's remarks stay two stories (not yet a developing
+    story), but they are alike enough that a digest treats them as one."""
     articles = [
-        make(1, 1, 0, "GM picks former Lehman investigator Valukas to lead recall probe"),
-        make(2, 2, 1, "Justice Department opens criminal probe into GM recall of deadly defect"),
+        make(1, 1, 0, "Fed's Plosser: Taper pace may be too slow"),
+        make(2, 1, 1, "Fed's Plosser expects US unemployment to fall to 6.2% by the end of 2014"),
+        make(3, 2, 1, "McDonald's posts weak February sales results"),
     ]
 
     assignments = cluster_stories([*background(), *articles])
 
-    assert assignments[1] != assignments[2]
+    assert len({assignments[1], assignments[2], assignments[3]}) == 3
     assert assignments.related[1] == {2} and assignments.related[2] == {1}
+    assert 3 not in assignments.related
