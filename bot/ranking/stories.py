@@ -271,7 +271,13 @@ class StoryClusterer:
             & (np.abs(times[i] - times[j]) <= self.window)
         )
         related = self.assignments.related
-        for a, b in set(zip(stories[i[near]].tolist(), stories[j[near]].tolist(), strict=True)):
+        for first, second in zip(i[near].tolist(), j[near].tolist(), strict=True):
+            one, other = docs[first], docs[second]
+            if one.special or other.special:
+                continue  # two tutorials on one tool are two articles, as in clustering
+            if (one.named - other.mentions) and (other.named - one.mentions):
+                continue  # alike words, different names: "Halden raises …", "Patchwise raises …"
+            a, b = int(stories[first]), int(stories[second])
             related.setdefault(a, set()).add(b)
             related.setdefault(b, set()).add(a)
 
