@@ -73,7 +73,7 @@ DEVELOPING_SOURCES: Final = 3  # a story this many outlets cover is developing: 
 ALIKE_SIMILARITY: Final = 0.38  # telling words this alike: never two of them in one digest
 ALIKE_MIN_CAP: Final = 50  # ... counting words in at most max(this, a tenth of the batch) articles
 SAME_SOURCE_TITLES: Final = 0.75  # same source: only near-identical titles (token Jaccard)
-LEDE_CHARS: Final = 300  # the excerpt's opening says which event; the rest costs without telling
+LEDE_CHARS: Final = 200  # the excerpt's opening says which event; the rest costs without telling
 VECTOR_WORDS: Final = 24  # an article is its this many most telling words
 CANDIDATE_WORDS: Final = 4  # an article's most telling words look up candidate stories
 CANDIDATES: Final = 8  # stories scored in full per article
@@ -446,7 +446,9 @@ class StoryClusterer:
         if len(base) > VECTOR_WORDS:  # a long excerpt: its most telling words say which event
             base = dict(sorted(base.items(), key=lambda item: (-item[1], item[0]))[:VECTOR_WORDS])
         today = self._today
-        vector = _unit({word: w * (1.0 + BURST_FACTOR * math.log1p(today[word])) for word, w in base.items()})
+        vector = _unit(
+            {word: w * (1.0 + BURST_FACTOR * math.log1p(today.get(word, 0))) for word, w in base.items()}
+        )
         self._recent.append((now, tuple(base)))
         today.update(base.keys())
         words = frozenset(counts)
@@ -565,18 +567,8 @@ def _title_names(title: str, tokens: Sequence[str]) -> list[str]:
     found: list[str] = []
     title_case = _is_title_case(title)
     for token in tokens:
-        lower = token.lower()
-        stem = stem_of(lower)
-        if not stem or stem[0] == "~":
-            continue
-        if token[0].isdigit():
-            if "." in token:
-                found.append(stem)
-        elif (
-            token[1:] != token[1:].lower()
-            or lower in _entity_spellings()
-            or (title_case and token[0].isupper() and rarity(lower) >= RARE_NAME)
-        ):
+        stem = _token_name(token, title_case)
+        if stem:
             found.append(stem)
     if not title_case:
         found += [stem for word in _MID_SENTENCE_CAP_RE.findall(title) if (stem := stem_of(word.lower()))]
@@ -604,6 +596,24 @@ ENTITY_RARITY: Final = 2.5  # a capitalised first word this rare (Zipf ≤ 4.5) 
 def _entity_stems() -> frozenset[str]:
     """The taxonomy's spellings as stems: well-known names ("npm"), never rare in a tech batch."""
     return frozenset(stem for word in _entity_spellings() if (stem := stem_of(word)))
+
+
+@cache
+def _token_name(token: str, title_case: bool) -> str:
+    """The stem of a headline word when its spelling alone makes it a name, else ""."""
+    lower = token.lower()
+    stem = stem_of(lower)
+    if not stem or stem[0] == "~":
+        return ""
+    if token[0].isdigit():
+        return stem if "." in token else ""  # a version ("3.14") names a release
+    if (
+        token[1:] != token[1:].lower()
+        or lower in _entity_spellings()
+        or (title_case and token[0].isupper() and rarity(lower) >= RARE_NAME)
+    ):
+        return stem
+    return ""
 
 
 @cache
