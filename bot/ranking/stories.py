@@ -11,10 +11,12 @@ says, not by their wording as a whole:
   counting double, newsroom verbs folded into event words: "lays off" and "to cut staff" both read
   "~layoff");
 - clustering is online (single pass, in publication order): each article joins the open story
-  whose centroid it is most like, or opens a new one. An article never moves afterwards, so a
-  story keeps its id (its first article's) as it grows, and every decision reads only the
-  articles before it: clustering the first k articles of a batch gives the same stories as
-  clustering the whole batch and looking at those k.
+  whose centroid it is most like (or whose recurring words carry most of its weight), or opens a
+  new one. Every decision reads only the articles before it, and a story keeps its id (its first
+  article's) as it grows. The one move: an article that could join two open stories whose
+  centroids agree shows they were one, and the younger folds into the older (which keeps its
+  id). Without such a fold, clustering the first k articles of a batch gives those k the same
+  stories as clustering the whole batch.
 
 Precision guards, checked before an article may join a story:
 
@@ -65,10 +67,10 @@ TITLE_WEIGHT: Final = 2.0  # a title word counts as two excerpt words
 BURST_FACTOR: Final = 0.25  # weight × (1 + BURST_FACTOR × log(1 + earlier articles using it today))
 JOIN_SIMILARITY: Final = 0.45  # cosine to a story's centroid for an article to join it
 COVERAGE: Final = 0.6  # ... or share of its weight in words the story keeps using
-STORY_SIMILARITY: Final = 0.5  # centroid cosine for two open stories bridged by an article to merge
 COVERED_COSINE: Final = 0.3  # ... when the cosine is at least this
 CORE_SHARE: Final = 0.25  # a word a story "keeps using": in at least this share of its articles
 NAMED_FACTOR: Final = 0.75  # either, this much of the way, when a rare name in its title agrees
+STORY_SIMILARITY: Final = 0.5  # centroid cosine for two open stories bridged by an article to merge
 DEVELOPING_SOURCES: Final = 3  # a story this many outlets cover is developing: follow-ups join
 ALIKE_SIMILARITY: Final = 0.38  # telling words this alike: never two of them in one digest
 ALIKE_MIN_CAP: Final = 50  # ... counting words in at most max(this, a tenth of the batch) articles
@@ -82,7 +84,7 @@ INDEX_RARITY: Final = 1.5  # words at least this rare find candidate stories (Zi
 RARE_NAME: Final = 3.0  # a name at least this rare (Zipf ≤ 4) vouches for a story on its own
 
 _TOKEN_RE: Final = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]{2,}")
-# Titles of evergreen pieces (tutorials, explainers, opinions): they join only when near-identical.
+# Titles of evergreen pieces (tutorials, explainers, opinions): articles of their own, not events.
 _EVERGREEN_RE: Final = re.compile(
     r"^\s*(how|should|do|does)\b|\b(how to|guide|tutorial|tips|tricks|"
     r"step[- ]by[- ]step|in defen[cs]e of|opinion|lessons|explained|introduction to|getting started|"
@@ -148,7 +150,8 @@ class StoryAssignments(dict[int, int]):
     """Article id → story id (the id of the story's first article).
 
     It also remembers each article's source, so `story_sizes` can count distinct sources, and
-    `related`: story id → the stories that came close to it without joining (both directions).
+    `related`: story id → the stories too alike to share a digest with it (both directions; see
+    `StoryClusterer.relate_alike`).
     """
 
     def __init__(
@@ -175,7 +178,7 @@ class _Doc:
     rare_named: frozenset[str]  # title names at least RARE_NAME rare
     events: frozenset[str]  # company events the title reports: "~layoff", "~earnings"
     kinds: frozenset[str]  # every kind of event the title reports, launches too
-    special: bool  # a generic or evergreen title: joins only as a copy
+    special: bool  # a generic or evergreen title: an article of its own
 
 
 @dataclass(slots=True)
@@ -479,9 +482,9 @@ def cluster_stories(
     """Map every article id to its story id: the id of the story's first article.
 
     Articles are added oldest first (ties on time: the longer excerpt, the more complete article,
-    first; then the lower id), so the same input in any order gives the same stories, and the
-    stories of the first k articles are those of the whole batch. Articles further apart than
-    `window` never share a story.
+    first; then the lower id), so the same input in any order gives the same stories, and a story
+    keeps its first article's id as later ones join it. Articles further apart than `window`
+    never share a story. Then `relate_alike` marks the stories a digest must not hold together.
     """
     ordered = sorted(articles, key=lambda a: (a.published, -len(a.excerpt), a.id))
     clusterer = StoryClusterer(window=window)

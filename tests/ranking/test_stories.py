@@ -161,7 +161,9 @@ def test_real_headlines_of_one_event_are_one_story_across_wordings() -> None:
 
 
 def test_a_story_keeps_its_id_as_it_grows() -> None:
-    """Online: clustering the first k articles gives the stories the whole batch gives them."""
+    """Online: clustering the first k articles gives them the stories the whole batch gives them
+    (no article here bridges two open stories, the one case where a younger story folds into an
+    older)."""
     articles, _ = real_articles()
     articles = [*background(), *articles]
     for case in CASES["cases"]:
@@ -204,3 +206,27 @@ def test_near_stories_that_stay_apart_are_related() -> None:
     assert len({assignments[1], assignments[2], assignments[3]}) == 3
     assert assignments.related[1] == {2} and assignments.related[2] == {1}
     assert 3 not in assignments.related
+
+
+def test_an_article_that_bridges_two_stories_folds_the_younger_into_the_older() -> None:
+    """Real headlines of one event (UCI News Aggregator, CC BY 4.0) that first open two stories:
+    the article that shows they are one folds the younger into the older, which keeps its id."""
+    seconds = [43, 44, 44, 44, 45]
+    titles = [
+        "Libya PM ousted by parliament",
+        "Tanker carrying rebel oil escapes Libya",
+        "Libya ousts prime minister after ship leaves rebel-held port with illegal oil",
+        "Libya PM ousted after tanker escapes to sea with rebel oil",
+        "Libya's Prime Minister Ali Zeidan Ousted over Rebel Oil Protest Failure",
+    ]
+    articles = [
+        make(i + 1, i + 1, 30 + s / 3600, t) for i, (s, t) in enumerate(zip(seconds, titles, strict=True))
+    ]
+    clusterer = StoryClusterer()
+    for article in sorted(background(), key=lambda a: a.published):
+        clusterer.add(article)
+
+    placed = [clusterer.add(article) for article in articles]
+
+    assert len(set(placed)) > 1  # the headlines first made two stories
+    assert {clusterer.assignments[a.id] for a in articles} == {1}  # one now, under the older id
