@@ -83,6 +83,12 @@ class EmailSettings(_Section):
     quiet_day: Literal["skip", "note"] = Field("skip", description="what an empty digest does")
 
 
+class DigestSettings(_Section):
+    window_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="how far back a daily digest looks, at least (weekly: 7 days)"
+    )
+
+
 class DeliverySettings(_Section):
     catch_up_hours: float = Field(6.0, ge=0, description="send a missed digest this late at most")
     max_attempts: int = Field(5, ge=1, description="tries for one delivery before it fails")
@@ -140,6 +146,7 @@ class Settings(_Section):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     sources: list[SourceSeed] | None = Field(

@@ -21,7 +21,7 @@ from bot.store import Store
 from bot.store.engine import make_engine
 from bot.store.migrate import current_revision, head_revision, upgrade
 from bot.store.subscribers import SubscriberStore
-from bot.subscribers.files import SubscriberFileError, load_subscriber_files
+from bot.subscribers.files import SubscriberFileError
 from bot.subscribers.sync import sync_subscribers
 
 app = typer.Typer(
@@ -99,13 +99,13 @@ def _sync_subscriber_files(store: Store) -> int:
     subscriber_store = SubscriberStore(store.engine)
     if folder.is_dir():
         try:
-            specs = load_subscriber_files(folder, validate_topics=subscribers._topic_validator())
+            specs = subscribers.load_files(folder, store)
         except SubscriberFileError as exc:
             for problem in exc.problems:
                 err_console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
             err_console.print(f"[yellow]subscriber files in {folder} not synced; fix them and restart[/]")
         else:
-            sync_subscribers(subscriber_store, specs)  # logs what it added, changed, removed
+            sync_subscribers(subscriber_store, specs, folder=folder)  # logs what it added, changed, removed
     return len(subscriber_store.active())
 
 

@@ -17,8 +17,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
-import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -32,14 +30,14 @@ from bot.channels.email import MIME_CHANNELS, with_wire
 from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
+from bot.errors import ConfigError
+from bot.lifeline import watch_owner
 from bot.ranking.types import Preferences
 from bot.store import Store
 from bot.store.subscribers import SubscriberRecord
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
-
-PARENT_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +59,10 @@ class Draft:
     outgoing: OutgoingDigest | None  # None: nothing matched (empty_reason), or the draft failed
     article_ids: tuple[int, ...] = ()
     empty_reason: str | None = None
-    error: str | None = None  # the traceback when drafting this one failed (the job retries)
+    error: str | None = None  # the traceback when drafting this one failed
+    # The failure cannot go away by itself (preferences name an unknown source or topic): the
+    # delivery fails for good at once instead of retrying. Otherwise the job retries.
+    permanent: bool = False
 
 
 _NO_PLAN = DigestPlan((), None, 0)  # a place holder, replaced by the request's plan
@@ -91,12 +92,11 @@ class Drafter:
         todo: list[tuple[int, Preferences]] = []
         for request in requests:
             try:
-                todo.append(
-                    (len(planned), composer.preferences_of(request.subscriber, window=request.window))
-                )
+                window = self.service.window(request.subscriber.frequency, request.window)
+                todo.append((len(planned), composer.preferences_of(request.subscriber, window=window)))
                 planned.append(_NO_PLAN)
-            except Exception:  # this job crashes
-                planned.append(Draft(request.job_id, None, error=traceback.format_exc()))
+            except Exception as exc:  # this job fails
+                planned.append(_failed(request, exc))
         plans = composer.plan_many(
             [prefs for _, prefs in todo], delivered=[requests[n].delivered for n, _ in todo]
         )
@@ -115,10 +115,16 @@ class Drafter:
             outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
             if service.channel.name in MIME_CHANNELS:  # encoded here, off the sender's loop
                 outgoing = with_wire(outgoing, service.settings.email, now=now)
-        except Exception:
-            return Draft(request.job_id, None, error=traceback.format_exc())
+        except Exception as exc:
+            return _failed(request, exc)
         article_ids = tuple(item.article.id for item in plan.items)
         return Draft(request.job_id, outgoing, article_ids, plan.empty_reason)
+
+
+def _failed(request: DraftRequest, exc: Exception) -> Draft:
+    if isinstance(exc, ConfigError):  # the reason is the message; no traceback needed
+        return Draft(request.job_id, None, error=f"{type(exc).__name__}: {exc}", permanent=True)
+    return Draft(request.job_id, None, error=traceback.format_exc())
 
 
 class InlineDrafts:
@@ -201,17 +207,10 @@ def _start_child(settings: Settings, channel_name: str) -> None:
     # and when the parent is gone (killed), so are we.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    watch_owner(os.getppid())
     store = Store.open(settings, migrate=False)
     _CHILD = Drafter(DigestService(store, settings, _NoChannel(channel_name), clock=utcnow))
     _CHILD.service.current_composer(utcnow())
-
-
-def _exit_with_parent(parent: int) -> None:
-    # The pool's queues do not tell a child its parent died (it holds their pipes' other ends).
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
 
 
 def _ready() -> bool:

@@ -276,8 +276,8 @@ class StoryClusterer:
         related = self.assignments.related
         for first, second in zip(i[near].tolist(), j[near].tolist(), strict=True):
             one, other = docs[first], docs[second]
-            if one.special or other.special:
-                continue  # two tutorials on one tool are two articles, as in clustering
+            if one.special or other.special or one.article.source_id == other.article.source_id:
+                continue  # two tutorials on one tool, or one source's two pieces: as in clustering
             if (one.named - other.mentions) and (other.named - one.mentions):
                 continue  # alike words, different names: "Halden raises …", "Patchwise raises …"
             a, b = int(stories[first]), int(stories[second])

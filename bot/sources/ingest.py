@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.config import Settings
 from bot.errors import FeedParseError
 from bot.futures import settle
+from bot.lifeline import watch_owner
 from bot.ranking.setup import parse_and_pack, user_topics
 from bot.sources.fetch import Fetcher
 from bot.sources.schedule import next_fetch_at
@@ -75,10 +76,16 @@ def parse_workers(settings: Settings) -> int:
 
 
 def make_parse_pool(settings: Settings) -> ProcessPoolExecutor:
-    """Parser processes started from a clean forkserver (forking a threaded process is unsafe)."""
+    """Parser processes started from a clean forkserver (forking a threaded process is unsafe);
+    each ends with this process, even when it is killed."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PARSE_PRELOAD)
-    return ProcessPoolExecutor(max_workers=parse_workers(settings), mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=parse_workers(settings),
+        mp_context=context,
+        initializer=watch_owner,
+        initargs=(os.getpid(),),
+    )
 
 
 class Ingestor:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 from bot.testing.httpserver import FixtureServer, Response, static
 from tests.cli.conftest import Runner
 
-FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Loop</title>
+# The CLI runs on the machine's clock, so the feed is dated from it: a week old and three years
+# old on whatever day the suite runs (`prune --older-than 365d` keeps one and removes the other).
+_NOW = datetime.now(UTC)
+FEED = f"""<?xml version="1.0"?><rss version="2.0"><channel><title>Loop</title>
 <item><title>Release &amp; notes</title><link>https://loop.example/r1?utm_source=x&amp;id=3</link>
-<guid>r1</guid><pubDate>Fri, 27 Nov 2026 06:00:00 GMT</pubDate><category>Python</category>
+<guid>r1</guid><pubDate>{format_datetime(_NOW - timedelta(days=7), usegmt=True)}</pubDate><category>Python</category>
 <description>&lt;script&gt;alert(1)&lt;/script&gt;Faster &lt;b&gt;builds&lt;/b&gt;.</description></item>
 <item><title>Old news</title><link>https://loop.example/old</link><guid>old</guid>
-<pubDate>Mon, 01 Jan 2024 06:00:00 GMT</pubDate></item>
-</channel></rss>"""
+<pubDate>{format_datetime(_NOW - timedelta(days=3 * 365), usegmt=True)}</pubDate></item>
+</channel></rss>""".encode()
 
 
 def test_fetch_reports_each_source_and_exits_zero_despite_failures(

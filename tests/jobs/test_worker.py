@@ -240,17 +240,17 @@ async def test_a_long_job_keeps_its_lease_and_runs_once_beside_another_worker(qu
     def handler(name: str) -> Handler:
         async def long(job: ClaimedJob) -> None:
             runs.append(name)
-            await asyncio.sleep(1.2)  # more than two leases long
+            await asyncio.sleep(2.4)  # more than two leases long
 
         return long
 
     queue.enqueue("long")
     workers = [
-        make_worker(queue, {"long": handler(name)}, worker_id=name, lease=0.5) for name in ("w1", "w2")
+        make_worker(queue, {"long": handler(name)}, worker_id=name, lease=1.0) for name in ("w1", "w2")
     ]
     stop = asyncio.Event()
     runners = [asyncio.create_task(w.run(stop)) for w in workers]
-    await wait_for(lambda: queue.counts()["done"] == 1, timeout=5)
+    await wait_for(lambda: queue.counts()["done"] == 1, timeout=10)
     stop.set()
     stats = await asyncio.wait_for(asyncio.gather(*runners), 5)
 
@@ -374,7 +374,9 @@ def _child(url: str, sink: str, worker_id: str) -> None:
             queue,
             {"send_digest": send_digest},
             worker_id=worker_id,
-            settings=DeliverySettings(workers=8, lease_seconds=1.0),
+            # Long enough that a loaded machine's stalls never let a live lease lapse (that would
+            # re-run a send beside the kill's, beyond the bound below); short for the restart.
+            settings=DeliverySettings(workers=8, lease_seconds=2.0),
             poll_interval=0.05,
         )
         await worker.run(stop)

@@ -193,19 +193,20 @@ def test_the_clusterer_takes_one_article_at_a_time() -> None:
 
 
 def test_near_stories_that_stay_apart_are_related() -> None:
-    """One outlet's two pieces on one official's remarks stay two stories (not yet a developing
-    story), but they are alike enough that a digest treats them as one."""
+    """One company's launch and its funding round are two stories (two kinds of event), but they
+    are alike enough that a digest holds only one of them; one source's two pieces are not."""
     articles = [
-        make(1, 1, 0, "Fed's Plosser: Taper pace may be too slow"),
-        make(2, 1, 1, "Fed's Plosser expects US unemployment to fall to 6.2% by the end of 2014"),
-        make(3, 2, 1, "McDonald's posts weak February sales results"),
+        make(1, 1, 0, "Halden Robotics launches a humanoid robot for car factories"),
+        make(2, 2, 1, "Halden Robotics raises $110 million to build humanoid robots for car factories"),
+        make(3, 3, 1, "McDonald's posts weak February sales results"),
+        make(4, 4, 2, "Fed's Plosser: Taper pace may be too slow"),
+        make(5, 4, 3, "Fed's Plosser expects US unemployment to fall to 6.2% by the end of 2014"),
     ]
 
     assignments = cluster_stories([*background(), *articles])
 
-    assert len({assignments[1], assignments[2], assignments[3]}) == 3
-    assert assignments.related[1] == {2} and assignments.related[2] == {1}
-    assert 3 not in assignments.related
+    assert len({assignments[i] for i in range(1, 6)}) == 5
+    assert assignments.related == {1: {2}, 2: {1}}
 
 
 def test_an_article_that_bridges_two_stories_folds_the_younger_into_the_older() -> None:

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -300,7 +301,16 @@ async def test_not_modified_sources_are_written_in_batches(
     monkeypatch.setattr(store, "record_fetches", spy)
     hold = threading.Event()
     ingestor._writer_thread.submit(hold.wait, 5)  # the writer is busy while the 304s come in
-    threading.Timer(0.5, hold.set).start()
+    answered = len(feed_server.requests)
+
+    def release_once_all_answered() -> None:
+        # Not a fixed delay: on a loaded machine the 304s can take longer than any guess.
+        deadline = time.monotonic() + 5
+        while len(feed_server.requests) < answered + 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hold.set()
+
+    threading.Thread(target=release_once_all_answered, daemon=True).start()
     reports = await ingestor.run(force=True)
     assert {r.status for r in reports} == {"not_modified"}
     assert sum(calls) == 12 and len(calls) <= 3
