@@ -545,8 +545,11 @@ def rarity_of_stem(stem: str) -> float:
         return _EVENT_RARITY
     if stem[0].isdigit():
         return rarity(stem)
-    # the stem's most common reading: "releas" reads as "release", "employe" as "employee"
+    # the stem's most common reading: "releas" reads as "release", "employe" as "employee",
+    # "sery" as "series"
     found = min(rarity(stem + ending) for ending in _ENDINGS)
+    if stem.endswith("y"):
+        found = min(found, rarity(stem[:-1] + "ies"))
     if stem in _entity_stems():
         # what the taxonomy names ("npm", "kubernetes") is everyday vocabulary in the feeds
         # FlareStart reads, however rare in general English
