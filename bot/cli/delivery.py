@@ -3,40 +3,28 @@ and failed digests sent again."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.channels.base import Channel, OutgoingDigest, Receipt
-from bot.channels.email import SmtpChannel
-from bot.channels.outbox import OutboxChannel
 from bot.cli.common import ago, console, err_console, open_store, parse_duration, print_json, state
-from bot.cli.subscribers import describe_next
-from bot.config import Settings
-from bot.delivery.ledger import STATUSES, DeliveryLedger
-from bot.delivery.service import (
-    CONFIRM_PERIOD,
-    DigestService,
-    SendResult,
-    make_channel,
-    placeholders,
-    send_job_key,
-)
 from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
-from bot.store import Store
-from bot.store.models import Delivery, Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.store.types import utcnow
-from bot.subscribers.files import normalize_email
-from bot.subscribers.schedule import next_delivery, parse_delivery_time, period_for
+
+if TYPE_CHECKING:
+    from bot.channels.base import Channel, OutgoingDigest, Receipt
+    from bot.config import Settings
+    from bot.delivery.ledger import DeliveryLedger
+    from bot.delivery.service import DigestService, SendResult
+    from bot.store import Store
+    from bot.store.models import Delivery, Subscriber
+
+# Every import here is paid by `flarestart --version` (the CLI imports this module at start):
+# each command imports the store and the pipeline it uses.
 
 __all__ = [
     "RetryOutcome",
@@ -58,6 +46,8 @@ class NothingToSendError(FlareStartError):
 def current_period(frequency: str, local_date: date) -> str | None:
     """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
     and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
+    from bot.subscribers.schedule import period_for
+
     if frequency.startswith("weekly"):
         year, week, _ = local_date.isocalendar()
         return f"{year}-W{week:02d}"
@@ -66,6 +56,9 @@ def current_period(frequency: str, local_date: date) -> str | None:
 
 def describe_destination(channel: Channel, address: str) -> str:
     """Where a digest for `address` goes through `channel`, in words."""
+    from bot.channels.email import SmtpChannel
+    from bot.channels.outbox import OutboxChannel
+
     if isinstance(channel, SmtpChannel):
         return f"{address} through {channel.target}"
     if isinstance(channel, OutboxChannel):
@@ -93,6 +86,9 @@ def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel
 
 def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetime, *, force: bool) -> str:
     """The due period; with --now the current one. Exits 1 when there is none to send."""
+    from bot.cli.subscribers import describe_next
+    from bot.subscribers.schedule import next_delivery, parse_delivery_time
+
     upcoming = next_delivery(
         now=now,
         timezone=subscriber.timezone,
@@ -122,6 +118,8 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
 async def _send_one(
     store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
 ) -> _Outcome:
+    from bot.delivery.service import DigestService, SendResult, make_channel
+
     assert subscriber.id is not None and subscriber.email is not None
     channel = make_channel(settings)
     try:
@@ -186,6 +184,10 @@ def send(
     Example: flarestart send ada@example.com --now --dry-run
     (or: flarestart send --test you@example.com)
     """
+    import asyncio
+
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     settings = state.get_settings()
     if test is not None:
         if subscriber is not None:
@@ -217,6 +219,12 @@ def send(
 
 def _send_test(settings: Settings, address: str, *, dry_run: bool, json: bool) -> None:
     """`send --test`: the sample digest through the real channel; nothing recorded."""
+    import asyncio
+    import secrets
+
+    from bot.delivery.service import placeholders
+    from bot.subscribers.files import normalize_email
+
     try:
         address = normalize_email(address)
     except ValueError as exc:
@@ -270,6 +278,8 @@ class _TestOutcome:
 
 
 async def _run_test(store: Store, settings: Settings, address: str, *, dry_run: bool) -> _TestOutcome:
+    from bot.delivery.service import DigestService, make_channel
+
     channel = make_channel(settings)
     try:
         service = DigestService(store, settings, channel)
@@ -352,6 +362,12 @@ def deliveries_list(
 
     Example: flarestart deliveries list --status failed --json | jq '.[].last_error'
     """
+    from rich.table import Table
+
+    from bot.delivery.ledger import STATUSES, DeliveryLedger
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     if status is not None and status not in STATUSES:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
     with open_store(seed=False) as store:
@@ -466,6 +482,8 @@ def retry_failed(
 
 
 def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> str | None:
+    from bot.delivery.service import CONFIRM_PERIOD
+
     if row.period == CONFIRM_PERIOD:
         return "a double opt-in mail, not a digest"
     if subscriber is None:
@@ -478,6 +496,8 @@ def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> 
 
 
 def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     assert row.id is not None
     key = send_job_key(row.subscriber_id, row.period, row.channel)
     now = service.clock()
@@ -499,6 +519,8 @@ def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) ->
 
 
 def _dry_retry(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     job_status = service.queue.status_of(send_job_key(row.subscriber_id, row.period, row.channel))
     if job_status in ("done", "failed"):
         return "would queue its send job again"
@@ -536,6 +558,12 @@ def deliveries_retry(
 
     Example: flarestart deliveries retry --since 6h --dry-run
     """
+    import asyncio
+
+    from bot.delivery.service import DigestService, make_channel
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     cutoff = utcnow() - parse_duration(since, option="--since")
     if period is not None and not _PERIOD.match(period):
         raise ConfigError(f"--period {period!r}: expected a day like 2026-11-27 or a week like 2026-W48")
@@ -559,6 +587,8 @@ def deliveries_retry(
 
 
 def _print_retry(outcomes: list[RetryOutcome], *, since: str, dry_run: bool) -> None:
+    from rich.table import Table
+
     if not outcomes:
         console.print(f"No failed deliveries in the last {escape(since)} match; nothing to retry.")
         return

@@ -5,22 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
-from bot.cli.common import ago, console, err_console, open_store, print_json, state
-from bot.config import Settings
-from bot.digest.compose import Composer, DigestAccount, DigestPlan, PlannedItem, window_for
+from bot.cli.common import ago, console, err_console, feed_text, open_store, print_json, state
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.ranking.topics import Taxonomy
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.digest.compose import DigestAccount, DigestPlan, PlannedItem
+    from bot.ranking.topics import Taxonomy
+    from bot.store import Store
+    from bot.store.models import Subscriber
 
 topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a --topics preview written with --html
@@ -35,6 +35,10 @@ def topics_list(
 
     Example: flarestart topics list --json | jq '.[].slug'
     """
+    from rich.table import Table
+
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
     if json:
         print_json(
@@ -82,6 +86,11 @@ def preview(
     Example: flarestart preview --topics python,ai --mute crypto --max 5
     (or: flarestart preview ada@example.com --html ada.html)
     """
+    from bot.digest.compose import Composer, window_for
+    from bot.ranking.setup import taxonomy_for
+    from bot.store.models import Subscriber
+    from bot.store.types import utcnow
+
     settings = state.get_settings()
     taxonomy = taxonomy_for(settings)
     now = utcnow()
@@ -243,14 +252,18 @@ def _print_plan(
     console.print()
     for number, item in enumerate(plan.items, 1):
         article = item.article
-        link = f"[link={article.url}]{escape(article.title)}[/link]" if article.url else escape(article.title)
-        console.print(f"[bold]{number:>2}. {link}[/]")
+        # Feed text goes in as Text, never as markup, and nothing runs the highlighter over it.
+        title = feed_text(article.title, link=article.url)
+        console.print(Text.assemble(f"{number:>2}. ", title, style="bold"), highlight=False)
         console.print(
-            f"    via {escape(article.source_name)} · {ago(article.published)}"
-            f" · score {item.ranked.score:.3f}"
+            Text.assemble(
+                "    via ",
+                feed_text(article.source_name),
+                f" · {ago(article.published)} · score {item.ranked.score:.3f}",
+            ),
+            highlight=False,
         )
-        console.print(f"    [dim]{escape(_why(taxonomy, item))}[/]")
+        console.print(feed_text(f"    {_why(taxonomy, item)}", style="dim"), highlight=False)
         if item.also:
-            console.print(
-                f"    [dim]also covered by {escape(', '.join(a.source_name for a in item.also))}[/]"
-            )
+            also = ", ".join(a.source_name for a in item.also)
+            console.print(feed_text(f"    also covered by {also}", style="dim"), highlight=False)

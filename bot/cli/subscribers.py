@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.sources.defaults import source_names
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.subscribers.files import SubscriberFileError, SubscriberSpec, load_subscriber_files, make_spec
-from bot.subscribers.schedule import NextDelivery, next_delivery, parse_delivery_time
-from bot.subscribers.sync import SyncReport, sync_subscribers
+
+if TYPE_CHECKING:
+    from bot.store import Store
+    from bot.store.models import Subscriber
+    from bot.subscribers.files import SubscriberSpec
+    from bot.subscribers.schedule import NextDelivery
+    from bot.subscribers.sync import SyncReport
 
 app = typer.Typer(help="Manage who receives digests, and when.", no_args_is_help=True)
 
@@ -35,6 +34,8 @@ STATUS_STYLE = {
 
 def _topic_validator() -> Callable[[Iterable[str]], None] | None:
     """The taxonomy's check for topic slugs (raises ConfigError naming unknown ones and the closest)."""
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
 
     def validate(slugs: Iterable[str]) -> None:
@@ -46,6 +47,9 @@ def _topic_validator() -> Callable[[Iterable[str]], None] | None:
 def load_files(folder: Path, store: Store) -> list[SubscriberSpec]:
     """The subscriber files of `folder`, checked against the taxonomy and the store's sources
     (raises SubscriberFileError naming file and line)."""
+    from bot.sources.defaults import source_names
+    from bot.subscribers.files import load_subscriber_files
+
     known = source_names(store, state.get_settings())
     return load_subscriber_files(folder, validate_topics=_topic_validator(), known_sources=known)
 
@@ -71,6 +75,7 @@ def upcoming_deliveries(
     from bot.delivery.ledger import DeliveryLedger
     from bot.delivery.service import channel_name, send_job_key
     from bot.jobs.queue import JobQueue
+    from bot.subscribers.schedule import next_delivery, parse_delivery_time
 
     settings = state.get_settings()
     catch_up = timedelta(hours=settings.delivery.catch_up_hours)
@@ -167,6 +172,10 @@ def sync(
 
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import SubscriberFileError
+    from bot.subscribers.sync import sync_subscribers
+
     where = folder if folder is not None else state.get_settings().subscribers_dir
     with open_store(seed=False) as store:
         try:
@@ -174,7 +183,7 @@ def sync(
         except SubscriberFileError as exc:
             for problem in exc.problems:
                 err_console.print(
-                    f"[red]{problem.path}:{problem.line}:[/] {problem.message}",
+                    f"[red]{escape(str(problem.path))}:{problem.line}:[/] {escape(problem.message)}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -240,6 +249,9 @@ def add(
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import make_spec
+
     spec = make_spec(
         email=email,
         name=name,
@@ -278,6 +290,10 @@ def list_(
 
     Example: flarestart subscribers list --json | jq '.[] | select(.status == "bouncing") | .email'
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     if status is not None and status not in STATUS_STYLE:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUS_STYLE)}")
     now = datetime.now(UTC)
@@ -320,6 +336,10 @@ def show(
 
     Example: flarestart subscribers show ada@example.com
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     now = datetime.now(UTC)
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).get(subscriber)
@@ -365,6 +385,8 @@ def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> No
 
     Example: flarestart subscribers pause ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -386,6 +408,8 @@ def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers resume ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -406,6 +430,8 @@ def remove(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers remove ada@example.com
     """
+    from bot.store.subscribers import SubscriberStore
+
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).remove(subscriber)
     console.print(f"Removed {found.email or f'#{found.id}'}.", highlight=False, soft_wrap=True)

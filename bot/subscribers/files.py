@@ -12,6 +12,7 @@ topics, mutes, max items): files, `make_spec` (CLI, demo) and the web preference
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -149,18 +150,34 @@ def normalize_email(text: str) -> str:
     return email
 
 
+# Files that sit in the zoneinfo folder beside the zones, and load like them, but name no place:
+# the machine's own zone, tzdata's placeholder, the POSIX fallback rules, and the copies of the
+# database with and without leap seconds.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+_NOT_PLACE_FOLDERS = ("posix/", "right/")
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    """The time zone names a subscriber may use: the IANA database's zones and its links
+    ("US/Eastern"), not the other files of the zoneinfo folder."""
+    return frozenset(
+        zone
+        for zone in zoneinfo.available_timezones()
+        if zone not in _NOT_PLACES and not zone.startswith(_NOT_PLACE_FOLDERS)
+    )
+
+
 def check_timezone(name: str) -> str:
-    """An IANA time zone name as zoneinfo knows it; ValueError with the closest names otherwise."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zones = zoneinfo.available_timezones()
+    """An IANA time zone name; ValueError with the closest names otherwise."""
+    zones = iana_zones()
+    if name not in zones:
         lowered = {zone.lower(): zone for zone in zones}
         close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         hint = (
             f"did you mean {lowered[close[0]]!r}?" if close else "like 'Europe/Berlin' or 'America/New_York'"
         )
-        raise ValueError(f"time zone {name!r} is not an IANA time zone name ({hint})") from None
+        raise ValueError(f"time zone {name!r} is not an IANA time zone name ({hint})")
     return name
 
 

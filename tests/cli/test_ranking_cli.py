@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from rich.console import Console
 
+from bot.cli import ranking as ranking_cli
 from bot.testing.httpserver import FixtureServer, static
 from tests.cli.conftest import Runner
 
@@ -121,6 +123,42 @@ def test_the_per_source_cap_is_named_when_fewer_items_than_candidates_show(
     )
     people = cli("preview", "--topics", "python")
     assert "2 of 6 candidates" in people.out and "per-source cap" in people.out
+
+
+HOSTILE = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Dev News</title>
+<item><title>Python 3.14 [bold]ships[/bold] at 0x1F, see [link=https://evil.example/]this[/link]</title>
+<link>https://dev.example/py</link><guid>h</guid><category>python</category>
+<description>Python 3.14 is out.</description></item>
+</channel></rss>"""
+
+
+def test_preview_prints_feed_text_as_written_without_highlighting(
+    cli: Runner, feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feed text is neither markup nor run through the highlighter (whose regexes once spun for
+    minutes on a 2 MB title): on a colour terminal the title comes out in one piece."""
+    cli("sources", "add", feed_server.add("/feed.xml", static(HOSTILE)), "--name", "Dev [i]News[/i]")
+    cli("fetch", "--all")
+    monkeypatch.setattr(
+        ranking_cli, "console", Console(force_terminal=True, color_system="standard", width=300)
+    )
+
+    result = cli("preview", "--topics", "python")
+
+    title = "Python 3.14 [bold]ships[/bold] at 0x1F, see [link=https://evil.example/]this[/link]"
+    assert result.code == 0
+    assert title in result.out  # no escape codes inside it: nothing highlighted 3.14 or 0x1F
+    assert "via Dev [i]News[/i]" in result.out
+
+
+def test_articles_list_prints_titles_as_written(cli: Runner, feed_server: FixtureServer) -> None:
+    cli("sources", "add", feed_server.add("/feed.xml", static(HOSTILE)), "--name", "Dev News")
+    cli("fetch", "--all")
+
+    result = cli("articles", "list")
+
+    assert result.code == 0
+    assert "[link=https://evil.example/]this[/link]" in result.out.replace("\n", "")
 
 
 # Two outlets on one event, in their own words (headlines from the UCI News Aggregator data set,
