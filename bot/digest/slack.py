@@ -305,9 +305,7 @@ class SlackRenderer:
             return []
         return [{"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}]
 
-    def _fallback(
-        self, digest: _DigestContext, items: tuple[ItemContext, ...], part: int, parts: int
-    ) -> str:
+    def _fallback(self, digest: _DigestContext, items: tuple[ItemContext, ...], part: int, parts: int) -> str:
         text = self._call("fallback", digest, items, part, parts).strip()
         if len(text) > FALLBACK_MAX:
             cut = text[: FALLBACK_MAX - 1]
