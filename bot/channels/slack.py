@@ -386,7 +386,9 @@ class SlackPoster:
         while True:
             await self.pacer.wait(label)
             try:
-                response = await client.send(**message.payload())
+                response = await client.send(
+                    text=message.text, blocks=list(message.blocks), unfurl_links=False, unfurl_media=False
+                )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise DeliveryTransientError(f"Slack {label}: {type(exc).__name__}: {exc}") from None
             if response.status_code == 200:

@@ -101,12 +101,14 @@ class SlackMessage:
     in_thread: bool = False  # thread mode: post as a reply to part 1
 
     def payload(self) -> dict[str, Any]:
-        """The chat.postMessage / webhook arguments (no channel, thread or metadata)."""
+        """The chat.postMessage arguments (no channel, thread or metadata). `mrkdwn: false` keeps
+        the notification text free of formatting too (its `&`, `<`, `>` are already escaped)."""
         return {
             "text": self.text,
             "blocks": [dict(block) for block in self.blocks],
             "unfurl_links": False,
             "unfurl_media": False,
+            "mrkdwn": False,
         }
 
 

@@ -343,7 +343,7 @@ class FakeSlack:
         metadata = _metadata(args.get("metadata"))
         if metadata is not None:
             message["metadata"] = metadata
-        for flag in ("unfurl_links", "unfurl_media"):
+        for flag in ("unfurl_links", "unfurl_media", "mrkdwn"):
             if flag in args:
                 message[flag] = str(args[flag]).lower() in ("1", "true")
         channel.messages.append(message)
@@ -529,7 +529,7 @@ def seen(message: dict[str, Any]) -> Seen:
     formatted: list[tuple[str, str]] = []
     blocks = message.get("blocks")
     if not blocks:
-        _mrkdwn(str(message.get("text", "")), parts, links, mentions, formatted)
+        _mrkdwn(str(message.get("text", "")), parts, links, mentions, formatted, message.get("mrkdwn", True))
     for block in blocks or []:
         objects: list[Any] = []
         if block.get("type") in ("header", "section"):
@@ -552,8 +552,9 @@ def seen(message: dict[str, Any]) -> Seen:
 
 
 def seen_text(message: dict[str, Any]) -> Seen:
-    """What a notification shows: the top-level `text`, parsed as mrkdwn."""
-    return seen({"text": message.get("text", "")})
+    """What a notification shows: the top-level `text`, parsed as mrkdwn (markup off when the
+    message was posted with `mrkdwn: false`; links and mentions are parsed either way)."""
+    return seen({"text": message.get("text", ""), "mrkdwn": message.get("mrkdwn", True)})
 
 
 def _rich(
@@ -583,6 +584,7 @@ def _mrkdwn(
     links: list[tuple[str, str]],
     mentions: list[str],
     formatted: list[tuple[str, str]],
+    markup: bool = True,
 ) -> None:
     shown: list[str] = []
     position = 0
@@ -599,7 +601,7 @@ def _mrkdwn(
         position = match.end()
     shown.append(text[position:])
     visible = "".join(shown)
-    for style, pattern in _FORMATS:
+    for style, pattern in _FORMATS if markup else ():
         formatted.extend((style, _unescape(found)) for found in pattern.findall(visible))
     parts.append(_unescape(visible))
 
