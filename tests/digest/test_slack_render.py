@@ -92,7 +92,10 @@ def test_a_digest_reads_like_the_email_one(slack: FakeSlack) -> None:
     assert "The Verge · Ada Lovelace · 2h ago · Python" in shown.text  # source · author · age · chip
     assert "Excerpt 1: a free-threaded build" in shown.text
     assert "Because you follow Python and AI." in shown.text
-    assert ("https://news.example.com/articles/1?ref=feed&lang=en", "Story 1: Python 3.13 ships an experimental JIT") in shown.links
+    assert (
+        "https://news.example.com/articles/1?ref=feed&lang=en",
+        "Story 1: Python 3.13 ships an experimental JIT",
+    ) in shown.links
     assert ("https://hackernoon.example.com/1", "Hackernoon") in shown.links
     assert "Also covered by Hackernoon" in shown.text
     assert ("https://flarestart.example.com/p/PREFTOKEN", "Choose topics and time") in shown.links
@@ -178,7 +181,13 @@ def long_item(number: int, title: int, excerpt: int, also: int) -> DigestItemVie
     ("count", "title", "excerpt", "also", "thread"),
     [
         (1, 20, 50, 0, False),
-        (16, 20, 50, 1, False),  # fills one message's 50 blocks exactly (2 header + 16×3 − 1 divider + footer)
+        (
+            16,
+            20,
+            50,
+            1,
+            False,
+        ),  # fills one message's 50 blocks exactly (2 header + 16×3 − 1 divider + footer)
         (17, 20, 50, 1, False),  # one more item: a second part
         (60, 300, 600, 3, False),  # long text: the text budget splits first
         (200, 40, 100, 0, False),
@@ -200,7 +209,10 @@ def test_long_digests_split_under_every_limit_and_keep_every_item_once(
     carried = [number for message in messages for number in message.items]
     assert carried == list(range(1, count + 1))
     article_links = [
-        url for message in stored for url, _ in seen(message).links if url.startswith("https://news.example.com/")
+        url
+        for message in stored
+        for url, _ in seen(message).links
+        if url.startswith("https://news.example.com/")
     ]
     assert sorted(article_links) == sorted(f"https://news.example.com/{n}" for n in range(count))
     assert len(stored) == len(messages)
@@ -208,9 +220,13 @@ def test_long_digests_split_under_every_limit_and_keep_every_item_once(
         assert messages[0].items == () and all(m.in_thread for m in messages[1:])
         assert all(message.get("thread_ts") == stored[0]["ts"] for message in stored[1:])
     if len(messages) > 1 and not thread:
-        assert seen(stored[1]).text.startswith(f"FlareStart · Tuesday, 7 May 2024 · part 2 of {len(messages)}")
+        assert seen(stored[1]).text.startswith(
+            f"FlareStart · Tuesday, 7 May 2024 · part 2 of {len(messages)}"
+        )
     footer = "https://flarestart.example.com/u/UNSUBTOKEN"
-    assert [any(url == footer for url, _ in seen(m).links) for m in stored] == [False] * (len(stored) - 1) + [True]
+    assert [any(url == footer for url, _ in seen(m).links) for m in stored] == [False] * (len(stored) - 1) + [
+        True
+    ]
 
 
 def test_sixteen_items_fit_one_message_and_seventeen_do_not() -> None:
@@ -231,7 +247,11 @@ def test_the_header_is_cut_to_slacks_limit(slack: FakeSlack, tmp_path: Path) -> 
     (tmp_path / "digest.j2").write_text(
         (Path(__file__).parents[2] / "templates/slack/digest.j2")
         .read_text()
-        .replace("{{ digest.brand }} · {{ digest.date_label }}\n{%- endmacro %}", "{{ 'x' * 400 }}\n{%- endmacro %}", 1)
+        .replace(
+            "{{ digest.brand }} · {{ digest.date_label }}\n{%- endmacro %}",
+            "{{ 'x' * 400 }}\n{%- endmacro %}",
+            1,
+        )
     )
     messages = SlackRenderer(template_dir=tmp_path).render(make_view())
     post_all(slack, messages)
@@ -253,7 +273,9 @@ def test_a_user_template_overrides_the_words(tmp_path: Path) -> None:
         ("{% macro header(digest) %}x{% endmacro %}\n", r"lacks the macro\(s\) continued"),
     ],
 )
-def test_a_broken_template_fails_at_start_naming_the_problem(tmp_path: Path, template: str, message: str) -> None:
+def test_a_broken_template_fails_at_start_naming_the_problem(
+    tmp_path: Path, template: str, message: str
+) -> None:
     (tmp_path / "digest.j2").write_text(template)
     with pytest.raises(DigestTemplateError, match=message):
         SlackRenderer(template_dir=tmp_path)
