@@ -38,10 +38,11 @@ digests are posted flat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -155,13 +156,16 @@ class MemoryPartLog:
 class ChannelPacer:
     """At most one message per `interval` seconds per channel, for every send in the process.
 
-    Each caller reserves the channel's next free slot before it sleeps (no await in between), so
-    concurrent sends to one channel line up without a lock. `clock` and `sleep` are injectable so
-    tests run on a fake clock."""
+    A send takes the channel's turn (`async with pacer.turn(channel)`): turns to one channel are
+    taken one at a time, each waits until `interval` after the previous one *ended*. Counting
+    from the end rather than the start keeps the gap Slack sees at least `interval` even when a
+    request was slow to arrive (a new connection, a busy machine), so a paced channel never meets
+    a 429; it costs one round trip per message. `clock` and `sleep` are injectable so tests run on
+    a fake clock."""
 
     def __init__(
         self,
-        interval: float = 1.05,  # Slack allows "about one a second"; a little under keeps clear of 429
+        interval: float = 1.0,  # Slack's "about one a second", counted from the previous answer
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -170,13 +174,19 @@ class ChannelPacer:
         self.clock = clock
         self.sleep = sleep
         self._next: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    async def wait(self, channel: str) -> None:
-        now = self.clock()
-        slot = max(now, self._next.get(channel, now))
-        self._next[channel] = slot + self.interval
-        if slot > now:
-            await self.sleep(slot - now)
+    @contextlib.asynccontextmanager
+    async def turn(self, channel: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            wait = self._next.get(channel, 0.0) - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+            try:
+                yield
+            finally:
+                self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + self.interval)
 
     def hold(self, channel: str, seconds: float) -> None:
         """Nothing goes to `channel` for `seconds` (Slack said so in a Retry-After)."""
@@ -198,7 +208,6 @@ class SlackPoster:
         timeout: int = 30,
         wait_in_place: float = 5.0,
         history_window: int = 200,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.token = token
         self.part_log = log
@@ -207,7 +216,6 @@ class SlackPoster:
         self.timeout = timeout
         self.wait_in_place = wait_in_place
         self.history_window = history_window
-        self.sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
 
@@ -293,19 +301,17 @@ class SlackPoster:
         if thread_ts:
             arguments["thread_ts"] = thread_ts
         while True:
-            await self.pacer.wait(channel)
-            try:
-                response = await self._web().chat_postMessage(**arguments)
-            except SlackApiError as exc:
-                wait = self._rate_limited(channel, exc.response.status_code, exc.response.headers)
-                if wait is not None:
-                    await self.sleep(wait)
-                    continue
-                raise self._api_error(channel, exc) from None
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise DeliveryTransientError(
-                    f"Slack channel {channel}: {type(exc).__name__}: {exc}"
-                ) from None
+            async with self.pacer.turn(channel):
+                try:
+                    response = await self._web().chat_postMessage(**arguments)
+                except SlackApiError as exc:
+                    if self._rate_limited(channel, exc.response.status_code, exc.response.headers):
+                        continue  # the pacer holds the channel for the Retry-After
+                    raise self._api_error(channel, exc) from None
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise DeliveryTransientError(
+                        f"Slack channel {channel}: {type(exc).__name__}: {exc}"
+                    ) from None
             return str(response["ts"])
 
     async def _find_posted(self, channel: str, key: str, parent_ts: str | None) -> dict[int, str]:
@@ -364,16 +370,17 @@ class SlackPoster:
             )
         return DeliveryTransientError(f"Slack channel {channel}: {error}")
 
-    def _rate_limited(self, channel: str, status: int, headers: Any) -> float | None:
-        """Seconds to wait in place after a 429, or None when it is not one. A long wait raises."""
+    def _rate_limited(self, channel: str, status: int, headers: Any) -> bool:
+        """True after a 429 whose Retry-After is short enough to wait in place (the pacer then
+        holds the channel that long); a longer one raises. False when it is not a 429."""
         if status != 429:
-            return None
+            return False
         wait = _retry_after(headers)
         self.pacer.hold(channel, wait)
         log.info("slack rate-limited channel=%s retry_after=%s", channel, wait)
         if wait > self.wait_in_place:
             raise DeliveryTransientError(f"Slack channel {channel}: rate-limited", retry_after=wait)
-        return wait
+        return True
 
     # webhooks ----------------------------------------------------------------------------
 
@@ -384,18 +391,16 @@ class SlackPoster:
             destination.webhook_url, timeout=self.timeout, session=self._shared_session(), retry_handlers=[]
         )
         while True:
-            await self.pacer.wait(label)
-            try:
-                response = await client.send(
-                    text=message.text, blocks=list(message.blocks), unfurl_links=False, unfurl_media=False
-                )
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise DeliveryTransientError(f"Slack {label}: {type(exc).__name__}: {exc}") from None
+            async with self.pacer.turn(label):
+                try:
+                    response = await client.send(
+                        text=message.text, blocks=list(message.blocks), unfurl_links=False, unfurl_media=False
+                    )
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise DeliveryTransientError(f"Slack {label}: {type(exc).__name__}: {exc}") from None
             if response.status_code == 200:
                 return ""
-            wait = self._rate_limited(label, response.status_code, response.headers)
-            if wait is not None:
-                await self.sleep(wait)
+            if self._rate_limited(label, response.status_code, response.headers):
                 continue
             body = (response.body or "").strip()
             if response.status_code >= 500:

@@ -209,6 +209,11 @@ class FakeSlack:
                 return status, {"Content-Type": "text/plain"}, b"internal_error"
         if split.path.startswith("/services/"):
             return self._webhook(split.path, args)
+        if split.path == "/_fake/stats":  # for benchmarks that run the fake in another process
+            with self._lock:
+                limited = {channel.id: channel.rate_limited for channel in self.channels.values()}
+                posted = sum(len(channel.messages) for channel in self.channels.values())
+            return _answer({"ok": True, "rate_limited": sum(limited.values()), "messages": posted})
         if not split.path.startswith("/api/"):
             return 404, {"Content-Type": "text/plain"}, b"not found"
         name = split.path[len("/api/") :]
@@ -616,10 +621,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default="xoxb-flarestart-demo")
     parser.add_argument("--channel", action="append", default=[], help="a channel id to create")
+    parser.add_argument("--channels", type=int, default=0, help="also create C0000001 … C<N>")
     parser.add_argument("--rate", type=float, default=1.0, help="messages a second per channel")
+    parser.add_argument("--burst", type=int, default=1, help="messages a channel may take at once")
     args = parser.parse_args()
-    fake = FakeSlack(token=args.token, rate=args.rate)
-    for channel in args.channel or ["C0DEMO"]:
+    fake = FakeSlack(token=args.token, rate=args.rate, burst=args.burst)
+    numbered = [f"C{number:07d}" for number in range(1, args.channels + 1)]
+    for channel in args.channel + numbered or ["C0DEMO"]:
         fake.add_channel(channel)
     print(fake.api_url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):

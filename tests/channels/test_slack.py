@@ -86,7 +86,6 @@ def poster_for(
         log=log or MemoryPartLog(),
         api_url=slack.api_url,
         pacer=ChannelPacer(interval, clock=clock, sleep=clock.sleep),
-        sleep=clock.sleep,
     )
 
 
@@ -212,15 +211,15 @@ async def test_five_messages_to_one_channel_are_paced_and_never_meet_a_429(
 
 async def test_concurrent_sends_to_one_channel_share_the_pacer(clock: FakeClock) -> None:
     pacer = ChannelPacer(1.0, clock=clock, sleep=clock.sleep)
-    released: list[float] = []
+    released: dict[str, list[float]] = {"C1": [], "C2": []}
 
     async def send(channel: str) -> None:
-        await pacer.wait(channel)
-        released.append(clock.now)
+        async with pacer.turn(channel):
+            released[channel].append(clock.now)
 
     await asyncio.gather(*(send("C1") for _ in range(4)), send("C2"))
-    assert sorted(clock.slept) == [1.0, 2.0, 3.0]  # C1's later sends queue; C2 goes at once
-    assert sorted(released) == [5_000.0, 5_000.0, 5_001.0, 5_002.0, 5_003.0]
+    assert released["C1"] == [5_000.0, 5_001.0, 5_002.0, 5_003.0]  # one a second, one at a time
+    assert len(released["C2"]) == 1 and clock.slept == [1.0, 1.0, 1.0]  # C2 never waited
 
 
 async def test_a_short_retry_after_is_waited_in_place(slack: FakeSlack, clock: FakeClock) -> None:

@@ -290,7 +290,7 @@ def test_a_template_that_fails_while_rendering_names_its_macro(tmp_path: Path) -
 
 
 def test_a_missing_template_folder_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="slack.template_dir"):
+    with pytest.raises(ConfigError, match=r"slack\.template_dir"):
         SlackRenderer(template_dir=tmp_path / "nope")
 
 
