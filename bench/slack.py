@@ -99,9 +99,9 @@ def digest(parts: int) -> tuple[SlackMessage, ...]:
 
 
 def start_fake(channels: int, rate: float) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "bot.testing.fake_slack", "--token", TOKEN, "--channels", str(channels)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.testing.fake_slack", "--token", TOKEN, "--channels", str(channels)]
-        + ["--rate", str(rate), "--burst", "1"],  # noqa: RUF005  # noqa: RUF005 (two lines that read as one command)
+        [*command, "--rate", str(rate), "--burst", "1"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -240,7 +240,9 @@ class SlackPoster:
         done = await self.part_log.posted(key)
         found = 0
         if destination.channel is not None and len(done) < len(messages) and (done or resume):
-            for part, ts in (await self._find_posted(destination.channel, key, done.get(1))).items():
+            threaded = any(message.in_thread for message in messages)
+            lookup = await self._find_posted(destination.channel, key, done.get(1), threaded=threaded)
+            for part, ts in lookup.items():
                 if part not in done:
                     await self.part_log.record(key, part, ts)
                     done[part] = ts
@@ -314,7 +316,9 @@ class SlackPoster:
                     ) from None
             return str(response["ts"])
 
-    async def _find_posted(self, channel: str, key: str, parent_ts: str | None) -> dict[int, str]:
+    async def _find_posted(
+        self, channel: str, key: str, parent_ts: str | None, *, threaded: bool
+    ) -> dict[int, str]:
         """This delivery's parts already in the channel, by their metadata: part → ts."""
         found: dict[int, str] = {}
         pages: list[Any] = []
@@ -324,9 +328,9 @@ class SlackPoster:
                     channel=channel, limit=self.history_window, include_all_metadata=True
                 )
             )
-            if parent_ts is None:
+            if threaded and parent_ts is None:
                 parent_ts = _part_ts(pages[0].get("messages") or [], key).get(1)
-            if parent_ts is not None:  # thread mode: later parts are replies to part 1
+            if threaded and parent_ts is not None:  # later parts are replies to part 1
                 pages.append(
                     await self._web().conversations_replies(
                         channel=channel, ts=parent_ts, limit=self.history_window, include_all_metadata=True
