@@ -392,6 +392,9 @@ class FakeSlack:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of new connections (a benchmark's 200
+    # channels at once) overflows it and the kernel drops SYNs, which clients resend a second later.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that hang up are part of the script
