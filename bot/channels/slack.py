@@ -38,6 +38,7 @@ digests are posted flat.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -153,19 +154,33 @@ class MemoryPartLog:
         self.parts.setdefault(key, {})[part] = ts
 
 
+class Turn:
+    """One message's turn at a channel; `accepted(ts)` tells the pacer when Slack took it."""
+
+    __slots__ = ("ts",)
+
+    def __init__(self) -> None:
+        self.ts: str | None = None
+
+    def accepted(self, ts: str) -> None:
+        self.ts = ts
+
+
 class ChannelPacer:
     """At most one message per `interval` seconds per channel, for every send in the process.
 
-    A send takes the channel's turn (`async with pacer.turn(channel)`): turns to one channel are
-    taken one at a time, each waits until `interval` after the previous one *ended*. Counting
-    from the end rather than the start keeps the gap Slack sees at least `interval` even when a
-    request was slow to arrive (a new connection, a busy machine), so a paced channel never meets
-    a 429; it costs one round trip per message. `clock` and `sleep` are injectable so tests run on
-    a fake clock."""
+    A send takes the channel's turn (`async with pacer.turn(channel) as turn`): turns to one channel
+    are taken one at a time, and each starts `interval` after Slack *took* the previous message,
+    so the gap Slack sees is never shorter, however long a request sat in queues on the way; a
+    paced channel does not meet a 429. When the message was taken is read from its ts (Slack's
+    clock): the pacer keeps a lower bound of the offset between Slack's clock and ours (ts − the
+    moment the answer arrived, the largest of the last 64), so `ts − offset` is a moment no
+    earlier than the real one, in our clock. Without a ts (webhooks, errors) the turn counts from the answer.
+    `clock` and `sleep` are injectable so tests run on a fake clock."""
 
     def __init__(
         self,
-        interval: float = 1.0,  # Slack's "about one a second", counted from the previous answer
+        interval: float = 1.0,  # Slack's "about one a second", counted from when Slack took the last
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -175,22 +190,39 @@ class ChannelPacer:
         self.sleep = sleep
         self._next: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Recent lower bounds of (Slack's clock − ours); only recent ones, so a clock that drifts
+        # over hours cannot leave a stale bound that is too high.
+        self._offsets: collections.deque[float] = collections.deque(maxlen=64)
 
     @contextlib.asynccontextmanager
-    async def turn(self, channel: str) -> AsyncIterator[None]:
+    async def turn(self, channel: str) -> AsyncIterator[Turn]:
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
             wait = self._next.get(channel, 0.0) - self.clock()
             if wait > 0:
                 await self.sleep(wait)
+            turn = Turn()
             try:
-                yield
+                yield turn
             finally:
-                self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + self.interval)
+                answered = self.clock()
+                taken = answered
+                server = _ts_seconds(turn.ts)
+                if server is not None:
+                    self._offsets.append(server - answered)
+                    taken = min(answered, server - max(self._offsets))
+                self._next[channel] = max(self._next.get(channel, 0.0), taken + self.interval)
 
     def hold(self, channel: str, seconds: float) -> None:
         """Nothing goes to `channel` for `seconds` (Slack said so in a Retry-After)."""
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
+
+
+def _ts_seconds(ts: str | None) -> float | None:
+    try:
+        return float(ts) if ts else None
+    except ValueError:
+        return None
 
 
 class SlackPoster:
@@ -303,9 +335,10 @@ class SlackPoster:
         if thread_ts:
             arguments["thread_ts"] = thread_ts
         while True:
-            async with self.pacer.turn(channel):
+            async with self.pacer.turn(channel) as turn:
                 try:
                     response = await self._web().chat_postMessage(**arguments)
+                    turn.accepted(str(response["ts"]))
                 except SlackApiError as exc:
                     if self._rate_limited(channel, exc.response.status_code, exc.response.headers):
                         continue  # the pacer holds the channel for the Retry-After

@@ -116,8 +116,10 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self._drops = 0
-        self._ts_seconds = 1_700_000_000
-        self._ts_counter = 0
+        # Like Slack's, a message's ts is when the server took it, in epoch seconds: read from the
+        # same clock as the rate limit (so a fake clock moves both), unique and increasing.
+        self._ts_base = time.time() - clock()
+        self._last_ts = 0.0
         self._server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -333,10 +335,10 @@ class FakeSlack:
         return (1.0 - channel.tokens) / self.rate
 
     def _store(self, channel: Channel, args: dict[str, Any], *, bot: bool) -> dict[str, Any]:
-        self._ts_counter += 1
+        self._last_ts = max(round(self._ts_base + self.clock(), 6), round(self._last_ts + 1e-6, 6))
         message: dict[str, Any] = {
             "type": "message",
-            "ts": f"{self._ts_seconds + self._ts_counter // 1_000_000}.{self._ts_counter % 1_000_000:06d}",
+            "ts": f"{self._last_ts:.6f}",
             "text": args.get("text", ""),
         }
         if args.get("blocks") is not None:
