@@ -32,7 +32,6 @@ header its own message and the items replies to it (`SlackMessage.in_thread`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +50,6 @@ from bot.digest.render import (
 from bot.digest.view import DigestView
 from bot.errors import ConfigError
 from bot.resources import shipped_template_dir
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "BLOCKS_MAX",
@@ -202,7 +199,7 @@ class SlackRenderer:
         header = [self._header(digest), self._context(self._line("intro", digest))]
         footer = self._footer(view)
         if view.is_empty:
-            blocks = [self._header(digest), self._section(self._call("quiet", digest), "quiet"), *footer]
+            blocks = [self._header(digest), self._section(self._call("quiet", digest)), *footer]
             return (SlackMessage(self._fallback(digest, (), 1, 1), tuple(blocks), 1, 1),)
         units = [(item, self._item_blocks(item)) for item in items]
         if threaded:
@@ -257,7 +254,7 @@ class SlackRenderer:
     def _context(self, text: str) -> dict[str, Any]:
         return {"type": "context", "elements": [{"type": "plain_text", "text": text or " ", "emoji": False}]}
 
-    def _section(self, text: str, what: str) -> dict[str, Any]:
+    def _section(self, text: str) -> dict[str, Any]:
         text = clean_text(text, SECTION_MAX) or " "
         return {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}}
 

@@ -222,6 +222,22 @@ async def test_concurrent_sends_to_one_channel_share_the_pacer(clock: FakeClock)
     assert len(released["C2"]) == 1 and clock.slept == [1.0, 1.0, 1.0]  # C2 never waited
 
 
+async def test_the_pacer_counts_from_when_slack_took_the_message(clock: FakeClock) -> None:
+    pacer = ChannelPacer(1.0, clock=clock, sleep=clock.sleep)
+    offset = 1_700_000_000.0 - clock.now  # Slack's clock is ours plus this
+
+    async with pacer.turn("C1") as turn:  # answered at once: the pacer learns the offset
+        turn.accepted(f"{clock.now + offset:.6f}")
+    async with pacer.turn("C1") as turn:  # Slack took it at once; the answer took 0.5 s to come back
+        turn.accepted(f"{clock.now + offset:.6f}")
+        clock.now += 0.5
+    async with pacer.turn("C1"):  # no ts (a webhook, an error): counts from the answer
+        clock.now += 0.25
+    async with pacer.turn("C1"):
+        pass
+    assert clock.slept == [1.0, 0.5, 1.0]
+
+
 async def test_a_short_retry_after_is_waited_in_place(slack: FakeSlack, clock: FakeClock) -> None:
     poster = poster_for(slack, clock, interval=0.0)  # no pacing: the fake's limit answers 429
     try:
