@@ -375,3 +375,26 @@ def test_a_destination_is_a_channel_or_a_webhook() -> None:
         SlackDestination()
     with pytest.raises(ValueError, match="exactly one"):
         SlackDestination(channel="C1", webhook_url="https://hooks.slack.com/services/T/B/x")
+
+
+async def test_a_webhook_429_is_waited_and_the_part_posted_once(slack: FakeSlack, clock: FakeClock) -> None:
+    url = slack.add_webhook("C0HOOK")
+    poster = poster_for(slack, clock, interval=0.0)
+    try:
+        await poster.post(SlackDestination(webhook_url=url), digest(2), key=KEY)
+    finally:
+        await poster.aclose()
+    assert len(slack.history("C0HOOK")) == 2
+    assert slack.rate_limited("C0HOOK") == 1 and 1.0 in clock.slept
+
+
+async def test_a_webhook_5xx_is_transient(slack: FakeSlack, clock: FakeClock) -> None:
+    url = slack.add_webhook("C0HOOK")
+    poster = poster_for(slack, clock)
+    slack.fail_next(1, status=500)
+    try:
+        with pytest.raises(DeliveryTransientError, match="HTTP 500"):
+            await poster.post(SlackDestination(webhook_url=url), digest(1), key=KEY)
+    finally:
+        await poster.aclose()
+    assert slack.history("C0HOOK") == []
