@@ -7,7 +7,12 @@ shared by the poster's pacer and the fake's rate limit, so nothing here waits fo
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -398,3 +403,64 @@ async def test_a_webhook_5xx_is_transient(slack: FakeSlack, clock: FakeClock) ->
     finally:
         await poster.aclose()
     assert slack.history("C0HOOK") == []
+
+
+class FilePartLog(MemoryPartLog):
+    """A part log kept in a JSON file, so it outlives the process that wrote it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        if path.exists():
+            self.parts = {
+                key: {int(p): ts for p, ts in parts.items()}
+                for key, parts in json.loads(path.read_text()).items()
+            }
+
+    async def record(self, key: str, part: int, ts: str) -> None:
+        await super().record(key, part, ts)
+        self.path.write_text(json.dumps(self.parts))
+
+
+CHILD = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from bot.channels.slack import ChannelPacer, SlackDestination, SlackPoster
+from tests.channels.test_slack import CHANNEL, KEY, TOKEN, FilePartLog, digest
+
+class Killed(FilePartLog):
+    async def record(self, key, part, ts):
+        if part == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # Slack has part 2; the log never hears of it
+        await super().record(key, part, ts)
+
+async def main():
+    poster = SlackPoster(token=TOKEN, log=Killed(Path(sys.argv[2])), api_url=sys.argv[1], pacer=ChannelPacer(0.0))
+    await poster.post(SlackDestination(channel=CHANNEL), digest(3), key=KEY)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_sigkill_between_posting_and_recording_never_doubles_a_part(tmp_path: Path) -> None:
+    with FakeSlack(token=TOKEN, rate_limit=False) as slack:
+        slack.add_channel(CHANNEL)
+        record = tmp_path / "parts.json"
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, slack.api_url, str(record)],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        assert parts_in(slack) == [1, 2] and sorted(json.loads(record.read_text())[KEY]) == ["1"]
+
+        poster = SlackPoster(
+            token=TOKEN, log=FilePartLog(record), api_url=slack.api_url, pacer=ChannelPacer(0.0)
+        )
+        try:  # the restarted worker retries the delivery
+            await poster.post(SlackDestination(channel=CHANNEL), digest(3), key=KEY)
+        finally:
+            await poster.aclose()
+        assert parts_in(slack) == [1, 2, 3]
