@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-future check lint typecheck bench clean
+.PHONY: run test test-future check lint typecheck bench lock clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the set the tests ran with: the same install everywhere.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 run: $(STAMP)  ## the service on the embedded default (SQLite in the per-user data folder)
@@ -34,6 +35,16 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/cli_startup.py
+
+lock:  ## renew constraints.txt: the newest versions inside pyproject.toml's ranges; then run make test
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	{ grep '^#' constraints.txt; .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -iv '^pip=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,9 @@ value's error can name the variable or file that set it.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +30,13 @@ UNPREFIXED_ENV = {
     "email.smtp_url": "SMTP_URL",
     "web.port": "PORT",
 }
+# Variables with our prefix that are not settings.
+OTHER_ENV = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "TEST_POSTGRES_URL"})
 SECRET_WORDS = ("password", "secret", "token", "key")
+SECRET_FILE_NAME = "secret_key"
+LIST_SECTIONS = ("sources", "topics")  # [[sources]] and [[topics]]: arrays of tables
+
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -83,6 +91,12 @@ class EmailSettings(_Section):
     quiet_day: Literal["skip", "note"] = Field("skip", description="what an empty digest does")
 
 
+class DigestSettings(_Section):
+    window_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="how far back a daily digest looks, at least (weekly: 7 days)"
+    )
+
+
 class DeliverySettings(_Section):
     catch_up_hours: float = Field(6.0, ge=0, description="send a missed digest this late at most")
     max_attempts: int = Field(5, ge=1, description="tries for one delivery before it fails")
@@ -99,6 +113,14 @@ class WebSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     metrics_token: str | None = Field(
         None, min_length=16, description="bearer token that GET /metrics requires; unset = /metrics is off"
+    )
+    # What `flarestart serve` grants one client (bot/web/server.py): slow or idle ones are closed.
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's headers to arrive")
+    body_timeout: float = Field(20.0, gt=0, description="seconds for a request's body to arrive")
+    keepalive_timeout: int = Field(5, ge=1, description="seconds an idle connection is kept open")
+    max_connections: int = Field(1000, ge=1, description="connections at once; more get a 503")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="unfinished request line and headers at most"
     )
 
 
@@ -140,6 +162,7 @@ class Settings(_Section):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     sources: list[SourceSeed] | None = Field(
@@ -160,6 +183,11 @@ class Settings(_Section):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "flarestart.db"
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Where the signing key is kept when secret_key is not set (bot/web/secret.py)."""
+        return self.data_dir / SECRET_FILE_NAME
 
     @property
     def effective_database_url(self) -> str:
@@ -201,28 +229,84 @@ def find_config_file(env: Mapping[str, str]) -> Path | None:
     return local if local.is_file() else None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """The file's data and its text (for line numbers in errors)."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-def _check_known(data: Mapping[str, Any], path: Path) -> None:
+def _check_known(data: Mapping[str, Any], path: Path, text: str) -> None:
+    """Refuse keys and sections that name no setting: a typo would otherwise be silently ignored.
+    The error names the file, line and section, and the closest known name."""
     sections = _section_models()
+    lines = _key_lines(text)
+
+    def where(section: str, key: str) -> str:
+        line = lines.get((section, key))
+        return f"{path}:{line}" if line else str(path)
+
     for key, value in data.items():
-        if key not in Settings.model_fields:
-            raise ConfigError(f"{path}: unknown setting '{key}'{_did_you_mean(key, Settings.model_fields)}")
         if key in sections and isinstance(value, Mapping):
             fields = sections[key].model_fields
             for sub in value:
                 if sub not in fields:
                     raise ConfigError(
-                        f"{path}: unknown setting '{sub}' in [{key}]{_did_you_mean(sub, fields)}"
+                        f"{where(key, sub)}: unknown setting '{sub}' in [{key}]"
+                        + (_belongs_elsewhere(sub, key) or _did_you_mean(sub, fields))
                     )
+        elif key in LIST_SECTIONS and isinstance(value, list):
+            model: type[_Section] = UserTopic if key == "topics" else SourceSeed
+            for number, entry in enumerate(value, 1):
+                for sub in entry if isinstance(entry, Mapping) else ():
+                    if sub not in model.model_fields:
+                        raise ConfigError(
+                            f"{where(key, sub)}: unknown setting '{sub}' in [[{key}]] #{number}"
+                            f"{_did_you_mean(sub, model.model_fields)}"
+                        )
+        elif key not in Settings.model_fields:
+            if isinstance(value, Mapping):
+                close = difflib.get_close_matches(key, [*sections, *LIST_SECTIONS], n=1)
+                hint = f" (did you mean [{close[0]}]?)" if close else ""
+                raise ConfigError(f"{where(key, '')}: unknown section [{key}]{hint}")
+            raise ConfigError(
+                f"{where('', key)}: unknown setting '{key}' at the top level"
+                + (_belongs_elsewhere(key, "") or _did_you_mean(key, Settings.model_fields))
+            )
+
+
+def _belongs_elsewhere(key: str, section: str) -> str:
+    """TOML's classic slip: a key written below the wrong [section] header."""
+    if section and key in Settings.model_fields and key not in _section_models():
+        return " (it is a top-level setting: put it above the first [section])"
+    for name, model in _section_models().items():
+        if name != section and key in model.model_fields:
+            return f" (it belongs in [{name}])"
+    return ""
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """(section, key) → the line it is first written on; (section, '') is the header's line.
+    Enough for errors to point at the line: tomllib does not tell where a value was."""
+    lines: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if header := _HEADER.match(line):
+            section = header.group(1)
+            lines.setdefault((section, ""), number)
+        elif key := _KEY.match(line):
+            lines.setdefault((section, key.group(1)), number)
+    return lines
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -237,8 +321,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, config_file: Path | N
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     if path is not None:
-        data = _read_toml(path)
-        _check_known(data, path)
+        data, text = _read_toml(path)
+        _check_known(data, path, text)
         for key, value in data.items():
             values[key] = dict(value) if isinstance(value, Mapping) else value
             if isinstance(value, Mapping):
@@ -262,6 +346,30 @@ def load_settings(env: Mapping[str, str] | None = None, *, config_file: Path | N
         raise ConfigError(_explain(exc, origins)) from None
     settings._origins = origins
     return settings
+
+
+def unknown_environment(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """FLARESTART_* variables that name no setting, each with the closest name that does."""
+    known = {env_name(key) for key in _scalar_keys()} | OTHER_ENV
+    # Compared without the prefix, which every name shares and which would make all look close.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+    found = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+            found.append((name, suffixes[close[0]] if close else None))
+    return found
+
+
+def warn_unknown_environment(env: Mapping[str, str] | None = None) -> None:
+    """Log a warning per FLARESTART_* variable that sets nothing: a typo would be ignored silently.
+    Called once logging is set up (the CLI does), since settings decide how logs look."""
+    for name, close in unknown_environment(os.environ if env is None else env):
+        hint = f" (did you mean {close}?)" if close else ""
+        log.warning(
+            f"environment variable {name} is not a setting and is ignored{hint}",
+            extra={"variable": name, "did_you_mean": close or ""},
+        )
 
 
 def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:
@@ -292,12 +400,23 @@ def mask(key: str, value: object) -> object:
     return value
 
 
+def _secret_key_file(settings: Settings) -> tuple[str, str]:
+    """Where the key lives when no setting gives it: its file, never its text."""
+    path = settings.secret_key_file
+    if path.is_file():
+        return f"(file {path})", "made on first use, kept in data_dir"
+    return f"(none yet: made in {path} on first use)", "default"
+
+
 def describe(settings: Settings) -> list[tuple[str, object, str]]:
     """(key, masked value, origin) for every scalar setting, for `config show`."""
     rows: list[tuple[str, object, str]] = []
     for key in _scalar_keys():
         section, _, sub = key.rpartition(".")
         holder: Any = getattr(settings, section) if section else settings
+        if key == "secret_key" and settings.secret_key is None:
+            rows.append((key, *_secret_key_file(settings)))
+            continue
         rows.append((key, mask(key, getattr(holder, sub)), settings.origin(key)))
     rows.append(("database (effective)", mask("database_url", settings.effective_database_url), ""))
     sources = settings.sources

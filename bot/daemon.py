@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from bot.channels.base import Channel
 from bot.config import Settings
 from bot.delivery.batch import BatchSender
-from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService, make_channel
+from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService, make_channel, placeholders
 from bot.jobs.clock import Clock, Recurring
 from bot.jobs.queue import ClaimedJob
 from bot.jobs.worker import Worker
@@ -68,6 +68,9 @@ async def run_daemon(
     )
     ticker = Clock(service.queue, [Recurring(PLAN_TASK, PLAN_EVERY)], clock=clock, on_scheduled=worker.wake)
     log.info("delivering through %s", channel.name, extra={"channel": channel.name})
+    if settings.email.smtp_url:  # real mail: the shipped placeholders must not reach inboxes
+        for warning in placeholders(settings):
+            log.warning("still a placeholder: %s", warning, extra={"channel": channel.name})
     try:
         cycles, *_ = await asyncio.gather(
             _fetch_loop(store, settings, stop, clock, max_sleep, service.sources_ready),

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import describe, load_settings, mask
+from bot.config import describe, load_settings, mask, warn_unknown_environment
 from bot.errors import ConfigError
+from bot.web.secret import resolve_secret
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -106,3 +107,70 @@ def test_describe_masks_and_says_where(tmp_path: Path) -> None:
     rows = {key: (value, origin) for key, value, origin in describe(settings)}
     assert rows["database_url"] == ("postgresql://app:********@db/app", "environment DATABASE_URL")
     assert "hunter2" not in repr(rows)
+
+
+def test_unknown_section_is_named_with_its_line_and_the_close_one(tmp_path: Path) -> None:
+    path = write(tmp_path, 'log_format = "json"\n\n[fetchh]\nconcurrency = 3\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, config_file=path)
+    assert str(err.value) == f"{path}:3: unknown section [fetchh] (did you mean [fetch]?)"
+
+
+def test_a_key_below_the_wrong_header_says_where_it_belongs(tmp_path: Path) -> None:
+    path = write(tmp_path, '[fetch]\nconcurrency = 3\nlog_format = "json"\nsmtp_url = "smtp://x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, config_file=path)
+    assert str(err.value) == (
+        f"{path}:3: unknown setting 'log_format' in [fetch] "
+        "(it is a top-level setting: put it above the first [section])"
+    )
+    path = write(tmp_path, 'smtp_url = "smtp://relay:25"\n')
+    with pytest.raises(
+        ConfigError, match=r":1: unknown setting 'smtp_url' at the top level \(it belongs in \[email\]\)"
+    ):
+        load_settings({}, config_file=path)
+
+
+def test_a_typo_in_a_listed_source_names_the_entry(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[sources]]\nname = "A"\nurl = "https://a.example/feed"\n\n'
+        '[[sources]]\nname = "B"\nurll = "https://b.example/feed"\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, config_file=path)
+    assert "unknown setting 'urll' in [[sources]] #2 (did you mean 'url'?)" in str(err.value)
+    assert str(err.value).startswith(f"{path}:7:")
+
+
+def test_unknown_environment_variables_are_warned_about_with_the_close_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {
+        "FLARESTART_FETCH_CONCURENCY": "8",
+        "FLARESTART_FETCH_CONCURRENCY": "4",
+        "FLARESTART_CONFIG": "x.toml",
+        "FLARESTART_WIBBLE": "1",
+        "PATH": "/bin",
+    }
+    with caplog.at_level("WARNING", logger="bot.config"):
+        warn_unknown_environment(env)
+    warned = {record.variable: record.did_you_mean for record in caplog.records}  # type: ignore[attr-defined]
+    assert warned == {"FLARESTART_FETCH_CONCURENCY": "FLARESTART_FETCH_CONCURRENCY", "FLARESTART_WIBBLE": ""}
+    assert "FLARESTART_FETCH_CONCURENCY is not a setting" in caplog.records[0].getMessage()
+    assert "did you mean FLARESTART_FETCH_CONCURRENCY?" in caplog.records[0].getMessage()
+
+
+def test_describe_says_where_the_secret_key_lives_never_the_key(tmp_path: Path) -> None:
+    settings = load_settings({"FLARESTART_DATA_DIR": str(tmp_path)}, config_file=None)
+    rows = {key: (value, origin) for key, value, origin in describe(settings)}
+    assert rows["secret_key"][0] == f"(none yet: made in {tmp_path / 'secret_key'} on first use)"
+
+    key = resolve_secret(settings)  # what the first signed link does
+    rows = {key: (value, origin) for key, value, origin in describe(settings)}
+    assert rows["secret_key"][0] == f"(file {tmp_path / 'secret_key'})"
+    assert key.decode() not in repr(rows)
+
+    settings = load_settings({"SECRET_KEY": "s3cret-s3cret-s3cret"}, config_file=None)
+    rows = {key: (value, origin) for key, value, origin in describe(settings)}
+    assert rows["secret_key"] == ("********", "environment SECRET_KEY")

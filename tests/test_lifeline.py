@@ -13,7 +13,7 @@ from pathlib import Path
 OWNER = """
 import os, signal, sys
 from bot.config import load_settings
-from bot.sources.ingest import make_parse_pool
+from bot.sources.parse_pool import make_parse_pool
 
 pool = make_parse_pool(load_settings({"FLARESTART_DATA_DIR": sys.argv[1], "FLARESTART_FETCH_PARSE_WORKERS": "2"}))
 assert sorted(pool.map(abs, [-1, -2])) == [1, 2]  # the workers are up

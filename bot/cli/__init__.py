@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from bot import __version__
 from bot.cli import delivery, demo, fetching, ranking, sources, subscribers, web
 from bot.cli.common import console, err_console, open_store, print_json, state
-from bot.config import describe, load_settings
+from bot.cli.usage import exit_code_for
 from bot.errors import FlareStartError
-from bot.logs import setup_logging
-from bot.store import Store
-from bot.store.engine import make_engine
-from bot.store.migrate import current_revision, head_revision, upgrade
-from bot.store.subscribers import SubscriberStore
-from bot.subscribers.files import SubscriberFileError, load_subscriber_files
-from bot.subscribers.sync import sync_subscribers
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+# Every import here is paid by `flarestart --version`: the commands import what they use.
 
 app = typer.Typer(
     name="flarestart",
@@ -67,8 +63,9 @@ def root(
 ) -> None:
     """Settings come from the environment, then flarestart.toml, then defaults."""
     if config is not None:
-        state.settings = load_settings(config_file=config)
-        setup_logging(state.settings.log_level, state.settings.log_format)
+        from bot.config import load_settings
+
+        state.use(load_settings(config_file=config))
 
 
 @app.command()
@@ -78,6 +75,8 @@ def run() -> None:
 
     Example: FLARESTART_DATA_DIR=./data flarestart run
     """
+    import asyncio
+
     from bot.daemon import run_daemon
 
     settings = state.get_settings()
@@ -90,22 +89,37 @@ def run() -> None:
             f"[bold]FlareStart {__version__}[/] running on {where}: {count} source(s), "
             f"{readers} active subscriber(s), digests to {target}. Ctrl-C stops."
         )
+        if not readers:
+            err_console.print(
+                f"[yellow]No active subscribers, so no digest goes out.[/] Add one: "
+                f"`flarestart subscribers add you@example.com --topics python`, or a TOML file in "
+                f"{settings.subscribers_dir} (see subscribers/example.toml).",
+                highlight=False,
+                soft_wrap=True,
+            )
         asyncio.run(run_daemon(store, settings))
 
 
 def _sync_subscriber_files(store: Store) -> int:
     """Pick up the subscriber files at start; broken files are reported and change nothing."""
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import SubscriberFileError
+    from bot.subscribers.sync import sync_subscribers
+
     folder = state.get_settings().subscribers_dir
     subscriber_store = SubscriberStore(store.engine)
     if folder.is_dir():
         try:
-            specs = load_subscriber_files(folder, validate_topics=subscribers._topic_validator())
+            specs = subscribers.load_files(folder, store)
         except SubscriberFileError as exc:
             for problem in exc.problems:
-                err_console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
-            err_console.print(f"[yellow]subscriber files in {folder} not synced; fix them and restart[/]")
+                err_console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]subscriber files in {escape(str(folder))} not synced; fix them and restart[/]",
+                highlight=False,
+            )
         else:
-            sync_subscribers(subscriber_store, specs)  # logs what it added, changed, removed
+            sync_subscribers(subscriber_store, specs, folder=folder)  # logs what it added, changed, removed
     return len(subscriber_store.active())
 
 
@@ -115,6 +129,10 @@ def config_show(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
     Example: FLARESTART_FETCH_CONCURRENCY=8 flarestart config show
     """
+    from rich.table import Table
+
+    from bot.config import describe
+
     rows = describe(state.get_settings())
     if json:
         print_json(
@@ -139,6 +157,9 @@ def config_show(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations (also done at every start). Example: flarestart db upgrade"""
+    from bot.store.engine import make_engine
+    from bot.store.migrate import upgrade
+
     engine = make_engine(state.get_settings().effective_database_url)
     try:
         before, after = upgrade(engine)
@@ -153,6 +174,9 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision of the database and of this code."""
+    from bot.store.engine import make_engine
+    from bot.store.migrate import current_revision, head_revision
+
     engine = make_engine(state.get_settings().effective_database_url)
     try:
         current = current_revision(engine)
@@ -161,26 +185,25 @@ def db_current() -> None:
     console.print(f"database: {current or 'empty'}; code: {head_revision()}")
 
 
-def main() -> None:
-    """Console-script entry: expected errors become one line and an exit code."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: expected errors become one line and an exit code; anything else is a
+    bug and keeps its traceback."""
     try:
-        # Outside standalone mode click returns the code of typer.Exit instead of exiting with it.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        # Outside standalone mode the parser returns the code of typer.Exit instead of exiting.
+        code: Any = app(args=argv, prog_name="flarestart", standalone_mode=False)
     except FlareStartError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+        # escaped: messages quote user input and TOML headers such as [fetch], not rich markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        cli_code = exit_code_for(exc)
+        if cli_code is None:
+            raise
+        sys.exit(cli_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 __all__ = ["app", "main", "open_store"]

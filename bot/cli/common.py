@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 
-from bot.config import Settings, load_settings
 from bot.errors import ConfigError
-from bot.logs import setup_logging
-from bot.sources.defaults import seed_sources
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store import Store
+
+# Every command pays for what this package imports before it runs, so the settings (pydantic),
+# the store (SQLAlchemy) and the pipeline are imported where a command needs them: `--version`
+# and `--help` import typer and rich only (tests/cli/test_startup.py guards it).
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def feed_text(text: str, *, link: str | None = None, style: str = "") -> Text:
+    """Text a feed wrote (titles, names, tags), for rich: never read as markup, so "[link=…]" in
+    a title stays text, and a rich Text is never run through the highlighter's regexes."""
+    return Text(text, style=Style.parse(style) + Style(link=link) if link else style)
 
 
 @dataclass
@@ -29,9 +40,20 @@ class AppState:
 
     def get_settings(self) -> Settings:
         if self.settings is None:
-            self.settings = load_settings()
-            setup_logging(self.settings.log_level, self.settings.log_format)
+            from bot.config import load_settings
+
+            self.use(load_settings())
+        assert self.settings is not None
         return self.settings
+
+    def use(self, settings: Settings) -> None:
+        """Make `settings` the one every command uses, and log the way they say."""
+        from bot.config import warn_unknown_environment
+        from bot.logs import setup_logging
+
+        self.settings = settings
+        setup_logging(settings.log_level, settings.log_format)
+        warn_unknown_environment()
 
 
 state = AppState()
@@ -40,6 +62,9 @@ state = AppState()
 @contextmanager
 def open_store(*, seed: bool = True) -> Iterator[Store]:
     """The configured store, migrated, with the first run's sources seeded."""
+    from bot.sources.defaults import seed_sources
+    from bot.store import Store
+
     store = Store.open(state.get_settings())
     try:
         if seed:
@@ -51,6 +76,8 @@ def open_store(*, seed: bool = True) -> Iterator[Store]:
 
 def print_json(data: Any) -> None:
     """JSON for scripts: plain stdout, no colours, dates as ISO 8601."""
+    import json
+
     typer.echo(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False))
 
 

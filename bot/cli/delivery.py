@@ -3,30 +3,28 @@ and failed digests sent again."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Annotated, Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.channels.base import Channel
-from bot.channels.email import SmtpChannel
-from bot.channels.outbox import OutboxChannel
-from bot.cli.common import ago, console, open_store, parse_duration, print_json, state
-from bot.config import Settings
-from bot.delivery.ledger import STATUSES, DeliveryLedger
-from bot.delivery.service import CONFIRM_PERIOD, DigestService, SendResult, make_channel, send_job_key
+from bot.cli.common import ago, console, err_console, open_store, parse_duration, print_json, state
 from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
-from bot.store import Store
-from bot.store.models import Delivery, Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.store.types import utcnow
-from bot.subscribers.schedule import next_delivery_at, parse_delivery_time, period_for
+
+if TYPE_CHECKING:
+    from bot.channels.base import Channel, OutgoingDigest, Receipt
+    from bot.config import Settings
+    from bot.delivery.ledger import DeliveryLedger
+    from bot.delivery.service import DigestService, SendResult
+    from bot.store import Store
+    from bot.store.models import Delivery, Subscriber
+
+# Every import here is paid by `flarestart --version` (the CLI imports this module at start):
+# each command imports the store and the pipeline it uses.
 
 __all__ = [
     "RetryOutcome",
@@ -48,6 +46,8 @@ class NothingToSendError(FlareStartError):
 def current_period(frequency: str, local_date: date) -> str | None:
     """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
     and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
+    from bot.subscribers.schedule import period_for
+
     if frequency.startswith("weekly"):
         year, week, _ = local_date.isocalendar()
         return f"{year}-W{week:02d}"
@@ -56,15 +56,14 @@ def current_period(frequency: str, local_date: date) -> str | None:
 
 def describe_destination(channel: Channel, address: str) -> str:
     """Where a digest for `address` goes through `channel`, in words."""
+    from bot.channels.email import SmtpChannel
+    from bot.channels.outbox import OutboxChannel
+
     if isinstance(channel, SmtpChannel):
         return f"{address} through {channel.target}"
     if isinstance(channel, OutboxChannel):
         return f"the outbox Maildir {channel.maildir_path}"
     return f"{address} via {channel.name}"
-
-
-def _local(moment: datetime, timezone: str) -> str:
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,8 @@ class _Outcome:
     result: SendResult
     channel: str
     destination: str
-    earlier: Delivery | None = None  # the ledger row that made it not send
+    earlier: Delivery | None = None  # the ledger row that made it not send (or, dry, what it says)
+    dry_run: bool = False
 
 
 def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel: str) -> Delivery | None:
@@ -86,17 +86,20 @@ def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel
 
 def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetime, *, force: bool) -> str:
     """The due period; with --now the current one. Exits 1 when there is none to send."""
-    due = service.due(subscriber, now)
-    if due is not None:
-        return due.period
-    who = subscriber.email or f"#{subscriber.id}"
-    upcoming = next_delivery_at(
+    from bot.cli.subscribers import describe_next
+    from bot.subscribers.schedule import next_delivery, parse_delivery_time
+
+    upcoming = next_delivery(
         now=now,
         timezone=subscriber.timezone,
         delivery_time=parse_delivery_time(subscriber.delivery_time),
         frequency=subscriber.frequency,
+        catch_up=timedelta(hours=service.settings.delivery.catch_up_hours),
     )
-    when = f"{_local(upcoming, subscriber.timezone)} ({ago(upcoming, now)})"
+    if upcoming.due_now:
+        return upcoming.period
+    who = subscriber.email or f"#{subscriber.id}"
+    when = describe_next(upcoming, subscriber.timezone, now)
     if not force:
         raise NothingToSendError(
             f"nothing due for {who}: the next digest is {when}; "
@@ -115,6 +118,8 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
 async def _send_one(
     store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
 ) -> _Outcome:
+    from bot.delivery.service import DigestService, SendResult, make_channel
+
     assert subscriber.id is not None and subscriber.email is not None
     channel = make_channel(settings)
     try:
@@ -122,15 +127,19 @@ async def _send_one(
         period = _period_to_send(service, subscriber, service.clock(), force=force)
         destination = describe_destination(channel, subscriber.email)
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
+        if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
+            result = await service.send(subscriber.id, period, dry_run=True)
+            return _Outcome(result, channel.name, destination, earlier, dry_run=True)
         if earlier is not None and earlier.status == "failed":
             raise NothingToSendError(
                 f"{subscriber.email}'s digest for {period} failed for good after {earlier.attempts} "
-                f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}"
+                f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}; "
+                "`flarestart deliveries retry` queues it again once the cause is fixed"
             )
-        if earlier is not None and earlier.status in ("sent", "skipped"):
-            status = "already-sent" if earlier.status == "sent" else "skipped"
-            result = SendResult(status, subscriber.email, period, len(earlier.article_ids))
+        if earlier is not None and earlier.status == "sent":
+            result = SendResult("already-sent", subscriber.email, period, len(earlier.article_ids))
             return _Outcome(result, channel.name, destination, earlier)
+        # A skipped (quiet) period is composed again: there may be something to send by now.
         try:
             # Not the last attempt: a server that is down leaves the delivery pending, to retry.
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
@@ -145,7 +154,7 @@ async def _send_one(
 
 
 def send(
-    subscriber: Annotated[str, typer.Argument(help="The subscriber's email or id.")],
+    subscriber: Annotated[str | None, typer.Argument(help="The subscriber's email or id.")] = None,
     now: Annotated[
         bool,
         typer.Option(
@@ -155,16 +164,40 @@ def send(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compose and render only: send nothing, record nothing.")
     ] = False,
+    test: Annotated[
+        str | None,
+        typer.Option(
+            "--test",
+            metavar="ADDRESS",
+            help="Send today's sample digest (the day's best, subject marked [test]) to ADDRESS "
+            "through the configured channel; records nothing.",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Send one subscriber's digest for the period that is due now, through SMTP or the outbox.
 
     Safe to repeat: the delivery ledger knows what went out, and a period is sent once. Exits 1
-    when nothing is due (unless --now) and when the delivery failed.
+    when nothing is due (unless --now) and when the delivery failed. With --test ADDRESS, no
+    subscriber is needed: a sample digest checks your SMTP settings end to end.
 
     Example: flarestart send ada@example.com --now --dry-run
+    (or: flarestart send --test you@example.com)
     """
+    import asyncio
+
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     settings = state.get_settings()
+    if test is not None:
+        if subscriber is not None:
+            raise ConfigError("give a SUBSCRIBER or --test ADDRESS, not both")
+        _send_test(settings, test, dry_run=dry_run, json=json)
+        return
+    if subscriber is None:
+        raise ConfigError(
+            "send needs a SUBSCRIBER (email or id), or --test ADDRESS for a sample digest to yourself"
+        )
     with open_store(seed=False) as store:
         row = SubscriberStore(store.engine).get(subscriber)
         who = row.email or f"#{row.id}"
@@ -184,6 +217,79 @@ def send(
         console.print(_outcome_line(outcome), highlight=False, soft_wrap=True)
 
 
+def _send_test(settings: Settings, address: str, *, dry_run: bool, json: bool) -> None:
+    """`send --test`: the sample digest through the real channel; nothing recorded."""
+    import asyncio
+    import secrets
+
+    from bot.delivery.service import placeholders
+    from bot.subscribers.files import normalize_email
+
+    try:
+        address = normalize_email(address)
+    except ValueError as exc:
+        raise ConfigError(f"--test: {exc}") from None
+    for warning in placeholders(settings) if settings.email.smtp_url else ():
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    # Its links are signed with a throwaway key: they must not work for whoever is subscriber #1.
+    throwaway = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
+    with open_store() as store:
+        result = asyncio.run(_run_test(store, throwaway, address, dry_run=dry_run))
+    outgoing, receipt = result.outgoing, result.receipt
+    if json:
+        print_json(
+            {
+                "status": "dry-run" if dry_run else "sent",
+                "to": address,
+                "items": result.items,
+                "subject": outgoing.rendered.subject,
+                "channel": result.channel,
+                "destination": result.destination,
+                "message_id": outgoing.message_id,
+                "detail": receipt.detail if receipt is not None else None,
+                "recorded": False,
+            }
+        )
+        return
+    what = f'a test digest ({result.items} items, subject "{escape(outgoing.rendered.subject)}")'
+    if dry_run:
+        console.print(
+            f"[cyan]Dry run:[/] {what} would go to {escape(result.destination)}. Nothing was sent.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    server = f" (server: {escape(receipt.detail)})" if receipt is not None and receipt.detail else ""
+    console.print(
+        f"[green]Sent[/] {what} to {escape(result.destination)}{server}. Nothing was recorded: "
+        "no delivery, and the articles stay new for every reader.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _TestOutcome:
+    outgoing: OutgoingDigest
+    items: int
+    receipt: Receipt | None
+    channel: str
+    destination: str
+
+
+async def _run_test(store: Store, settings: Settings, address: str, *, dry_run: bool) -> _TestOutcome:
+    from bot.delivery.service import DigestService, make_channel
+
+    channel = make_channel(settings)
+    try:
+        service = DigestService(store, settings, channel)
+        sent = await service.send_test(address, dry_run=dry_run)
+    finally:
+        await channel.aclose()
+    destination = describe_destination(channel, address)
+    return _TestOutcome(sent.outgoing, sent.items, sent.receipt, channel.name, destination)
+
+
 def _outcome_line(outcome: _Outcome) -> str:
     result, earlier = outcome.result, outcome.earlier
     digest = f"{escape(result.subscriber)}'s digest for {result.period}"
@@ -195,12 +301,22 @@ def _outcome_line(outcome: _Outcome) -> str:
         elif receipt is not None and receipt.detail:
             where += f" (server: {escape(receipt.detail)})"
         return f"[green]Sent[/] {digest}: {result.items} items to {escape(where)}."
-    if result.status == "dry-run":
-        return (
-            f"[cyan]Dry run:[/] {digest} would have {result.items} items, subject "
-            f'"{escape(result.detail)}", and would go to {escape(outcome.destination)}. '
-            "Nothing was sent or recorded."
-        )
+    if outcome.dry_run:
+        if result.status == "dry-run":
+            line = (
+                f"[cyan]Dry run:[/] {digest} would have {result.items} items, subject "
+                f'"{escape(result.detail)}", and would go to {escape(outcome.destination)}. '
+                "Nothing was sent or recorded."
+            )
+        else:
+            line = (
+                f"[cyan]Dry run:[/] {digest} would be skipped: {escape(result.detail)}. Nothing was recorded."
+            )
+        if earlier is not None and earlier.status in ("sent", "failed"):
+            when = f" {ago(earlier.sent_at)}" if earlier.sent_at else ""
+            final = f"went out{when}" if earlier.status == "sent" else "failed for good"
+            line += f" (The ledger says this period {final}, so a real send sends nothing.)"
+        return line
     if result.status == "already-sent":
         when = f" {ago(earlier.sent_at)}" if earlier is not None and earlier.sent_at else ""
         return f"Already sent: {digest} went out{when}; nothing sent again."
@@ -246,6 +362,12 @@ def deliveries_list(
 
     Example: flarestart deliveries list --status failed --json | jq '.[].last_error'
     """
+    from rich.table import Table
+
+    from bot.delivery.ledger import STATUSES, DeliveryLedger
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     if status is not None and status not in STATUSES:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
     with open_store(seed=False) as store:
@@ -360,6 +482,8 @@ def retry_failed(
 
 
 def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> str | None:
+    from bot.delivery.service import CONFIRM_PERIOD
+
     if row.period == CONFIRM_PERIOD:
         return "a double opt-in mail, not a digest"
     if subscriber is None:
@@ -372,6 +496,8 @@ def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> 
 
 
 def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     assert row.id is not None
     key = send_job_key(row.subscriber_id, row.period, row.channel)
     now = service.clock()
@@ -393,6 +519,8 @@ def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) ->
 
 
 def _dry_retry(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
+    from bot.delivery.service import send_job_key
+
     job_status = service.queue.status_of(send_job_key(row.subscriber_id, row.period, row.channel))
     if job_status in ("done", "failed"):
         return "would queue its send job again"
@@ -430,6 +558,12 @@ def deliveries_retry(
 
     Example: flarestart deliveries retry --since 6h --dry-run
     """
+    import asyncio
+
+    from bot.delivery.service import DigestService, make_channel
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+
     cutoff = utcnow() - parse_duration(since, option="--since")
     if period is not None and not _PERIOD.match(period):
         raise ConfigError(f"--period {period!r}: expected a day like 2026-11-27 or a week like 2026-W48")
@@ -453,6 +587,8 @@ def deliveries_retry(
 
 
 def _print_retry(outcomes: list[RetryOutcome], *, since: str, dry_run: bool) -> None:
+    from rich.table import Table
+
     if not outcomes:
         console.print(f"No failed deliveries in the last {escape(since)} match; nothing to retry.")
         return

@@ -8,54 +8,35 @@ Everything it starts is stopped before it returns.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import shlex
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.channels.email import SmtpChannel
 from bot.cli.common import console, state
-from bot.cli.delivery import current_period
-from bot.cli.fetching import fetch_progress
-from bot.config import Settings
-from bot.delivery.service import DigestService, SendResult
-from bot.demo import (
-    DEMO_FEEDS,
-    SAMPLE_SUBSCRIBERS,
-    Preview,
-    PreviewingChannel,
-    add_sample_subscribers,
-    content_type,
-    feed_path,
-    maildir_smtp_server,
-    render_feed,
-)
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.sources.defaults import SEEDED_FLAG
-from bot.sources.ingest import Ingestor, ProgressHook, SourceReport
-from bot.store import NewSource, Store
-from bot.store.models import Source, Subscriber
-from bot.store.subscribers import SubscriberStore
-from bot.store.types import utcnow
-from bot.testing.httpserver import FixtureServer, static
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.delivery.service import SendResult
+    from bot.demo import Preview
+    from bot.sources.ingest import ProgressHook, SourceReport
+    from bot.store import Store
+    from bot.store.models import Source, Subscriber
+    from bot.testing.httpserver import FixtureServer
 
 __all__ = ["demo"]
 
 INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
+# len(bot.demo.SAMPLE_SUBSCRIBERS), which `--help` must not import (tests/cli/test_demo_cli.py checks).
+SAMPLE_READERS = 5
 QUIET_LOGGERS = ("bot", "mail.log")  # FlareStart's own INFO lines and aiosmtpd's per-connection chatter
 
 
@@ -80,8 +61,8 @@ def demo(
         typer.Option(
             "--subscribers",
             min=1,
-            max=len(SAMPLE_SUBSCRIBERS),
-            help=f"How many sample readers get a digest (1 … {len(SAMPLE_SUBSCRIBERS)}).",
+            max=SAMPLE_READERS,
+            help=f"How many sample readers get a digest (1 … {SAMPLE_READERS}).",
         ),
     ] = 3,
 ) -> None:
@@ -94,6 +75,16 @@ def demo(
 
     Example: flarestart demo --keep ./flarestart-demo
     """
+    import asyncio
+
+    from bot.demo import add_sample_subscribers
+    from bot.ranking.setup import taxonomy_for
+    from bot.sources.defaults import SEEDED_FLAG
+    from bot.store import Store
+    from bot.store.subscribers import SubscriberStore
+    from bot.store.types import utcnow
+    from bot.testing.httpserver import FixtureServer
+
     started = time.monotonic()
     folder = _demo_folder(keep)
     base = state.get_settings()
@@ -139,6 +130,8 @@ def demo(
 
 
 def _demo_folder(keep: Path | None) -> Path:
+    import tempfile
+
     if keep is None:
         return Path(tempfile.mkdtemp(prefix="flarestart-demo-")).resolve()
     folder = keep.expanduser().resolve()
@@ -157,6 +150,8 @@ def _demo_folder(keep: Path | None) -> Path:
 @contextmanager
 def _library_logs_quiet() -> Iterator[None]:
     """The demo narrates what happens; INFO log lines would only interleave with it (DEBUG stays)."""
+    import logging
+
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     before = [logger.level for logger in loggers]
     for logger in loggers:
@@ -170,6 +165,10 @@ def _library_logs_quiet() -> Iterator[None]:
 
 
 def _add_demo_sources(store: Store, server: FixtureServer, now: datetime) -> list[Source]:
+    from bot.demo import DEMO_FEEDS, content_type, feed_path, render_feed
+    from bot.store import NewSource
+    from bot.testing.httpserver import static
+
     new = []
     for feed in DEMO_FEEDS:
         url = server.url(feed_path(feed))
@@ -190,6 +189,11 @@ def _add_demo_sources(store: Store, server: FixtureServer, now: datetime) -> lis
 
 def _fetch(store: Store, settings: Settings) -> list[SourceReport]:
     """Fetch every demo source with the real ingestor, showing progress as `flarestart fetch` does."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.cli.fetching import fetch_progress
+    from bot.sources.ingest import Ingestor
 
     async def run(started: Callable[[list[Source]], None], advanced: ProgressHook) -> list[SourceReport]:
         # Six small feeds parse in milliseconds: threads spare the demo starting parser processes.
@@ -219,6 +223,11 @@ async def _send_digests(
     store: Store, settings: Settings, inbox: Path, readers: list[Subscriber]
 ) -> list[_Sent]:
     """Start the loopback SMTP server, send each reader's digest for the current period through it."""
+    from bot.channels.email import SmtpChannel
+    from bot.cli.delivery import current_period
+    from bot.delivery.service import DigestService
+    from bot.demo import PreviewingChannel, maildir_smtp_server
+
     async with maildir_smtp_server(inbox / "mail") as server:
         email = settings.email.model_copy(update={"smtp_url": server.url, "allow_plain": True})
         smtp_settings = settings.model_copy(update={"email": email})
@@ -245,6 +254,10 @@ async def _send_digests(
 
 
 def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float) -> None:
+    import shlex
+
+    from rich.table import Table
+
     table = Table(title="Digests sent", title_justify="left")
     for column in ("subscriber", "schedule", "topics", "items", "subject"):
         table.add_column(column, overflow="fold", justify="right" if column == "items" else "left")

@@ -5,22 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
-from bot.cli.common import ago, console, err_console, open_store, print_json, state
-from bot.config import Settings
-from bot.digest.compose import Composer, DigestPlan, PlannedItem, window_for
+from bot.cli.common import ago, console, err_console, feed_text, open_store, print_json, state
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.ranking.topics import Taxonomy
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.digest.compose import DigestAccount, DigestPlan, PlannedItem
+    from bot.ranking.topics import Taxonomy
+    from bot.store import Store
+    from bot.store.models import Subscriber
 
 topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a --topics preview written with --html
@@ -35,6 +35,10 @@ def topics_list(
 
     Example: flarestart topics list --json | jq '.[].slug'
     """
+    from rich.table import Table
+
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
     if json:
         print_json(
@@ -82,11 +86,17 @@ def preview(
     Example: flarestart preview --topics python,ai --mute crypto --max 5
     (or: flarestart preview ada@example.com --html ada.html)
     """
+    from bot.digest.compose import Composer, window_for
+    from bot.ranking.setup import taxonomy_for
+    from bot.store.models import Subscriber
+    from bot.store.types import utcnow
+
     settings = state.get_settings()
     taxonomy = taxonomy_for(settings)
     now = utcnow()
     with open_store() as store:
         if subscriber is not None:
+            from bot.cli.subscribers import describe_next, upcoming_deliveries
             from bot.delivery.ledger import DeliveryLedger
             from bot.store.subscribers import SubscriberStore
 
@@ -95,6 +105,17 @@ def preview(
             prefs = composer.preferences_of(row)
             delivered = DeliveryLedger(store.engine).sent_article_ids(row.id or 0)
             label = f"{row.name or row.email}"
+            upcoming = upcoming_deliveries(store, [row], now).get(row.id or 0)
+            schedule: str | None = (
+                f"next digest {describe_next(upcoming, row.timezone, now)}"
+                if upcoming is not None
+                else f"{row.status}: no digest goes to them"
+            )
+            next_json: dict[str, Any] | None = (
+                {"period": upcoming.period, "at": upcoming.scheduled_at, "due_now": upcoming.due_now}
+                if upcoming is not None
+                else None
+            )
         elif topics:
             composer = Composer(store, settings, taxonomy, now=now)
             muted_topics, keywords = _split_mutes(taxonomy, _split(mute))
@@ -103,16 +124,18 @@ def preview(
                 muted_topics=muted_topics,
                 muted_keywords=keywords,
                 max_items=max_items,
-                window=window_for("daily"),
+                window=window_for("daily", settings),
             )
             delivered = set()
             label = ", ".join(_split(topics))
+            schedule = next_json = None
             row = Subscriber(id=STAND_IN_ID, email=PREVIEW_ADDRESS)  # who --html addresses it to
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
         if max_items and subscriber is not None:
             prefs = replace(prefs, max_items=max_items)
         plan = composer.plan(prefs, delivered=delivered)
+        account = composer.account(prefs, plan, delivered=delivered)
         written = (
             _write_html(store, settings, taxonomy, row, plan, html, now, stand_in=subscriber is None)
             if html is not None
@@ -121,9 +144,12 @@ def preview(
     if written is not None:
         (err_console if json else console).print(written, highlight=False, soft_wrap=True)
     if json:
-        print_json([_item_json(taxonomy, item) for item in plan.items])
+        print_json(
+            {"items": [_item_json(taxonomy, item) for item in plan.items], **account.as_dict()}
+            | ({"next_delivery": next_json} if subscriber is not None else {})
+        )
         return
-    _print_plan(taxonomy, plan, label)
+    _print_plan(taxonomy, plan, account, label, schedule)
 
 
 def _write_html(
@@ -206,25 +232,36 @@ def _item_json(taxonomy: Taxonomy, item: PlannedItem) -> dict[str, Any]:
     }
 
 
-def _print_plan(taxonomy: Taxonomy, plan: DigestPlan, label: str) -> None:
+def _print_plan(
+    taxonomy: Taxonomy, plan: DigestPlan, account: DigestAccount, label: str, schedule: str | None
+) -> None:
+    if schedule:
+        console.print(f"[dim]{escape(label)}: {escape(schedule)}[/]", highlight=False, soft_wrap=True)
     if not plan.items:
-        console.print(
-            f"[yellow]Empty digest[/] for {escape(label)}: {escape(plan.empty_reason or 'nothing matched')}"
-        )
+        reason = account.reason or plan.empty_reason or "nothing matched"
+        console.print(f"[yellow]Empty digest[/] for {escape(label)}: {escape(reason)}", soft_wrap=True)
         return
     console.print(
-        f"[bold]Digest for {escape(label)}[/] · {len(plan.items)} of {plan.candidates} candidates\n"
+        f"[bold]Digest for {escape(label)}[/] · {account.shown} of {account.candidates} candidates",
+        soft_wrap=True,
     )
+    if account.reason:
+        console.print(f"[dim]{escape(account.reason)}[/]", highlight=False, soft_wrap=True)
+    console.print()
     for number, item in enumerate(plan.items, 1):
         article = item.article
-        link = f"[link={article.url}]{escape(article.title)}[/link]" if article.url else escape(article.title)
-        console.print(f"[bold]{number:>2}. {link}[/]")
+        # Feed text goes in as Text, never as markup, and nothing runs the highlighter over it.
+        title = feed_text(article.title, link=article.url)
+        console.print(Text.assemble(f"{number:>2}. ", title, style="bold"), highlight=False)
         console.print(
-            f"    via {escape(article.source_name)} · {ago(article.published)}"
-            f" · score {item.ranked.score:.3f}"
+            Text.assemble(
+                "    via ",
+                feed_text(article.source_name),
+                f" · {ago(article.published)} · score {item.ranked.score:.3f}",
+            ),
+            highlight=False,
         )
-        console.print(f"    [dim]{escape(_why(taxonomy, item))}[/]")
+        console.print(feed_text(f"    {_why(taxonomy, item)}", style="dim"), highlight=False)
         if item.also:
-            console.print(
-                f"    [dim]also covered by {escape(', '.join(a.source_name for a in item.also))}[/]"
-            )
+            also = ", ".join(a.source_name for a in item.also)
+            console.print(feed_text(f"    also covered by {also}", style="dim"), highlight=False)

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import OPMLError, SourceError
-from bot.sources.discover import discover_feed
-from bot.sources.fetch import Fetcher
-from bot.sources.netguard import check_url
-from bot.sources.opml import OutlineFeed, export_opml, parse_opml
-from bot.sources.parse import parse_feed
-from bot.sources.types import ParsedFeed
-from bot.store import DuplicateSourceError, NewSource, Store
-from bot.store.models import Source
+
+if TYPE_CHECKING:
+    from bot.sources.types import ParsedFeed
+    from bot.store import Store
+    from bot.store.models import Source
 
 app = typer.Typer(help="Manage the feeds FlareStart reads.", no_args_is_help=True)
+NAME_WIDTH_MAX = 24  # `sources list` cuts longer names with an ellipsis
 
 
 def _split_topics(topics: str | None) -> tuple[str, ...]:
@@ -29,6 +26,10 @@ def _split_topics(topics: str | None) -> tuple[str, ...]:
 
 
 async def _discover(url: str) -> tuple[str, ParsedFeed]:
+    from bot.sources.discover import discover_feed
+    from bot.sources.fetch import Fetcher
+    from bot.sources.parse import parse_feed
+
     settings = state.get_settings()
     async with Fetcher(settings.fetch, allow_private=settings.allow_private_urls) as fetcher:
         return await discover_feed(
@@ -39,6 +40,8 @@ async def _discover(url: str) -> tuple[str, ParsedFeed]:
 
 
 def _refuse_known_url(store: Store, url: str) -> None:
+    from bot.store import DuplicateSourceError
+
     for source in store.list_sources():
         if source.url == url:
             raise DuplicateSourceError(f"{url} is already a source, named {source.name!r}")
@@ -56,6 +59,11 @@ def add(
 
     Example: flarestart sources add https://blog.python.org --topics python
     """
+    import asyncio
+
+    from bot.sources.netguard import check_url
+    from bot.store import NewSource
+
     url = check_url(url)
     with open_store() as store:
         _refuse_known_url(store, url)
@@ -113,6 +121,8 @@ def list_(
 
     Example: flarestart sources list --json | jq '.[] | select(.status == "failing")'
     """
+    from rich.table import Table
+
     with open_store() as store:
         sources = store.list_sources()
         counts = store.article_counts()
@@ -123,18 +133,15 @@ def list_(
         console.print("No sources yet. Add one: [bold]flarestart sources add URL[/]")
         return
     table = Table(title=f"{len(sources)} sources", title_justify="left")
-    for column in (
-        "name",
-        "status",
-        "articles",
-        "last fetch",
-        "next fetch",
-        "errors",
-        "last error",
-    ):
-        table.add_column(
-            column, overflow="fold", justify="right" if column in ("articles", "errors") else "left"
-        )
+    # At 80 columns: a name stays on one line, cut with an ellipsis rather than broken inside a
+    # word; the other columns wrap at spaces and the last error folds. The error count is the
+    # status's ("failing ×3"), so it takes no column of its own.
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH_MAX)
+    table.add_column("status")
+    table.add_column("articles", justify="right")
+    table.add_column("last fetch")
+    table.add_column("next fetch")
+    table.add_column("last error", overflow="fold")
     for s in sources:
         table.add_row(
             s.name,
@@ -142,7 +149,6 @@ def list_(
             str(counts.get(s.id or 0, 0)),
             ago(s.last_fetch_at),
             ago(s.next_fetch_at) if s.enabled else "-",
-            str(s.error_count),
             (s.disabled_reason or s.last_error or "")[:80],
         )
     console.print(table)
@@ -183,6 +189,9 @@ def import_(
 
     Example: flarestart sources import subscriptions.opml
     """
+    from bot.sources.opml import parse_opml
+    from bot.store import NewSource
+
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -190,7 +199,7 @@ def import_(
     feeds, problems = parse_opml(data, origin=str(file))
     if problems:
         for problem in problems:
-            err_console.print(f"[yellow]{file}:[/] {problem}")
+            err_console.print(f"[yellow]{escape(str(file))}:[/] {escape(str(problem))}", highlight=False)
         if not skip_invalid:
             raise OPMLError(
                 f"{file}: {len(problems)} invalid outline(s), nothing imported "
@@ -238,6 +247,8 @@ def export(
 
     Example: flarestart sources export feeds.opml
     """
+    from bot.sources.opml import OutlineFeed, export_opml
+
     with open_store() as store:
         feeds = [
             OutlineFeed(

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Container, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from bot.cli.common import ago, console, err_console, open_store, print_json, state
 from bot.errors import ConfigError
-from bot.ranking.setup import taxonomy_for
-from bot.store.models import Subscriber
-from bot.store.subscribers import SubscriberError, SubscriberStore
-from bot.subscribers.files import SubscriberFileError, load_subscriber_files, make_spec
-from bot.subscribers.schedule import next_delivery_at, parse_delivery_time
-from bot.subscribers.sync import SyncReport, sync_subscribers
+
+if TYPE_CHECKING:
+    from bot.store import Store
+    from bot.store.models import Subscriber
+    from bot.subscribers.files import SubscriberSpec
+    from bot.subscribers.schedule import NextDelivery
+    from bot.subscribers.sync import SyncReport
 
 app = typer.Typer(help="Manage who receives digests, and when.", no_args_is_help=True)
 
@@ -33,6 +34,8 @@ STATUS_STYLE = {
 
 def _topic_validator() -> Callable[[Iterable[str]], None] | None:
     """The taxonomy's check for topic slugs (raises ConfigError naming unknown ones and the closest)."""
+    from bot.ranking.setup import taxonomy_for
+
     taxonomy = taxonomy_for(state.get_settings())
 
     def validate(slugs: Iterable[str]) -> None:
@@ -41,15 +44,80 @@ def _topic_validator() -> Callable[[Iterable[str]], None] | None:
     return validate
 
 
-def _next_delivery(subscriber: Subscriber, now: datetime) -> datetime | None:
-    if subscriber.status != "active":
-        return None
-    return next_delivery_at(
-        now=now,
-        timezone=subscriber.timezone,
-        delivery_time=parse_delivery_time(subscriber.delivery_time),
-        frequency=subscriber.frequency,
-    )
+def load_files(folder: Path, store: Store) -> list[SubscriberSpec]:
+    """The subscriber files of `folder`, checked against the taxonomy and the store's sources
+    (raises SubscriberFileError naming file and line)."""
+    from bot.sources.defaults import source_names
+    from bot.subscribers.files import load_subscriber_files
+
+    known = source_names(store, state.get_settings())
+    return load_subscriber_files(folder, validate_topics=_topic_validator(), known_sources=known)
+
+
+class _Scheduled(Protocol):
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def delivery_time(self) -> str: ...
+    @property
+    def frequency(self) -> str: ...
+
+
+def upcoming_deliveries(
+    store: Store, subscribers: Sequence[_Scheduled], now: datetime
+) -> dict[int, NextDelivery]:
+    """Each active subscriber's next digest as `flarestart run` will send it: `next_delivery`
+    (catch-up included), with the periods the ledger has settled already left out."""
+    from bot.delivery.ledger import DeliveryLedger
+    from bot.delivery.service import channel_name, send_job_key
+    from bot.jobs.queue import JobQueue
+    from bot.subscribers.schedule import next_delivery, parse_delivery_time
+
+    settings = state.get_settings()
+    catch_up = timedelta(hours=settings.delivery.catch_up_hours)
+    active = [s for s in subscribers if s.status == "active" and s.id is not None]
+
+    def next_for(s: _Scheduled, settled: Container[str] = ()) -> NextDelivery:
+        return next_delivery(
+            now=now,
+            timezone=s.timezone,
+            delivery_time=parse_delivery_time(s.delivery_time),
+            frequency=s.frequency,
+            catch_up=catch_up,
+            settled=settled,
+        )
+
+    first = {s.id: next_for(s) for s in active if s.id is not None}
+    due = [(sid, found.period) for sid, found in first.items() if found.due_now]
+    channel = channel_name(settings)
+    closed = DeliveryLedger(store.engine).closed(due, channel)
+    queue = JobQueue(store.engine)
+    # Sent and failed rows are final. A skipped one (a quiet period) is tried again by `run` only
+    # while no send job of the period has run yet (one made by `send --now`, for instance).
+    done = {
+        key
+        for key, status in closed.items()
+        if status != "skipped" or queue.status_of(send_job_key(*key, channel)) not in (None, "queued")
+    }
+    return {
+        s.id: next_for(s, {first[s.id].period}) if (s.id, first[s.id].period) in done else first[s.id]
+        for s in active
+        if s.id is not None
+    }
+
+
+def describe_next(found: NextDelivery | None, timezone: str, now: datetime) -> str:
+    """The next digest in words, the same in every message."""
+    if found is None:
+        return "-"
+    when = _local(found.scheduled_at, timezone)
+    if found.due_now:
+        return f"{when} (due now: `flarestart run` sends it within a minute)"
+    return f"{when} ({ago(found.scheduled_at, now)})"
 
 
 def _local(moment: datetime | None, timezone: str) -> str:
@@ -62,9 +130,11 @@ def _topics_text(topics: dict[str, float]) -> str:
     return ", ".join(slug if weight == 1.0 else f"{slug}:{weight:g}" for slug, weight in topics.items())
 
 
-def _subscriber_dict(subscriber: Subscriber, now: datetime) -> dict[str, Any]:
+def _subscriber_dict(subscriber: Subscriber, upcoming: NextDelivery | None) -> dict[str, Any]:
     data = subscriber.model_dump()
-    data["next_delivery"] = _next_delivery(subscriber, now)
+    data["next_delivery"] = upcoming.scheduled_at if upcoming is not None else None
+    data["next_period"] = upcoming.period if upcoming is not None else None
+    data["due_now"] = upcoming.due_now if upcoming is not None else False
     return data
 
 
@@ -102,29 +172,42 @@ def sync(
 
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import SubscriberFileError
+    from bot.subscribers.sync import sync_subscribers
+
     where = folder if folder is not None else state.get_settings().subscribers_dir
-    try:
-        specs = load_subscriber_files(where, validate_topics=_topic_validator())
-    except SubscriberFileError as exc:
-        for problem in exc.problems:
-            err_console.print(
-                f"[red]{problem.path}:{problem.line}:[/] {problem.message}", highlight=False, soft_wrap=True
-            )
-        count = len(exc.problems)
-        raise ConfigError(
-            f"{count} problem{'s' if count > 1 else ''} in the subscriber files in {where}; nothing changed"
-        ) from None
     with open_store(seed=False) as store:
-        report = sync_subscribers(SubscriberStore(store.engine), specs, dry_run=dry_run)
+        try:
+            specs = load_files(where, store)
+        except SubscriberFileError as exc:
+            for problem in exc.problems:
+                err_console.print(
+                    f"[red]{escape(str(problem.path))}:{problem.line}:[/] {escape(problem.message)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            count = len(exc.problems)
+            raise ConfigError(
+                f"{count} problem{'s' if count > 1 else ''} in the subscriber files in {where}; "
+                "nothing changed"
+            ) from None
+        report = sync_subscribers(SubscriberStore(store.engine), specs, folder=where, dry_run=dry_run)
+        now = datetime.now(UTC)
+        added = set(report.added)
+        rows = [s for s in SubscriberStore(store.engine).list() if s.email in added]
+        upcoming = upcoming_deliveries(store, rows, now)
+        first = {s.email: describe_next(upcoming.get(s.id or 0), s.timezone, now) for s in rows}
     if json:
         print_json(report.as_dict())
         return
-    _print_report(report, where)
+    _print_report(report, where, first)
 
 
-def _print_report(report: SyncReport, folder: Path) -> None:
+def _print_report(report: SyncReport, folder: Path, first: dict[str | None, str]) -> None:
     for email in report.added:
-        console.print(f"[green]+ added[/]   {email}", highlight=False, soft_wrap=True)
+        when = f"; first digest {first[email]}" if email in first else ""
+        console.print(f"[green]+ added[/]   {email}{when}", highlight=False, soft_wrap=True)
     for email in report.changed:
         fields = ", ".join(report.changes.get(email, ()))
         console.print(f"[yellow]~ changed[/] {email} ({fields})", highlight=False, soft_wrap=True)
@@ -166,6 +249,9 @@ def add(
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
     """
+    from bot.store.subscribers import SubscriberStore
+    from bot.subscribers.files import make_spec
+
     spec = make_spec(
         email=email,
         name=name,
@@ -180,11 +266,11 @@ def add(
     now = datetime.now(UTC)
     with open_store(seed=False) as store:
         subscriber = SubscriberStore(store.engine).add(spec, status="active", now=now)
+        upcoming = upcoming_deliveries(store, [subscriber], now).get(subscriber.id or 0)
     if json:
-        print_json(_subscriber_dict(subscriber, now))
+        print_json(_subscriber_dict(subscriber, upcoming))
         return
-    upcoming = _next_delivery(subscriber, now)
-    first = f"{_local(upcoming, subscriber.timezone)} ({ago(upcoming, now)})"
+    first = describe_next(upcoming, subscriber.timezone, now)
     console.print(
         f"[green]Added[/] {subscriber.email}: {subscriber.frequency} at {subscriber.delivery_time} "
         f"{subscriber.timezone}; first digest {first}.",
@@ -204,13 +290,18 @@ def list_(
 
     Example: flarestart subscribers list --json | jq '.[] | select(.status == "bouncing") | .email'
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     if status is not None and status not in STATUS_STYLE:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUS_STYLE)}")
     now = datetime.now(UTC)
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine).list(status)
+        upcoming = upcoming_deliveries(store, subscribers, now)
     if json:
-        print_json([_subscriber_dict(s, now) for s in subscribers])
+        print_json([_subscriber_dict(s, upcoming.get(s.id or 0)) for s in subscribers])
         return
     if not subscribers:
         console.print(
@@ -222,7 +313,6 @@ def list_(
     for column in ("email", "name", "status", "time zone", "time", "frequency", "topics", "next delivery"):
         table.add_column(column, overflow="fold")
     for s in subscribers:
-        upcoming = _next_delivery(s, now)
         style = STATUS_STYLE.get(s.status, "")
         table.add_row(
             s.email or f"#{s.id}",
@@ -232,7 +322,7 @@ def list_(
             s.delivery_time,
             s.frequency,
             _topics_text(s.topics) or "-",
-            f"{_local(upcoming, s.timezone)} ({ago(upcoming, now)})" if upcoming else "-",
+            describe_next(upcoming.get(s.id or 0), s.timezone, now),
         )
     console.print(table)
 
@@ -246,13 +336,17 @@ def show(
 
     Example: flarestart subscribers show ada@example.com
     """
+    from rich.table import Table
+
+    from bot.store.subscribers import SubscriberStore
+
     now = datetime.now(UTC)
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).get(subscriber)
+        upcoming = upcoming_deliveries(store, [found], now).get(found.id or 0)
     if json:
-        print_json(_subscriber_dict(found, now))
+        print_json(_subscriber_dict(found, upcoming))
         return
-    upcoming = _next_delivery(found, now)
     mutes = (
         ("muted topics", ", ".join(found.muted_topics)),
         ("muted keywords", ", ".join(found.muted_keywords)),
@@ -263,7 +357,7 @@ def show(
         ("name", found.name or "-"),
         ("status", f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]"),
         ("schedule", f"{found.frequency} at {found.delivery_time} {found.timezone}"),
-        ("next delivery", f"{_local(upcoming, found.timezone)} ({ago(upcoming, now)})" if upcoming else "-"),
+        ("next delivery", describe_next(upcoming, found.timezone, now)),
         ("topics", _topics_text(found.topics) or "-"),
         *((label, value or "-") for label, value in mutes),
         ("source weights", _topics_text(found.source_weights) or "-"),
@@ -291,6 +385,8 @@ def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> No
 
     Example: flarestart subscribers pause ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -312,6 +408,8 @@ def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers resume ada@example.com
     """
+    from bot.store.subscribers import SubscriberError, SubscriberStore
+
     with open_store(seed=False) as store:
         subscribers = SubscriberStore(store.engine)
         found = subscribers.get(subscriber)
@@ -332,6 +430,8 @@ def remove(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers remove ada@example.com
     """
+    from bot.store.subscribers import SubscriberStore
+
     with open_store(seed=False) as store:
         found = SubscriberStore(store.engine).remove(subscriber)
     console.print(f"Removed {found.email or f'#{found.id}'}.", highlight=False, soft_wrap=True)

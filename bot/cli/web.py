@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from bot.cli.common import err_console, open_store, state
-from bot.web.secret import SECRET_FILE_NAME
 
 
 def serve(
@@ -25,6 +24,7 @@ def serve(
     import uvicorn
 
     from bot.web.app import create_app
+    from bot.web.server import connections_allowed, server_config
 
     settings = state.get_settings()
     # Open (and migrate) once here, so a bad DATABASE_URL is a one-line error, not a server trace.
@@ -40,15 +40,11 @@ def serve(
     )
     if settings.secret_key is None:
         err_console.print(
-            f"Links are signed with the key in {settings.data_dir / SECRET_FILE_NAME}; set SECRET_KEY "
+            f"Links are signed with the key in {settings.secret_key_file}; set SECRET_KEY "
             "when the web and the worker do not share that folder.",
             highlight=False,
         )
-    uvicorn.run(
-        app,
-        host=bind_host,
-        port=bind_port,
-        log_config=None,  # our logging, set up by the CLI
-        access_log=False,  # access lines would log link tokens; the app logs what happened instead
-        server_header=False,
-    )
+    # Every client holds a descriptor: raise the open files limit before taking any.
+    max_connections = connections_allowed(settings.web)
+    config = server_config(app, settings.web, host=bind_host, port=bind_port, max_connections=max_connections)
+    uvicorn.Server(config).run()

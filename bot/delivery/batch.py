@@ -283,8 +283,7 @@ class BatchSender:
             return True
         for (job, request), draft in zip(requests, drafts, strict=True):
             if draft.error is not None:
-                log.error("job crashed: %s", _last_line(draft.error), extra=_about(job))
-                await self._retry(job, draft.error)
+                await self._draft_failed(job, request, draft.error, permanent=draft.permanent)
                 continue
             self._ready.append(_Ready(job, request.subscriber, request.period, draft))
         self._more.set()
@@ -373,8 +372,9 @@ class BatchSender:
         except DeliveryTransientError as exc:
             await self._failed(ready, delivery_id, exc, permanent=False)
             return None
-        except Exception:
-            log.exception("job crashed", extra=_about(job))
+        except Exception as exc:
+            log.exception("send crashed", extra=_about(job) | {"subscriber": ready.subscriber.email})
+            await self._settle_row(delivery_id, f"{type(exc).__name__}: {exc}", permanent=job.last_attempt)
             await self._retry(job, traceback.format_exc())
             return None
         return _Sent(ready, delivery_id, outgoing.message_id, list(ready.draft.article_ids))
@@ -528,6 +528,56 @@ class BatchSender:
             log.exception("could not record a failed send", extra=extra)
         retry_after = exc.retry_after if isinstance(exc, DeliveryTransientError) else None
         await self._retry(job, error, retry_after=retry_after)
+
+    async def _draft_failed(
+        self, job: ClaimedJob, request: DraftRequest, error: str, *, permanent: bool
+    ) -> None:
+        """A digest that could not be drafted: the subscriber named in the log, the delivery row
+        settled with the reason (pending with the error while the job retries, failed at its last
+        attempt or at once when it cannot work, as with an unknown source in the preferences)."""
+        reason = _last_line(error)
+        extra = _about(job) | {"subscriber": request.subscriber.email, "period": request.period}
+        log.error("digest cannot be composed: %s" if permanent else "job crashed: %s", reason, extra=extra)
+        final = permanent or job.last_attempt
+        try:
+            await self._db(
+                self._record_draft_failure, request, f"could not compose the digest: {reason}", final
+            )
+        except Exception:
+            log.exception("could not record a failed send", extra=extra)
+        if not permanent:
+            await self._retry(job, error)
+            return
+        try:
+            ours = await self._db(
+                self.queue.fail, job.id, self.worker_id, error=error, attempt=job.attempts, now=self.clock()
+            )
+        except Exception:
+            log.exception("could not record the job's outcome; it runs again after its lease", extra=extra)
+            self._held.pop(job.id, None)
+            return
+        self._settled(job, "failed" if ours else "lost")
+
+    def _record_draft_failure(self, request: DraftRequest, error: str, permanent: bool) -> None:
+        service, now = self.service, self.clock()
+        row = service.ledger.open(
+            request.subscriber.id, request.period, service.channel.name, article_ids=[], now=now
+        )
+        assert row.id is not None
+        service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now)
+
+    async def _settle_row(self, delivery_id: int, error: str, *, permanent: bool) -> None:
+        """A begun row whose send broke in our code: never left 'sending'."""
+        try:
+            await self._db(
+                self.service.ledger.mark_failed,
+                delivery_id,
+                error=error,
+                permanent=permanent,
+                now=self.clock(),
+            )
+        except Exception:
+            log.exception("could not record a failed send", extra={"worker": self.worker_id})
 
     async def _retry(self, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> None:
         """Queue the job again after its backoff, or after `retry_after` seconds (the remote's

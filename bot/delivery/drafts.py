@@ -30,6 +30,7 @@ from bot.channels.email import MIME_CHANNELS, with_wire
 from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
+from bot.errors import ConfigError
 from bot.lifeline import watch_owner
 from bot.ranking.types import Preferences
 from bot.store import Store
@@ -58,7 +59,10 @@ class Draft:
     outgoing: OutgoingDigest | None  # None: nothing matched (empty_reason), or the draft failed
     article_ids: tuple[int, ...] = ()
     empty_reason: str | None = None
-    error: str | None = None  # the traceback when drafting this one failed (the job retries)
+    error: str | None = None  # the traceback when drafting this one failed
+    # The failure cannot go away by itself (preferences name an unknown source or topic): the
+    # delivery fails for good at once instead of retrying. Otherwise the job retries.
+    permanent: bool = False
 
 
 _NO_PLAN = DigestPlan((), None, 0)  # a place holder, replaced by the request's plan
@@ -88,12 +92,11 @@ class Drafter:
         todo: list[tuple[int, Preferences]] = []
         for request in requests:
             try:
-                todo.append(
-                    (len(planned), composer.preferences_of(request.subscriber, window=request.window))
-                )
+                window = self.service.window(request.subscriber.frequency, request.window)
+                todo.append((len(planned), composer.preferences_of(request.subscriber, window=window)))
                 planned.append(_NO_PLAN)
-            except Exception:  # this job crashes
-                planned.append(Draft(request.job_id, None, error=traceback.format_exc()))
+            except Exception as exc:  # this job fails
+                planned.append(_failed(request, exc))
         plans = composer.plan_many(
             [prefs for _, prefs in todo], delivered=[requests[n].delivered for n, _ in todo]
         )
@@ -112,10 +115,16 @@ class Drafter:
             outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
             if service.channel.name in MIME_CHANNELS:  # encoded here, off the sender's loop
                 outgoing = with_wire(outgoing, service.settings.email, now=now)
-        except Exception:
-            return Draft(request.job_id, None, error=traceback.format_exc())
+        except Exception as exc:
+            return _failed(request, exc)
         article_ids = tuple(item.article.id for item in plan.items)
         return Draft(request.job_id, outgoing, article_ids, plan.empty_reason)
+
+
+def _failed(request: DraftRequest, exc: Exception) -> Draft:
+    if isinstance(exc, ConfigError):  # the reason is the message; no traceback needed
+        return Draft(request.job_id, None, error=f"{type(exc).__name__}: {exc}", permanent=True)
+    return Draft(request.job_id, None, error=traceback.format_exc())
 
 
 class InlineDrafts:

@@ -10,10 +10,12 @@ How a send is made exactly-once, and where it honestly is only at-least-once:
 1. The planner calls `open()`: insert-or-get on the unique key. Any number of planners, retries
    or clocks get the same row; a period's digest cannot be created twice.
 2. The sending job calls `begin_send()`: pending → sending. It returns False for a row that is
-   already sent, skipped or failed for good, and the caller must then not send. Mutual exclusion
+   already sent or failed for good, and the caller must then not send. A skipped row (a quiet
+   period: nothing to send then) may begin again, so a period skipped early is sent once
+   articles arrive; "sent" stays final, so that never makes a second digest. Mutual exclusion
    between senders is the job lease (only the lease holder runs the job), not this row.
    `begin()` does 1 and 2 in one statement (an upsert: inserted as sending, or moved to sending
-   if pending or sending), which is what a send job does.
+   if pending, sending or skipped), which is what a send job does.
 3. The channel sends with a Message-ID that is deterministic per (subscriber, period), so every
    attempt of this digest carries the same id.
 4. Right after the server accepted (the SMTP DATA reply, the API's 2xx), the job calls
@@ -55,6 +57,9 @@ ARTICLES: Table = Article.__table__  # type: ignore[attr-defined]
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED)
 OPEN = (PENDING, SENDING)  # states a delivery can still leave
+# States a send may (re)begin from: a quiet period that was skipped is sent once there is
+# something to send; sent and failed-for-good rows are final.
+BEGINNABLE = (PENDING, SENDING, SKIPPED)
 ID_BATCH = 500  # ids per IN (...) query
 MAX_ERROR_CHARS = 4000
 MAX_MESSAGE_ID = 300  # the column size
@@ -97,7 +102,7 @@ class DeliveryLedger:
             .on_conflict_do_update(
                 index_elements=key,
                 set_={"status": SENDING, "attempts": d.attempts + 1, "updated_at": now},
-                where=d.status.in_(OPEN),
+                where=d.status.in_(BEGINNABLE),
             )
             .returning(d.id)
         )
@@ -108,7 +113,7 @@ class DeliveryLedger:
         )
         self._begin_send = (
             update(DELIVERIES)
-            .where(d.id == bindparam("delivery_id"), d.status.in_(OPEN))
+            .where(d.id == bindparam("delivery_id"), d.status.in_(BEGINNABLE))
             .values(status=SENDING, attempts=d.attempts + 1, updated_at=now)
         )
         self._mark_sent = (
@@ -211,7 +216,7 @@ class DeliveryLedger:
         connection: Connection | None = None,
     ) -> Opened:
         """`open()` and `begin_send()` in one statement: the row is created as sending, or moved
-        pending/sending → sending (attempts + 1). `began` is False when the row is sent, skipped
+        pending/sending/skipped → sending (attempts + 1). `began` is False when the row is sent
         or failed for good; the caller must then not send."""
         params = {"subscriber_id": subscriber_id, "period": period, "channel": channel, "now": now}
         with self._transaction(connection) as conn:
@@ -229,9 +234,10 @@ class DeliveryLedger:
         return row
 
     def begin_send(self, delivery_id: int, *, now: datetime, connection: Connection | None = None) -> bool:
-        """pending (new or after a transient failure) or sending (a crashed attempt) → sending.
+        """pending (new or after a transient failure), sending (a crashed attempt) or skipped (a
+        quiet period, tried again) → sending.
 
-        False when the delivery is sent, skipped or failed for good: the caller must not send.
+        False when the delivery is sent or failed for good: the caller must not send.
         """
         with self._transaction(connection) as conn:
             return conn.execute(self._begin_send, {"delivery_id": delivery_id, "now": now}).rowcount == 1
@@ -321,6 +327,32 @@ class DeliveryLedger:
         )
         with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
+
+    def closed(
+        self, keys: Iterable[tuple[int, str]], channel: str, *, connection: Connection | None = None
+    ) -> dict[tuple[int, str], str]:
+        """The status of each (subscriber, period) pair whose row through `channel` is sent,
+        skipped or failed; pairs with no such row are left out."""
+        wanted = set(keys)
+        found: dict[tuple[int, str], str] = {}
+        if not wanted:
+            return found
+        d = DELIVERIES.c
+        ids, periods = sorted({k[0] for k in wanted}), sorted({k[1] for k in wanted})
+        with self._reading(connection) as conn:
+            for start in range(0, len(ids), ID_BATCH):
+                rows = conn.execute(
+                    select(d.subscriber_id, d.period, d.status).where(
+                        d.subscriber_id.in_(ids[start : start + ID_BATCH]),
+                        d.period.in_(periods),
+                        d.channel == channel,
+                        d.status.in_((SENT, SKIPPED, FAILED)),
+                    )
+                )
+                for sid, period, status in rows:
+                    if (int(sid), str(period)) in wanted:
+                        found[(int(sid), str(period))] = str(status)
+        return found
 
     # -- the article ledger -----------------------------------------------------------------
 

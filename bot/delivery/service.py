@@ -10,6 +10,7 @@ a sent row is never sent again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -17,17 +18,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel, make_message_id, message_id_domain
 from bot.channels.outbox import OutboxChannel
-from bot.config import Settings
+from bot.config import EmailSettings, Settings
 from bot.delivery.ledger import DeliveryLedger, Opened
-from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences
+from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
-from bot.errors import DeliveryPermanentError, DeliveryTransientError
+from bot.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
@@ -67,11 +69,54 @@ class Reader(SubscriberPreferences, Protocol):
     def consecutive_bounces(self) -> int: ...
 
 
+def channel_name(settings: Settings) -> str:
+    """The name of the channel `make_channel` makes, without making it (no connection, no files)."""
+    return SmtpChannel.name if settings.email.smtp_url else OutboxChannel.name
+
+
 def make_channel(settings: Settings) -> Channel:
     """SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so digests are real files."""
     if settings.email.smtp_url:
         return SmtpChannel(settings.email)
     return OutboxChannel(settings.outbox_dir, settings=settings.email)
+
+
+TEST_SUBJECT_PREFIX = "[test] "
+TEST_READER_ID = 1  # links need an id; the caller's throwaway key keeps them from working
+
+
+def placeholders(settings: Settings) -> list[str]:
+    """Settings still at the shipped placeholders that a real mail must not carry, each with what
+    to set instead (`flarestart run` warns with these when SMTP is set)."""
+    email, web = settings.email, settings.web
+    found = []
+    defaults = EmailSettings.model_fields
+    if email.from_address == defaults["from_address"].default or email.from_address.endswith(".localhost>"):
+        found.append(
+            f"email.from_address is the placeholder {email.from_address!r}: set an address of your "
+            "own domain (FLARESTART_EMAIL_FROM_ADDRESS), or receiving servers will refuse or junk it"
+        )
+    if "example street" in email.postal_address.lower():
+        found.append(
+            f"email.postal_address is the placeholder {email.postal_address!r}: bulk mail must carry "
+            "your real postal address (FLARESTART_EMAIL_POSTAL_ADDRESS)"
+        )
+    host = (urlsplit(web.base_url).hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost"):
+        found.append(
+            f"web.base_url is {web.base_url!r}: unsubscribe and preferences links will not work from "
+            "a reader's mail client; set the public URL of `flarestart serve` (FLARESTART_WEB_BASE_URL)"
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class SampleDigest:
+    """What `send_test` sent (or, dry, would send)."""
+
+    outgoing: OutgoingDigest
+    items: int
+    receipt: Receipt | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,18 +296,28 @@ class DigestService:
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
         if delivery is not None and not delivery.began:
             return SendResult("already-sent", who, period, 0, f"delivery is {delivery.status}")
-        composer = await self.composer()
-        plan = composer.plan(composer.preferences_of(subscriber, window=window), delivered=delivered)
-        if not plan.items and self.settings.email.quiet_day == "skip":
-            reason = plan.empty_reason or "nothing new matched"
-            if delivery is not None:
-                await asyncio.to_thread(
-                    self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
-                )
-            log.info("quiet period, nothing sent: %s", reason, extra=extra)
-            return SendResult("skipped", who, period, 0, reason)
-        await asyncio.sleep(0)  # ranking took the loop for a while: let other sends' replies in
-        outgoing = self.outgoing(subscriber, period, plan)
+        try:
+            composer = await self.composer()
+            prefs = composer.preferences_of(subscriber, window=self.window(subscriber.frequency, window))
+            plan = composer.plan(prefs, delivered=delivered)
+            if not plan.items and self.settings.email.quiet_day == "skip":
+                # Said fully (how old the newest article is, what was muted or sent before): one
+                # reader's counts, and only for a quiet period.
+                account = composer.account(prefs, plan, delivered=delivered)
+                reason = account.reason or plan.empty_reason or "nothing new matched"
+                if delivery is not None:
+                    await asyncio.to_thread(
+                        self.ledger.mark_skipped, delivery.id, reason=reason, now=self.clock()
+                    )
+                log.info("quiet period, nothing sent: %s", reason, extra=extra)
+                return SendResult("skipped", who, period, 0, reason)
+            await asyncio.sleep(0)  # ranking took the loop for a while: let other sends' replies in
+            outgoing = self.outgoing(subscriber, period, plan)
+        except Exception as exc:
+            error = await self._composing_failed(delivery, exc, last_attempt=last_attempt, extra=extra)
+            if error is None:
+                raise
+            raise error from exc
         if dry_run:
             return SendResult("dry-run", who, period, len(plan.items), outgoing.rendered.subject)
         assert delivery is not None
@@ -272,6 +327,34 @@ class DigestService:
         )
         log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
         return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
+
+    def window(self, frequency: str, period_window: timedelta | None = None) -> timedelta:
+        """How far back a digest looks: its period (since the previous delivery), and at least
+        digest.window_hours (weekly: a week)."""
+        least = window_for(frequency, self.settings)
+        return least if period_window is None else max(period_window, least)
+
+    async def _composing_failed(
+        self, delivery: Opened | None, exc: Exception, *, last_attempt: bool, extra: dict[str, Any]
+    ) -> DeliveryPermanentError | None:
+        """A send that broke before the channel: its row is settled (never left 'sending'), and
+        the error to raise instead (None: raise the original, the job retries). Preferences that name what does not exist (ConfigError) cannot work
+        on a retry: the delivery fails for good at once, as a permanent error, not a crash loop."""
+        permanent = isinstance(exc, ConfigError)
+        reason = f"{type(exc).__name__}: {exc}"
+        if delivery is not None:
+            await asyncio.to_thread(
+                self.ledger.mark_failed,
+                delivery.id,
+                error=f"could not compose the digest: {reason}",
+                permanent=permanent or last_attempt,
+                now=self.clock(),
+            )
+        if permanent:
+            log.warning("digest cannot be composed: %s", exc, extra=extra)
+            return DeliveryPermanentError(f"{extra['subscriber']}'s digest cannot be composed: {exc}")
+        log.error("digest composition crashed: %s", reason, extra=extra)
+        return None
 
     def _start(self, ref: int | str, period: str, dry_run: bool) -> tuple[Reader, Opened | None, set[int]]:
         """The database half of starting a send, on one connection: the subscriber, what they
@@ -321,6 +404,13 @@ class DigestService:
             )
             log.info("delivery will be retried: %s", exc, extra=extra)
             raise
+        except Exception as exc:  # a bug in a channel: the row is settled all the same, the job retries
+            error = f"{type(exc).__name__}: {exc}"
+            await asyncio.to_thread(
+                self.ledger.mark_failed, delivery_id, error=error, permanent=last_attempt, now=self.clock()
+            )
+            log.error("send crashed: %s", error, extra=extra)
+            raise
         await asyncio.to_thread(
             self._record_sent, delivery_id, subscriber, outgoing.message_id, article_ids, self.clock()
         )
@@ -334,6 +424,33 @@ class DigestService:
         self.ledger.mark_sent(delivery_id, message_id=message_id, article_ids=article_ids, now=now)
         if subscriber.consecutive_bounces and subscriber.id is not None:
             self.subscribers.reset_bounces(subscriber.id)
+
+    # -- a test digest -----------------------------------------------------------------------
+
+    async def send_test(self, address: str, *, dry_run: bool = False) -> SampleDigest:
+        """Today's sample digest to `address` through the channel: the day's best across every
+        topic (as a reader with no topics gets it), the subject marked as a test. The ledger is
+        not touched (no delivery row, no sent articles), so it neither counts as anyone's digest
+        nor keeps those articles from a real one. Create the service with a throwaway
+        `secret_key` so the links in it do nothing. Raises Delivery*Error as the channel does."""
+        now = self.clock()
+        reader = Subscriber(id=TEST_READER_ID, email=address, name="", timezone="UTC")
+        composer = await self.composer()
+        plan = composer.plan(composer.preferences(topics={}, window=self.window("daily")))
+        period = f"test-{now:%Y%m%dT%H%M%S}"  # its own Message-ID: a test never collapses a real digest
+        outgoing = self.outgoing(reader, period, plan, now=now)
+        subject = TEST_SUBJECT_PREFIX + outgoing.rendered.subject
+        outgoing = dataclasses.replace(
+            outgoing, rendered=dataclasses.replace(outgoing.rendered, subject=subject)
+        )
+        if dry_run:
+            return SampleDigest(outgoing, len(plan.items), None)
+        receipt = await self.channel.send(outgoing)
+        log.info(
+            "test digest sent",
+            extra={"to": address, "channel": self.channel.name, "items": len(plan.items)},
+        )
+        return SampleDigest(outgoing, len(plan.items), receipt)
 
     # -- double opt-in -----------------------------------------------------------------------
 

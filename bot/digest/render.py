@@ -140,7 +140,8 @@ def _shorten(text: str, limit: int) -> str:
 def safe_link(url: str | None, *, base: str | None = None) -> str | None:
     """The URL if it is an absolute http(s) link (or a relative one joined to `base`), else None.
 
-    Protocol-relative links get https. Unsafe characters are percent-encoded, so the result can
+    Protocol-relative links get https; a user name and password are dropped. Unsafe characters are
+    percent-encoded, so the result can
     go into an attribute or a text line as it is (HTML escaping still applies on top).
     """
     if not url:
@@ -162,6 +163,8 @@ def safe_link(url: str | None, *, base: str | None = None) -> str | None:
             return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
+    if "@" in parts.netloc:  # "https://trusted.example@evil.example/": keep only the real host
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
     return quote(parts.geturl(), safe=_URL_SAFE)
 
 

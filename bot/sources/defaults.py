@@ -64,3 +64,13 @@ def seed_sources(store: Store, settings: Settings) -> list[Source]:
     added = store.add_sources([s for s in wanted if s.url not in known and s.name not in known])
     store.set_meta(SEEDED_FLAG, "1")
     return added
+
+
+def source_names(store: Store, settings: Settings) -> set[str]:
+    """The names subscribers may mute or weigh: the stored sources, and before the first run
+    seeded them, the sources it will add (so `subscribers sync` can run first)."""
+    names = {source.name for source in store.list_sources()}
+    if not store.get_meta(SEEDED_FLAG):
+        seeds = settings.sources if settings.sources is not None else DEFAULT_SOURCES
+        names |= {seed.name for seed in seeds}
+    return names

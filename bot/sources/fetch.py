@@ -33,6 +33,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 
 from bot.config import FetchSettings
@@ -56,12 +57,15 @@ RAMP_START = 4  # requests at once to a host not yet answered (see _HostLimiter)
 
 
 class Fetcher:
-    """Conditional GETs of feed URLs through one shared, limited, guarded HTTP client.
+    """Conditional GETs of feed URLs through shared, limited, guarded HTTP clients.
 
-    `allow_private=True` lets untrusted sources reach private and loopback addresses (a home
-    lab, tests). `address_policy` replaces netguard's public-address rules; it exists for
-    deployments with a vetted internal range and for tests, and is used only when
-    `allow_private` is False.
+    Every connection goes through netguard.GuardedBackend, which resolves the host once, checks
+    the addresses and connects to one of them. Untrusted sources get `address_policy` (public
+    addresses only); trusted ones netguard.trusted_blocked_reason (no link-local or cloud
+    metadata address). `allow_private=True` lifts both (a home lab, tests). `address_policy`
+    exists for deployments with a vetted internal range and for tests. The two kinds of source
+    use two clients, so a connection checked under the trusted rules never carries an untrusted
+    request.
     """
 
     def __init__(
@@ -74,15 +78,31 @@ class Fetcher:
         self.settings = settings
         self.allow_private = allow_private
         self._policy = address_policy
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[bool, httpx.AsyncClient] = {}  # guarded → its client
         self._global = asyncio.Semaphore(settings.concurrency)
         self._hosts = _HostLimiter(settings.per_host)
         self._pool_entry = _PoolEntry()
         self._decoders = _bounded_decoders()
 
     async def __aenter__(self) -> Fetcher:
+        trusted_policy = None if self.allow_private else netguard.trusted_blocked_reason
+        self._clients = {False: self._client_for(trusted_policy)}
+        if not self.allow_private:
+            self._clients[True] = self._client_for(self._policy)
+        return self
+
+    def _client_for(self, policy: netguard.AddressPolicy | None) -> httpx.AsyncClient:
         settings = self.settings
-        self._client = httpx.AsyncClient(
+        transport = _GuardedTransport(
+            netguard.GuardedBackend(policy),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency,
+                max_keepalive_connections=settings.concurrency,
+                keepalive_expiry=30.0,
+            ),
+        )
+        return httpx.AsyncClient(
+            transport=transport,
             headers={
                 "User-Agent": settings.user_agent,
                 "Accept": ACCEPT,
@@ -94,18 +114,11 @@ class Fetcher:
                 write=settings.read_timeout,
                 pool=settings.connect_timeout,
             ),
-            limits=httpx.Limits(
-                max_connections=settings.concurrency,
-                max_keepalive_connections=settings.concurrency,
-                keepalive_expiry=30.0,
-            ),
             follow_redirects=False,
             # No proxies or certificates from the environment: what the guard checks is what
             # we connect to.
             trust_env=False,
-            verify=_ssl_context(),
         )
-        return self
 
     async def __aexit__(
         self,
@@ -116,9 +129,9 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
 
     async def fetch(
         self,
@@ -133,7 +146,7 @@ class Fetcher:
         `trusted` sources (added by an operator) skip the private-address check; untrusted
         ones are checked before the request and after every redirect hop.
         """
-        if self._client is None:
+        if not self._clients:
             raise RuntimeError("Fetcher used outside 'async with'")
         loop = asyncio.get_running_loop()
         attempt = _Attempt(
@@ -142,12 +155,13 @@ class Fetcher:
             last_modified=last_modified,
             guarded=not trusted and not self.allow_private,
         )
+        client = self._clients[attempt.guarded]
         async with self._global:
             # The deadline starts once we hold a slot: waiting in line is not the host's fault.
             started = loop.time()
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
-                    result = await self._follow(self._client, attempt)
+                    result = await self._follow(client, attempt)
             except TimeoutError:
                 result = attempt.error(
                     f"timed out after {_seconds(self.settings.total_timeout)} s (total deadline)",
@@ -164,9 +178,8 @@ class Fetcher:
         for _hop in range(MAX_REDIRECTS + 1):
             attempt.status = 0
             try:
+                # The addresses are checked when a connection opens (netguard.GuardedBackend).
                 target = httpx.URL(netguard.check_url(current))
-                if attempt.guarded:
-                    await netguard.assert_public_host(target.host, _port(target), policy=self._policy)
                 async with self._hosts.slot(target.host):
                     step = await self._request(client, attempt, target)
             except UnsafeURLError as exc:
@@ -199,8 +212,6 @@ class Fetcher:
         ):
             attempt.status = response.status_code
             attempt.final_url = str(response.url)
-            if attempt.guarded:
-                self._check_peer(response, target.host)
             status = response.status_code
             location = response.headers.get("Location")
             if status in REDIRECT_STATUSES and location:
@@ -233,13 +244,6 @@ class Fetcher:
                 error=f"HTTP {status} {_reason(response)}",
                 retry_after=retry_after,
             )
-
-    def _check_peer(self, response: httpx.Response, host: str) -> None:
-        """Refuse when the connection landed on a private address after all (DNS rebinding)."""
-        stream = response.extensions.get("network_stream")
-        peer = stream.get_extra_info("server_addr") if stream is not None else None
-        if isinstance(peer, tuple) and peer:
-            netguard.check_addresses(host, [str(peer[0])], policy=self._policy)
 
     async def _read_body(self, response: httpx.Response, attempt: _Attempt) -> bytes | FetchResult:
         cap = self.settings.max_body_bytes
@@ -408,6 +412,23 @@ class _Host:
     semaphore: asyncio.Semaphore
     capacity: int  # requests allowed at once now: grows from RAMP_START to per_host
     users: int = 0  # requests holding or waiting for a slot
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool whose connections open through `backend`.
+
+    httpx takes no network backend, so the pool it builds is replaced by the same pool with one.
+    """
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, *, limits: httpx.Limits) -> None:
+        super().__init__(verify=_ssl_context(), trust_env=False, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
 
 
 @functools.cache
@@ -665,12 +686,6 @@ def _size(limit: int) -> str:
         if limit >= factor:
             return f"{limit / factor:g} {unit}"
     return f"{limit} bytes"
-
-
-def _port(url: httpx.URL) -> int:
-    if url.port is not None:
-        return url.port
-    return 443 if url.scheme == "https" else 80
 
 
 def _log(result: FetchResult) -> None:

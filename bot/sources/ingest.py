@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -29,9 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from bot.config import Settings
 from bot.errors import FeedParseError
 from bot.futures import settle
-from bot.lifeline import watch_owner
 from bot.ranking.setup import parse_and_pack, user_topics
 from bot.sources.fetch import Fetcher
+from bot.sources.parse_pool import make_parse_pool, parse_workers
 from bot.sources.schedule import next_fetch_at
 from bot.sources.types import FetchResult, PackedEntries, ParsedFeed
 from bot.store import SaveCounts, Store
@@ -43,8 +41,6 @@ log = logging.getLogger(__name__)
 
 ReportStatus = Literal["updated", "unchanged", "not_modified", "failed", "gone"]
 
-# The parser processes import this module and nothing heavier (it imports parsing and tagging).
-PARSE_PRELOAD = ["bot.ranking.setup"]
 # Sources written in one transaction at most: long enough to spare commits, short enough that
 # other writers (delivery, the CLI) never wait long for SQLite's lock.
 MAX_WRITE_BATCH = 64
@@ -69,23 +65,6 @@ class SourceReport:
 
 
 ProgressHook = Callable[[SourceReport], None]
-
-
-def parse_workers(settings: Settings) -> int:
-    return settings.fetch.parse_workers or os.cpu_count() or 1
-
-
-def make_parse_pool(settings: Settings) -> ProcessPoolExecutor:
-    """Parser processes started from a clean forkserver (forking a threaded process is unsafe);
-    each ends with this process, even when it is killed."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PARSE_PRELOAD)
-    return ProcessPoolExecutor(
-        max_workers=parse_workers(settings),
-        mp_context=context,
-        initializer=watch_owner,
-        initargs=(os.getpid(),),
-    )
 
 
 class Ingestor:
@@ -394,9 +373,11 @@ async def ingest_sources(
     force: bool = False,
     on_start: Callable[[list[Source]], None] | None = None,
     on_progress: ProgressHook | None = None,
+    pool: Executor | None = None,
 ) -> list[SourceReport]:
-    """One-shot ingestion (the `fetch` command and the benchmark): a pool for this run only."""
-    ingestor = Ingestor(store, settings)
+    """One-shot ingestion (the `fetch` command and the benchmark): a pool for this run only,
+    unless the caller brings one (and shuts it down)."""
+    ingestor = Ingestor(store, settings, pool=pool)
     try:
         return await ingestor.run(refs=refs, force=force, on_start=on_start, on_progress=on_progress)
     finally:

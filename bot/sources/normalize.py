@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 __all__ = [
+    "AUTHOR_LIMIT",
+    "TITLE_LIMIT",
     "TRACKING_PARAMS",
     "canonical_url",
     "clean_title",
@@ -72,8 +74,8 @@ _ABSOLUTE_RE = re.compile(r"https?://", re.IGNORECASE)
 def canonical_url(link: str, base: str | None = None) -> str | None:
     """The absolute http(s) form of `link` that two mentions of one article share.
 
-    Relative links are resolved against `base`; scheme and host are lower-cased, the default port,
-    the fragment and tracking parameters (utm_*, fbclid, …) are dropped; every other query
+    Relative links are resolved against `base`; scheme and host are lower-cased, a user name and
+    password, the default port, the fragment and tracking parameters (utm_*, fbclid, …) are dropped; every other query
     parameter stays, in order and spelled as it was. A "#!" fragment is kept: on such sites it
     names the page. Anything that is not an http(s) URL gives None.
     """
@@ -99,10 +101,9 @@ def canonical_url(link: str, base: str | None = None) -> str | None:
         return None
     if ":" in host:
         host = f"[{host}]"
+    # No user name or password: "https://trusted.example@evil.example/" shows one host to a
+    # reader and goes to the other. The host that answers is the one kept.
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    if parts.username is not None:
-        userinfo = parts.netloc.rpartition("@")[0]
-        netloc = f"{userinfo}@{netloc}"
     query = parts.query
     if query:
         query = "&".join(
@@ -149,13 +150,35 @@ _TITLE_TAG_RE = re.compile(
 )
 
 
-def clean_title(text: str) -> str:
-    """A title as plain text: HTML tags stripped, entities decoded, whitespace folded."""
+# What a feed may put in one field is hostile: a 2 MB title once stalled `preview` for minutes.
+# Titles fit Discord's embed title (256 characters, the strictest place one is shown); a byline
+# fits an embed's author name. Excerpts are cut by their callers (parse.EXCERPT_LIMIT).
+TITLE_LIMIT = 256
+AUTHOR_LIMIT = 200
+
+
+def clean_title(text: str, limit: int = TITLE_LIMIT) -> str:
+    """A title as plain text: HTML tags stripped, entities decoded, whitespace folded, and at most
+    `limit` characters (cut at a word boundary, with "…"). Only a prefix of a huge title is read."""
+    window = 8 * limit + 256  # room for markup and entities around `limit` characters of text
+    cut = len(text) > window
+    if cut:
+        text = text[:window]
+        if text.rfind("<") > text.rfind(">"):  # a tag cut in half
+            text = text[: text.rfind("<")]
     if "<" in text:
         text = _TITLE_TAG_RE.sub("", text)
     if "&" in text:
         text = html.unescape(text)
-    return fold_whitespace(text)
+    return _cap(fold_whitespace(text), limit, cut=cut)
+
+
+def _cap(text: str, limit: int, *, cut: bool) -> str:
+    """`shorten`, for text that may already have lost its end (`cut`): then it ends in "…" too."""
+    if not cut or len(text) > limit:
+        return shorten(text, limit)
+    whole_words = text.rpartition(" ")[0] or text  # the last word may be cut in half
+    return whole_words.rstrip(" ,;:.-–—")[: limit - 1] + _ELLIPSIS
 
 
 # Excerpts: drop what is never visible text, turn block boundaries into spaces, strip the rest.
@@ -341,21 +364,23 @@ def entry_key(guid: str | None, link: str | None, title: str, content: str) -> s
     return f"hash:{content_hash(title, content)}"
 
 
-_MAX_NAME = 300  # a byline, not an essay (and the address regex stays cheap)
+_MAX_NAME = AUTHOR_LIMIT + 100  # read no more than this: a byline, and the address regex stays cheap
 _EMAIL_RE = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def person_name(text: str) -> str | None:
     """A person's display name from "Jane Doe", "jane@example.com (Jane Doe)",
-    "Jane Doe <jane@example.com>" or "Jane Doe (jane@example.com)"; a bare address stays as is."""
+    "Jane Doe <jane@example.com>" or "Jane Doe (jane@example.com)"; a bare address stays as is.
+    At most AUTHOR_LIMIT characters, with "…" when cut."""
+    cut = len(text) > _MAX_NAME
     text = fold_whitespace(text[:_MAX_NAME])
     if not text:
         return None
     if "@" in text:
         name = _EMAIL_RE.sub("", text).strip(" ()<>[],;\"'")
         if name:
-            return fold_whitespace(name)
-    return text
+            text = fold_whitespace(name)
+    return _cap(text, AUTHOR_LIMIT, cut=cut)
 
 
 # Zone names as feeds write them, in minutes east of UTC. Unknown names read as UTC (as in

@@ -9,11 +9,19 @@ from bot.subscribers.files import (
     make_spec,
     parse_preferences,
 )
-from bot.subscribers.schedule import DuePeriod, due_period, next_delivery_at, period_for
+from bot.subscribers.schedule import (
+    DuePeriod,
+    NextDelivery,
+    due_period,
+    next_delivery,
+    next_delivery_at,
+    period_for,
+)
 from bot.subscribers.sync import SyncReport, sync_subscribers
 
 __all__ = [
     "DuePeriod",
+    "NextDelivery",
     "PreferenceSpec",
     "Problem",
     "SubscriberFileError",
@@ -22,6 +30,7 @@ __all__ = [
     "due_period",
     "load_subscriber_files",
     "make_spec",
+    "next_delivery",
     "next_delivery_at",
     "parse_preferences",
     "period_for",

@@ -12,12 +12,13 @@ topics, mutes, max items): files, `make_spec` (CLI, demo) and the web preference
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import tomllib
 import unicodedata
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from bot.subscribers.schedule import (
 )
 
 TopicValidator = Callable[[Iterable[str]], None]
+# The source names a subscriber may mute or weigh (`flarestart sources list`); None: not checked.
+KnownSources = Collection[str]
 
 DEFAULT_MAX_ITEMS = 10
 MAX_ITEMS_RANGE = (1, 50)
@@ -147,18 +150,34 @@ def normalize_email(text: str) -> str:
     return email
 
 
+# Files that sit in the zoneinfo folder beside the zones, and load like them, but name no place:
+# the machine's own zone, tzdata's placeholder, the POSIX fallback rules, and the copies of the
+# database with and without leap seconds.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+_NOT_PLACE_FOLDERS = ("posix/", "right/")
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    """The time zone names a subscriber may use: the IANA database's zones and its links
+    ("US/Eastern"), not the other files of the zoneinfo folder."""
+    return frozenset(
+        zone
+        for zone in zoneinfo.available_timezones()
+        if zone not in _NOT_PLACES and not zone.startswith(_NOT_PLACE_FOLDERS)
+    )
+
+
 def check_timezone(name: str) -> str:
-    """An IANA time zone name as zoneinfo knows it; ValueError with the closest names otherwise."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zones = zoneinfo.available_timezones()
+    """An IANA time zone name; ValueError with the closest names otherwise."""
+    zones = iana_zones()
+    if name not in zones:
         lowered = {zone.lower(): zone for zone in zones}
         close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         hint = (
             f"did you mean {lowered[close[0]]!r}?" if close else "like 'Europe/Berlin' or 'America/New_York'"
         )
-        raise ValueError(f"time zone {name!r} is not an IANA time zone name ({hint})") from None
+        raise ValueError(f"time zone {name!r} is not an IANA time zone name ({hint})")
     return name
 
 
@@ -177,6 +196,7 @@ def make_spec(
     max_items: int = DEFAULT_MAX_ITEMS,
     origin: str = "cli",
     validate_topics: TopicValidator | None = None,
+    known_sources: KnownSources | None = None,
 ) -> SubscriberSpec:
     """Validate values given outside a file (CLI, web, chat); ConfigError lists every problem."""
     data: dict[str, Any] = {
@@ -194,7 +214,9 @@ def make_spec(
         "source_weights": dict(source_weights or {}),
         "max_items": max_items,
     }
-    spec, problems = _parse_subscriber(data, origin=origin, validate_topics=validate_topics)
+    spec, problems = _parse_subscriber(
+        data, origin=origin, validate_topics=validate_topics, known_sources=known_sources
+    )
     if problems or spec is None:
         raise ConfigError("; ".join(message for _, message in problems))
     return spec
@@ -204,11 +226,17 @@ def make_spec(
 
 
 def load_subscriber_files(
-    folder: Path, *, validate_topics: TopicValidator | None = None, include_examples: bool = False
+    folder: Path,
+    *,
+    validate_topics: TopicValidator | None = None,
+    known_sources: KnownSources | None = None,
+    include_examples: bool = False,
 ) -> list[SubscriberSpec]:
     """Every subscriber in every *.toml file of `folder`, in file order.
 
     Files named example*.toml (the shipped documentation) are skipped unless `include_examples`.
+    With `known_sources`, a source name in `mute.sources` or `source_weights` that is not one of
+    them is a problem (with the closest names), not a digest that fails at every send.
 
     Raises SubscriberFileError (a ConfigError) naming file and line for each problem found,
     including the same address in two places.
@@ -221,7 +249,7 @@ def load_subscriber_files(
     for path in sorted(folder.glob("*.toml")):
         if path.name.startswith(EXAMPLE_PREFIX) and not include_examples:
             continue
-        for email, spec, line in _load_file(path, problems, validate_topics):
+        for email, spec, line in _load_file(path, problems, validate_topics, known_sources):
             if email is None:
                 continue
             if email in seen:
@@ -246,7 +274,10 @@ def _origin(path: Path) -> str:
 
 
 def _load_file(
-    path: Path, problems: list[Problem], validate_topics: TopicValidator | None
+    path: Path,
+    problems: list[Problem],
+    validate_topics: TopicValidator | None,
+    known_sources: KnownSources | None,
 ) -> list[tuple[str | None, SubscriberSpec | None, int]]:
     """(address if valid, spec if valid, header line) per table; problems are appended."""
     try:
@@ -279,7 +310,9 @@ def _load_file(
     loaded: list[tuple[str | None, SubscriberSpec | None, int]] = []
     for index, entry in enumerate(entries):
         block = lines.block(index, len(entries))
-        spec, messages = _parse_subscriber(entry, origin=origin, validate_topics=validate_topics)
+        spec, messages = _parse_subscriber(
+            entry, origin=origin, validate_topics=validate_topics, known_sources=known_sources
+        )
         for where, message in messages:
             problems.append(Problem(path, lines.key_line(block, where), message))
         loaded.append((_email_of(entry), spec, block.start))
@@ -378,7 +411,11 @@ _Found = list[tuple[str | None, str]]  # (key or None for the whole table, messa
 
 
 def _parse_subscriber(
-    data: Mapping[str, Any], *, origin: str, validate_topics: TopicValidator | None
+    data: Mapping[str, Any],
+    *,
+    origin: str,
+    validate_topics: TopicValidator | None,
+    known_sources: KnownSources | None = None,
 ) -> tuple[SubscriberSpec | None, _Found]:
     found: _Found = []
     raw_email = data.get("email")
@@ -408,7 +445,9 @@ def _parse_subscriber(
     name = _string(data, "name", "", problem)
     if len(name) > MAX_NAME:
         problem("name", f"name is longer than {MAX_NAME} characters")
-    preferences, preference_problems = parse_preferences(data, validate_topics=validate_topics)
+    preferences, preference_problems = parse_preferences(
+        data, validate_topics=validate_topics, known_sources=known_sources
+    )
     for key, message in preference_problems:
         problem(key, message)
 
@@ -424,7 +463,10 @@ def _parse_subscriber(
 
 
 def parse_preferences(
-    data: Mapping[str, Any], *, validate_topics: TopicValidator | None = None
+    data: Mapping[str, Any],
+    *,
+    validate_topics: TopicValidator | None = None,
+    known_sources: KnownSources | None = None,
 ) -> tuple[PreferenceSpec | None, list[tuple[str, str]]]:
     """Validate the preference keys of a subscriber as a file spells them (`timezone`,
     `delivery_time`, `frequency`, `topics`, `mute = {topics, keywords, sources}`,
@@ -486,6 +528,9 @@ def parse_preferences(
             except ConfigError as exc:
                 problem(key, str(exc))
     source_weights = _weights(data.get("source_weights", {}), "source_weights", problem, lower=False)
+    if known_sources is not None:
+        for key, names in (("mute.sources", muted_sources), ("source_weights", tuple(source_weights))):
+            _check_sources(names, key, known_sources, problem)
 
     if found:
         return None, found
@@ -519,6 +564,22 @@ def _check_keywords(keywords: Sequence[str], problem: _Report) -> None:
 
 
 _Report = Callable[[str | None, str], None]
+
+
+def _check_sources(names: Iterable[str], key: str, known: KnownSources, problem: _Report) -> None:
+    """Source names as `sources list` shows them (case does not matter), or the closest ones."""
+    by_case = {name.casefold(): name for name in known}
+    for name in names:
+        if name.casefold() in by_case:
+            continue
+        close = difflib.get_close_matches(name.casefold(), list(by_case), n=2, cutoff=0.5)
+        if close:
+            hint = "did you mean " + " or ".join(repr(by_case[c]) for c in close) + "?"
+        elif by_case:
+            hint = "`flarestart sources list` shows the names"
+        else:
+            hint = "there are no sources yet: add one with `flarestart sources add URL`"
+        problem(key, f"{key}: unknown source {name!r} ({hint})")
 
 
 def _string(data: Mapping[str, Any], key: str, default: str, problem: _Report) -> str:

@@ -12,6 +12,7 @@ after downtime the latest missed digest goes out late, older periods never do.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -119,6 +120,38 @@ def due_period(
     # Only a frequency with no day at all could lack a previous delivery; fall back to its length.
     start = previous[1] if previous else moment - _nominal_length(frequency)
     return DuePeriod(period=period, scheduled_at=moment, window_start=start, window_end=moment)
+
+
+@dataclass(frozen=True, slots=True)
+class NextDelivery:
+    """The digest a subscriber gets next, as `flarestart run` will send it."""
+
+    period: str
+    scheduled_at: datetime  # UTC; in the past when `due_now`
+    due_now: bool  # its moment passed within the catch-up window: the next planning (≤ 1 min) sends it
+
+
+def next_delivery(
+    *,
+    now: datetime,
+    timezone: str,
+    delivery_time: time,
+    frequency: str,
+    catch_up: timedelta,
+    settled: Container[str] = (),
+) -> NextDelivery:
+    """The one answer to "when is the next digest?" that every message gives (add, show, list,
+    sync, send, preview): the period due now (`due_period`, catch-up included) unless it is
+    `settled` (sent, skipped or failed already), else the first scheduled delivery after `now`."""
+    due = due_period(
+        now=now, timezone=timezone, delivery_time=delivery_time, frequency=frequency, catch_up=catch_up
+    )
+    if due is not None and due.period not in settled:
+        return NextDelivery(due.period, due.scheduled_at, True)
+    after = _scheduled_moments(now, timezone, delivery_time, frequency, step=1)
+    if after is None:  # pragma: no cover - every valid frequency has a day within a week
+        raise ValueError(f"no delivery day for frequency {frequency!r}")
+    return NextDelivery(after[0], after[1], False)
 
 
 def next_delivery_at(*, now: datetime, timezone: str, delivery_time: time, frequency: str) -> datetime:

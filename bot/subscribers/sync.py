@@ -1,7 +1,9 @@
 """Make the stored file subscribers match the files: add, change and delete, in one transaction.
 
 Only subscribers whose origin starts with the prefix ("file:") are the files' to manage: those
-who joined from the CLI, the web or chat are never changed or removed by a sync. Status is the
+who joined from the CLI, the web or chat are never changed or removed by a sync. Given the folder
+it read, a sync removes only subscribers whose file was in that folder: `subscribers sync
+OTHER_DIR` leaves the default folder's subscribers alone. Status is the
 subscriber's own: a sync never resumes someone paused, bouncing or unsubscribed, it only keeps
 their preferences in step with the file. A file subscriber no longer in any file is deleted
 (with their delivery history).
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.subscribers.files import SubscriberSpec
@@ -52,12 +55,15 @@ def sync_subscribers(
     specs: Sequence[SubscriberSpec],
     *,
     origin_prefix: str = "file:",
+    folder: Path | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> SyncReport:
     """Idempotent: a second sync of the same specs reports everything unchanged.
 
-    With `dry_run` the report says what would happen and nothing is written.
+    `folder` is where the specs were read: only file subscribers from there are removed when no
+    longer in any file (without it, every file subscriber not in `specs` is). With `dry_run` the
+    report says what would happen and nothing is written.
     """
     emails = [spec.email for spec in specs]
     if len(set(emails)) != len(emails):
@@ -95,7 +101,9 @@ def sync_subscribers(
         gone = [
             row
             for row in rows
-            if row.origin.startswith(origin_prefix) and (row.email is None or row.email not in wanted)
+            if row.origin.startswith(origin_prefix)
+            and (row.email is None or row.email not in wanted)
+            and (folder is None or _from_folder(row.origin, origin_prefix, folder))
         ]
         if not dry_run:
             batch.delete([row.id for row in gone if row.id is not None])
@@ -120,3 +128,14 @@ def sync_subscribers(
         },
     )
     return report
+
+
+def _from_folder(origin: str, prefix: str, folder: Path) -> bool:
+    """Whether a `file:…` origin names a file directly in `folder`. A relative origin is read
+    from the working directory, as it was written (see files._origin); one that resolves
+    elsewhere is another folder's, and is left alone."""
+    path = Path(origin.removeprefix(prefix))
+    try:
+        return path.resolve().parent == folder.resolve()
+    except (OSError, RuntimeError):
+        return False

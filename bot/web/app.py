@@ -5,7 +5,9 @@
     POST /u/{token}        RFC 8058 one-click unsubscribe from mail providers
                            (`List-Unsubscribe=One-Click`) and the page's button: 200, no redirect,
                            idempotent
-    GET  /confirm/{token}  double opt-in: pending → active
+    GET  /confirm/{token}  a page with a Confirm button; changes nothing (the same mail scanners
+                           would otherwise complete the double opt-in for the recipient)
+    POST /confirm/{token}  double opt-in: pending → active; idempotent
     GET  /p/{token}        the preferences page (the digest footer's "Choose your topics and
                            time"): topics, mutes, schedule, size; pause and resume
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
@@ -40,9 +42,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import Settings
@@ -118,7 +120,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
     routes = [
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
-        Route(CONFIRM_PATH, web.confirm, methods=["GET"]),
+        Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
         Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
@@ -131,11 +133,16 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
             InvalidTokenError: web.invalid_token,
             NotFoundError: web.not_found,
             BodyTooLargeError: web.too_large,
+            ClientDisconnect: web.client_gone,
             HTTPException: web.http_error,
             Exception: web.server_error,
         },
         lifespan=web.lifespan,
     )
+    # Starlette would answer "/u/<token>/" with a redirect built from the request's Host header,
+    # which any client sets: a redirect to a host of their choosing. http_error redirects such
+    # paths to web.base_url instead.
+    app.router.redirect_slashes = False
     return app
 
 
@@ -280,8 +287,20 @@ class _Web:
         subscriber = await run_in_threadpool(self._unsubscribe, claims, via)
         return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
 
+    async def confirm_link(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.confirm(request)
+        return await self.confirm_page(request)
+
+    async def confirm_page(self, request: Request) -> Response:
+        subscriber = await run_in_threadpool(self._find, self._claims(request, "confirm"))
+        outcome = {"pending": "ask", "unsubscribed": "unsubscribed"}.get(subscriber.status, "already")
+        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+
     async def confirm(self, request: Request) -> Response:
-        subscriber, outcome = await run_in_threadpool(self._confirm, self._claims(request, "confirm"))
+        claims = self._claims(request, "confirm")
+        await _read_body(request, MAX_BODY_BYTES)  # the button's form; nothing in it matters
+        subscriber, outcome = await run_in_threadpool(self._confirm, claims)
         return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
 
     async def preferences_link(self, request: Request) -> Response:
@@ -483,16 +502,37 @@ class _Web:
     async def too_large(self, request: Request, exc: Exception) -> Response:
         return self.pages.error(413, "Request too large", "This page takes no more than a short form.")
 
+    async def client_gone(self, request: Request, exc: Exception) -> Response:
+        # Not our fault and nothing to fix: one line, not a traceback. Nobody reads the response.
+        log.info(
+            "the client went away before sending its whole request", extra={"path": _route_name(request)}
+        )
+        return Response(status_code=400)
+
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers or {})
         if exc.status_code == 404:
+            moved = self._without_trailing_slash(request)
+            if moved is not None:
+                return RedirectResponse(moved, status_code=307)  # 307: a POST stays a POST
             return self.pages.error(404, "Page not found", "There is nothing at this address.")
         if exc.status_code == 405:
             return self.pages.error(
                 405, "Method not allowed", "This address does not take that kind of request.", None, headers
             )
         return self.pages.error(exc.status_code, "Request refused", str(exc.detail), None, headers)
+
+    def _without_trailing_slash(self, request: Request) -> str | None:
+        """The address under web.base_url of a page asked for with a trailing slash, or None."""
+        path = request.url.path
+        if len(path) < 2 or not path.endswith("/"):
+            return None
+        scope = {**request.scope, "path": path.rstrip("/")}
+        if not any(route.matches(scope)[0] != Match.NONE for route in request.app.router.routes):
+            return None
+        query = f"?{request.url.query}" if request.url.query else ""
+        return self.settings.web.base_url.rstrip("/") + path.rstrip("/") + query
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Starlette sends this from outside the middleware stack: add the headers here.

@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs
 
+from bot.errors import ConfigError
 from bot.ranking.topics import Taxonomy, UnknownTopicError
 from bot.store.models import Subscriber
 from bot.subscribers.files import PREFERENCE_FIELDS, parse_preferences
@@ -319,7 +320,12 @@ class PreferencesEditor:
         return {key: columns[key] for key in EDITED_COLUMNS}, {}
 
     def _validate_topics(self, slugs: Iterable[str]) -> None:
-        self.taxonomy.resolve(slugs)  # UnknownTopicError (a ConfigError) names them
+        try:
+            self.taxonomy.resolve(slugs)
+        except UnknownTopicError as exc:
+            # The taxonomy's message is for operators (it names a CLI command); a reader gets
+            # what they can act on here.
+            raise ConfigError(reader_topic_message(exc)) from None
 
     # -- the page ----------------------------------------------------------------------------
 
@@ -383,6 +389,18 @@ class PreferencesEditor:
             return self.groups
         extra = TopicGroup("Other topics you chose", tuple(TopicChoice(s, self._name(s)) for s in others))
         return (*self.groups, extra)
+
+
+def reader_topic_message(exc: UnknownTopicError) -> str:
+    """What a reader is told about topics the page does not offer: the closest ones, else the list."""
+    parts = []
+    for name in exc.unknown:
+        close = exc.suggestions.get(name, ())
+        hint = (
+            f"did you mean {' or '.join(close)}?" if close else "choose from the topics listed on this page"
+        )
+        parts.append(f"there is no topic '{name}'; {hint}")
+    return "; ".join(parts)
 
 
 def topic_groups(taxonomy: Taxonomy, *, shipped: Collection[str]) -> tuple[TopicGroup, ...]:

@@ -15,10 +15,11 @@ import secrets
 import stat
 from pathlib import Path
 
-from bot.config import Settings
+from bot.config import SECRET_FILE_NAME, Settings
 from bot.errors import ConfigError
 
-SECRET_FILE_NAME = "secret_key"
+__all__ = ["SECRET_FILE_NAME", "resolve_secret"]  # the file's name lives in bot.config (config show)
+
 _KEY_BYTES = 32
 _MIN_KEY_CHARS = 32
 
@@ -29,7 +30,7 @@ def resolve_secret(settings: Settings) -> bytes:
     """settings.secret_key if set, else the key kept in data_dir (made on first use)."""
     if settings.secret_key is not None:
         return settings.secret_key.encode("utf-8")
-    return _read_or_create(settings.data_dir / SECRET_FILE_NAME)
+    return _read_or_create(settings.secret_key_file)
 
 
 def _read_or_create(path: Path) -> bytes:

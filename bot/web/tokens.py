@@ -50,6 +50,9 @@ _MAC_BYTES = 16
 _DOMAIN = b"flarestart-link\x00"
 # Well above a real token (24 + 1 + 22 characters); anything longer is not worth decoding.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}")
+# The payload has room for 2**64 - 1, but subscribers.id is an INTEGER: 32 bits on PostgreSQL,
+# which fails a lookup of a larger one rather than finding nobody (SQLite fails past 2**63 - 1).
+MAX_SUBSCRIBER_ID = 2**31 - 1
 
 
 class InvalidTokenError(FlareStartError):
@@ -80,8 +83,8 @@ def make_token(
     _check_secret(secret)
     if purpose not in _PURPOSE_CODES:
         raise ValueError(f"unknown token purpose {purpose!r}; expected one of {get_args(Purpose)}")
-    if subscriber_id < 1:
-        raise ValueError(f"subscriber id must be positive, got {subscriber_id}")
+    if not 1 <= subscriber_id <= MAX_SUBSCRIBER_ID:
+        raise ValueError(f"subscriber id must be from 1 to {MAX_SUBSCRIBER_ID}, got {subscriber_id}")
     moment = datetime.now(UTC) if issued_at is None else issued_at
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: give issued_at a time zone")
@@ -128,7 +131,7 @@ def read_token_claims(
         raise InvalidTokenError("malformed", "the link has a format this version cannot read")
     version, code, subscriber_id, issued = _PAYLOAD.unpack(payload)
     token_purpose = _PURPOSES_BY_CODE.get(code)
-    if version != _VERSION or token_purpose is None or subscriber_id < 1:
+    if version != _VERSION or token_purpose is None or not 1 <= subscriber_id <= MAX_SUBSCRIBER_ID:
         raise InvalidTokenError("malformed", "the link has a format this version cannot read")
     if token_purpose != purpose:
         raise InvalidTokenError("wrong_purpose", f"the link is for {token_purpose}, not {purpose}")

@@ -197,3 +197,30 @@ def test_preview_html_with_topics_uses_a_stand_in_reader(cli: Runner, fetched: N
 )
 def test_current_period_for_send_now(frequency: str, day: date, expected: str | None) -> None:
     assert current_period(frequency, day) == expected
+
+
+def test_an_early_quiet_send_does_not_burn_the_day(
+    cli: Runner, feed_server: FixtureServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add_subscriber(cli, "ada@example.com", hours_from_now=-1)
+
+    early = cli("send", "ada@example.com", "--now")  # no articles yet: a quiet period, skipped
+
+    assert early.code == 0 and early.out.startswith("Skipped") and "no articles at all yet" in early.out
+    assert [r["status"] for r in cli("deliveries", "list", "--json").json()] == ["skipped"]
+    monkeypatch.setenv("FLARESTART_RANKING_MAX_PER_SOURCE", str(len(TITLES)))
+    url = feed_server.add("/feed.xml", static(_feed(datetime.now(UTC)), "application/rss+xml"))
+    assert cli("sources", "add", url, "--name", "Loop", "--topics", "python").code == 0
+    assert cli("fetch", "--all").code == 0
+
+    dry = cli("send", "ada@example.com", "--now", "--dry-run", "--json").json()
+    assert (dry["status"], dry["items"]) == ("dry-run", len(TITLES))  # composed now, not the ledger's verdict
+    sent = cli("send", "ada@example.com", "--now")
+    assert sent.code == 0 and sent.out.startswith("Sent"), sent.out + sent.err
+    again = cli("send", "ada@example.com", "--now")
+    assert again.out.startswith("Already sent")  # sent stays exactly once
+    assert len(_outbox(data_dir)) == 1
+    rows = cli("deliveries", "list", "--json").json()
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 2)]
+    dry_after = cli("send", "ada@example.com", "--now", "--dry-run")
+    assert "a real send sends nothing" in dry_after.out

@@ -65,3 +65,33 @@ def test_articles_since_and_prune(cli: Runner, feed_server: FixtureServer) -> No
     pruned = cli("prune", "--older-than", "365d")
     assert pruned.code == 0 and "Removed 1 article" in pruned.out
     assert [a["guid"] for a in cli("articles", "list", "--json").json()] == ["r1"]
+
+
+def test_fetch_exits_non_zero_when_every_source_failed(cli: Runner, feed_server: FixtureServer) -> None:
+    for name in ("Down", "Gone"):
+        path = f"/{name.lower()}.xml"
+        feed_server.add(path, static(FEED, "application/rss+xml"))
+        assert cli("sources", "add", feed_server.url(path), "--name", name).code == 0
+    feed_server.add("/down.xml", Response(500, b"down"))
+    feed_server.add("/gone.xml", Response(503, b"later"))
+
+    result = cli("fetch", "--all")
+    as_json = cli("fetch", "--all", "--json")
+
+    assert result.code == 1
+    assert "2 sources: 0 new articles" in result.out and "2 failed" in result.out
+    assert result.err.splitlines()[-1].startswith("error: every source failed (2 of 2)"), result.err
+    assert "Traceback" not in result.err
+    assert as_json.code == 1 and {r["status"] for r in as_json.json()} == {"failed"}
+
+
+def test_fetch_with_some_failed_exits_zero_and_counts_them(cli: Runner, feed_server: FixtureServer) -> None:
+    assert cli("sources", "add", feed_server.add("/ok.xml", static(FEED)), "--name", "Ok").code == 0
+    feed_server.add("/down.xml", static(FEED))
+    assert cli("sources", "add", feed_server.url("/down.xml"), "--name", "Down").code == 0
+    feed_server.add("/down.xml", Response(500, b"down"))
+
+    result = cli("fetch", "--all")
+
+    assert result.code == 0, result.err
+    assert "2 sources: 2 new articles" in result.out and "1 failed" in result.out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.testing.httpserver import FixtureServer, static
 from tests.cli.conftest import Runner
 
@@ -104,3 +106,25 @@ def test_malformed_opml_writes_nothing(cli: Runner, tmp_path: Path) -> None:
     assert result.code != 0 and "broken.opml" in result.err
     assert cli("sources", "import", str(bad), "--skip-invalid").code == 0
     assert len(cli("sources", "list", "--json").json()) == 2
+
+
+def test_sources_list_keeps_names_whole_at_80_columns(
+    cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ["Medium: Programming", "DEV Community", "Hackernoon", "The Pragmatic Engineer Newsletter X"]
+    outlines = "".join(
+        f'<outline text="{name}" type="rss" xmlUrl="https://feeds{n}.example/rss"/>'
+        for n, name in enumerate(names)
+    )
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(f'<opml version="2.0"><body>{outlines}</body></opml>', encoding="utf-8")
+    assert cli("sources", "import", str(opml)).code == 0
+    monkeypatch.setenv("COLUMNS", "80")
+
+    table = cli("sources", "list").out
+
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in names[:3]:  # each on one line, never cut inside a word
+        assert any(name in line for line in lines), (name, table)
+    assert any("The Pragmatic Engineer …" in line for line in lines), table  # past 24: an ellipsis

@@ -183,10 +183,12 @@ def test_transient_failure_reopens_permanent_failure_and_skip_close(
     assert (bounced_row.status, bounced_row.last_error) == ("failed", "550 no such user")
     assert (quiet_row.status, quiet_row.last_error) == ("skipped", "quiet day: nothing new")
     assert not ledger.begin_send(bounced.id, now=LATER)
-    assert not ledger.begin_send(quiet.id, now=LATER)
-    assert not ledger.mark_failed(quiet.id, error="late", permanent=True, now=LATER)
+    assert not ledger.mark_failed(quiet.id, error="late", permanent=True, now=LATER)  # skipped: closed
     assert [d.id for d in ledger.list(status="failed")] == [bounced.id]
     assert ledger.counts() == {"pending": 0, "sending": 1, "sent": 0, "failed": 1, "skipped": 1}
+    # A quiet period is not final: once there is something to send it may begin again.
+    assert ledger.begin_send(quiet.id, now=LATER)
+    assert ledger.get(quiet.id).status == "sending"
 
 
 def test_sent_articles_for_many_readers_at_once(
@@ -219,7 +221,7 @@ def test_list_filters_and_get_names_a_missing_delivery(ledger: DeliveryLedger, r
         ledger.get(424242)
 
 
-def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_closed_row(
+def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_sent_row(
     ledger: DeliveryLedger, readers: list[int], articles: list[int]
 ) -> None:
     new = ledger.begin(readers[0], "2026-11-27", "email", now=NOW)
@@ -231,13 +233,16 @@ def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_closed_row(
     after_sent = ledger.begin(readers[0], "2026-11-27", "email", now=LATER)
     skipped = ledger.open(readers[2], "2026-11-27", "email", article_ids=[])
     assert skipped.id is not None and ledger.mark_skipped(skipped.id, reason="quiet")
-    after_skip = ledger.begin(readers[2], "2026-11-27", "email", now=LATER)
+    after_skip = ledger.begin(readers[2], "2026-11-27", "email", now=LATER)  # quiet then, not final
+    ledger.mark_sent(after_skip.id, message_id="<q@x>", article_ids=articles[1:2], now=LATER)
+    after_skip_sent = ledger.begin(readers[2], "2026-11-27", "email", now=LATER)
 
     assert (new.status, new.began) == ("sending", True)
     assert (crashed.id, crashed.began) == (new.id, True)
     assert (from_pending.id, from_pending.began) == (pending.id, True)
     assert (after_sent.id, after_sent.status, after_sent.began) == (new.id, "sent", False)
-    assert (after_skip.id, after_skip.status, after_skip.began) == (skipped.id, "skipped", False)
+    assert (after_skip.id, after_skip.status, after_skip.began) == (skipped.id, "sending", True)
+    assert (after_skip_sent.status, after_skip_sent.began) == ("sent", False)  # sent stays once
     sent_row, begun_row = ledger.get(new.id), ledger.get(pending.id)
     assert (sent_row.status, sent_row.attempts, sent_row.created_at) == ("sent", 2, NOW)
     assert (begun_row.status, begun_row.attempts, begun_row.updated_at) == ("sending", 1, LATER)

@@ -188,6 +188,24 @@ def test_safe_link_rules() -> None:
     assert safe_link("https://bücher.example/ü") == "https://b%C3%BCcher.example/%C3%BC"
 
 
+def test_links_with_credentials_reach_digests_without_them(renderer: DigestRenderer) -> None:
+    """ "https://trusted.example@evil.example/" reads as trusted.example and goes to evil.example:
+    a digest shows the host that answers, and no credentials."""
+    item = make_item(
+        0,
+        url="https://trusted.example@evil.example/story",
+        also_covered_by=(("Other", "https://user:secret@other.example/x"),),
+        image_url="https://cdn.example@img.example/i.png",
+    )
+
+    out = renderer.render(make_view((item,)))
+
+    assert safe_link("https://trusted.example:443@evil.example/") == "https://evil.example/"
+    for body in (out.html, out.text):
+        assert "https://evil.example/story" in body and "other.example/x" in body
+        assert "trusted.example" not in body and "secret" not in body and "@img" not in body
+
+
 def test_subject_names_the_top_story_and_stays_one_short_line(renderer: DigestRenderer) -> None:
     top = make_item(0, title="Rust 2.0\r\nBcc: victim@example.com " + "very long " * 40)
     out = renderer.render(make_view((top, make_item(1))))

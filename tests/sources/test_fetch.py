@@ -683,22 +683,64 @@ async def test_redirect_from_public_host_to_private_one_is_refused(
     assert [r.path for r in feed_server.requests] == ["/feed.xml"]
 
 
-async def test_connection_that_lands_on_a_private_address_is_refused(
-    feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+def loopback_except_127_0_0_2(address: netguard.IPAddress) -> str | None:
+    """Test policy: pretend 127.0.0.2 is a public host (the rebinding name's first answer)."""
+    if address == ipaddress.ip_address("127.0.0.2"):
+        return None
+    return netguard.blocked_reason(address)
+
+
+async def test_a_rebinding_name_is_fetched_from_the_address_that_was_checked(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A rebinding DNS server answers "public" to the guard and loopback to the connection;
-    # no such server runs on loopback, so the guard's resolver is the one stand-in.
-    async def public_answer(host: str, port: int) -> list[str]:
-        return ["93.184.216.34"]
+    """A rebinding DNS server answers a public address to the first lookup and 127.0.0.1 to every
+    later one: the connection must go where the check looked, never to the second answer."""
+    lookups: list[str] = []
+    system_getaddrinfo = socket.getaddrinfo
 
-    monkeypatch.setattr(netguard, "resolve", public_answer)
-    url = feed_server.add("/feed.xml", static(RSS))
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "feeds.rebind.test":
+            return system_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append("127.0.0.2" if not lookups else "127.0.0.1")
+        return system_getaddrinfo(lookups[-1], port, *args, **kwargs)
 
-    result = await fetch_once(url, allow_private=False, trusted=False)
+    with FixtureServer("127.0.0.1") as internal, FixtureServer("127.0.0.2", internal.port) as public:
+        internal.add("/feed.xml", static(b"the admin page of the machine itself"))
+        public.add("/feed.xml", static(RSS))
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        url = f"http://feeds.rebind.test:{internal.port}/feed.xml"
+        async with Fetcher(
+            settings(), allow_private=False, address_policy=loopback_except_127_0_0_2
+        ) as fetcher:
+            result = await fetcher.fetch(url, trusted=False)
 
-    assert result.outcome == "error"
-    assert result.error == "refusing 127.0.0.1 (loopback) for host 127.0.0.1"
-    assert result.body == b""
+    assert internal.requests == []
+    assert result.outcome == "ok" and result.body == RSS
+    assert lookups == ["127.0.0.2"]
+    # Only the socket is pinned: the request still names the host.
+    assert [r.header("Host") for r in public.requests] == [f"feeds.rebind.test:{internal.port}"]
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "refusing 169.254.169.254 (cloud metadata)"),
+        ("http://[fe80::1]/feed.xml", "refusing fe80::1 (link-local)"),
+        ("http://[::ffff:169.254.10.1]/", "refusing ::ffff:169.254.10.1 (IPv4-mapped link-local)"),
+    ],
+)
+async def test_trusted_sources_may_not_reach_link_local_or_metadata_addresses(url: str, error: str) -> None:
+    result = await fetch_once(url, allow_private=False, trusted=True)
+
+    assert result.outcome == "error" and result.error is not None
+    assert result.error.startswith(error)
+
+
+async def test_allow_private_lifts_the_link_local_refusal_for_trusted_sources() -> None:
+    result = await fetch_once("http://[fe80::1]/feed.xml", allow_private=True, trusted=True)
+
+    assert result.outcome == "error" and result.error is not None
+    assert "refusing" not in result.error and result.error.startswith("cannot connect to fe80::1")
 
 
 @pytest.mark.parametrize(
@@ -735,3 +777,38 @@ async def test_fetch_outside_the_context_manager_is_a_bug() -> None:
 
     with pytest.raises(RuntimeError):
         await fetcher.fetch("http://127.0.0.1/")
+
+
+async def test_an_address_that_refuses_falls_back_to_the_next_one(
+    feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_getaddrinfo = socket.getaddrinfo
+
+    def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "feeds.twice.test":
+            return system_getaddrinfo(host, port, *args, **kwargs)
+        # Nothing listens on 127.0.0.3: refused; then the fixture server on 127.0.0.1.
+        return [
+            *system_getaddrinfo("127.0.0.3", port, *args, **kwargs),
+            *system_getaddrinfo("127.0.0.1", port, *args, **kwargs),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    feed_server.add("/feed.xml", static(RSS))
+
+    result = await fetch_once(f"http://feeds.twice.test:{feed_server.port}/feed.xml", trusted=True)
+
+    assert result.outcome == "ok" and result.body == RSS
+
+
+def test_address_families_alternate_from_the_resolvers_first() -> None:
+    addresses = ["2001:db8::1", "2001:db8::2", "192.0.2.1", "192.0.2.2", "192.0.2.3"]
+
+    assert netguard._interleave_families(addresses) == [
+        "2001:db8::1",
+        "192.0.2.1",
+        "2001:db8::2",
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+    assert netguard._interleave_families(["192.0.2.1", "2001:db8::1"]) == ["192.0.2.1", "2001:db8::1"]

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 import bot.store.store as store_module
 from bot.config import Settings, load_settings
 from bot.ranking.setup import parse_and_pack, parse_and_tag
-from bot.sources.ingest import PARSE_PRELOAD, Ingestor, SourceReport, _Writer
+from bot.sources.ingest import Ingestor, SourceReport, _Writer
+from bot.sources.parse_pool import PARSE_PRELOAD
 from bot.sources.types import PackedEntries
 from bot.store import NewSource, SaveCounts, Store
 from bot.store.models import Source

@@ -18,7 +18,10 @@ from bot.sources import netguard
         ("10.1.2.3", "private"),
         ("172.16.0.1", "private"),
         ("192.168.1.1", "private"),
-        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("169.254.169.254", "cloud metadata"),
+        ("169.254.1.1", "link-local"),
+        ("fd00:ec2::254", "cloud metadata"),
+        ("100.100.100.200", "cloud metadata"),
         ("100.64.0.1", "carrier-grade NAT"),
         ("100.127.255.254", "carrier-grade NAT"),
         ("224.0.0.1", "multicast"),
@@ -33,16 +36,44 @@ from bot.sources import netguard
         ("ff02::1", "multicast"),
         ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
         ("::ffff:10.0.0.1", "IPv4-mapped private"),
-        ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
+        ("::ffff:169.254.169.254", "IPv4-mapped cloud metadata"),
+        ("::ffff:169.254.1.1", "IPv4-mapped link-local"),
+        # 6to4 (2002::/16) and Teredo (2001::/32) carry an IPv4 address: judged by that address
+        ("2002:7f00:1::1", "6to4 loopback"),
+        ("2002:a00:1::", "6to4 private"),
+        ("2002:a9fe:a9fe::1", "6to4 cloud metadata"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo loopback"),  # client 127.0.0.1, obfuscated
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo private"),  # client 10.0.0.1
+        ("64:ff9b::a00:1", "NAT64 private"),
         ("8.8.8.8", None),
         ("93.184.216.34", None),
         ("100.128.0.1", None),  # just past the CGNAT range
         ("2606:4700:4700::1111", None),
         ("::ffff:8.8.8.8", None),
+        ("2002:808:808::1", None),  # 6to4 of 8.8.8.8
     ],
 )
 def test_blocked_reason(address: str, reason: str | None) -> None:
     assert netguard.blocked_reason(ipaddress.ip_address(address)) == reason
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("169.254.169.254", "cloud metadata"),
+        ("169.254.10.20", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fd00:ec2::254", "cloud metadata"),
+        ("::ffff:169.254.169.254", "IPv4-mapped cloud metadata"),
+        ("2002:a9fe:101::", "6to4 link-local"),
+        ("127.0.0.1", None),  # an operator's own machine and LAN stay reachable
+        ("10.0.0.7", None),
+        ("fd12:3456::1", None),
+        ("8.8.8.8", None),
+    ],
+)
+def test_trusted_sources_may_not_reach_link_local_or_metadata(address: str, reason: str | None) -> None:
+    assert netguard.trusted_blocked_reason(ipaddress.ip_address(address)) == reason
 
 
 @pytest.mark.parametrize(
@@ -120,7 +151,7 @@ def test_a_policy_can_be_given_explicitly() -> None:
             "::ffff:192.168.0.1",
             "refusing ::ffff:192.168.0.1 (IPv4-mapped private) for host ::ffff:192.168.0.1",
         ),
-        ("169.254.169.254", "refusing 169.254.169.254 (link-local) for host 169.254.169.254"),
+        ("169.254.169.254", "refusing 169.254.169.254 (cloud metadata) for host 169.254.169.254"),
     ],
 )
 async def test_assert_public_host_resolves_before_judging(host: str, message: str) -> None:

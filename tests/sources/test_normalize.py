@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.sources.normalize import (
+    AUTHOR_LIMIT,
+    TITLE_LIMIT,
     _html_text,
     canonical_url,
     clean_title,
@@ -51,7 +53,9 @@ CANONICAL_URLS = [
     ("https://x.example/p?utm_source=only", None, "https://x.example/p"),
     # A "#!" fragment names the page on single-page sites.
     ("https://app.example.com/#!/post/7", None, "https://app.example.com/#!/post/7"),
-    ("https://user:pw@Example.com/x", None, "https://user:pw@example.com/x"),
+    ("https://user:pw@Example.com/x", None, "https://example.com/x"),
+    ("https://trusted.example@evil.example/", None, "https://evil.example/"),
+    ("https://trusted.example:443@evil.example:8443/a", None, "https://evil.example:8443/a"),
     ("http://[::1]:80/x", None, "http://[::1]/x"),
     # Not http(s), or not a URL at all.
     ("mailto:news@example.com", None, None),
@@ -366,3 +370,41 @@ def test_pathological_input_is_handled_in_linear_time(name: str, work: Callable[
     started = time.process_time()
     work()
     assert time.process_time() - started < 1.0, name
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Breaking " * 300_000,  # 2.7 MB of words
+        "<em>" + "x" * 2_000_000 + "</em>",  # one endless word inside markup
+        "&amp; " * 400_000,
+    ],
+    ids=["words", "one-word", "entities"],
+)
+def test_a_huge_title_is_capped_with_an_ellipsis(raw: str) -> None:
+    title = clean_title(raw)
+
+    assert 1 < len(title) <= TITLE_LIMIT
+    assert title.endswith("…") and "<" not in title
+
+
+def test_a_title_cut_at_its_window_ends_at_a_word_with_an_ellipsis() -> None:
+    # Short words, then a long tail of markup that leaves little text: the window cut the text.
+    raw = "Rust 2.0 released " + "<b></b>" * 10_000 + " tail"
+
+    title = clean_title(raw)
+
+    assert title == "Rust 2.0…"
+
+
+def test_a_title_at_the_limit_is_kept_whole() -> None:
+    raw = "a" * (TITLE_LIMIT - 2) + " b"
+
+    assert clean_title(raw) == raw
+    assert clean_title(raw + "c") == "a" * (TITLE_LIMIT - 2) + "…"
+
+
+def test_a_huge_byline_is_capped_with_an_ellipsis() -> None:
+    name = person_name("Jane Doe " * 250_000 + "<jane@example.com>")
+
+    assert name is not None and len(name) <= AUTHOR_LIMIT and name.endswith("Doe…")

@@ -32,7 +32,8 @@ import feedparser
 import pytest
 
 from bot.errors import FeedParseError
-from bot.sources.parse import parse_feed
+from bot.sources.normalize import AUTHOR_LIMIT, TITLE_LIMIT
+from bot.sources.parse import EXCERPT_LIMIT, parse_feed
 from bot.sources.types import ParsedFeed
 
 CASES = Path(__file__).parent / "parse_cases"
@@ -306,3 +307,24 @@ def test_the_fallback_says_why_it_was_needed() -> None:
     assert feed.parser == "feedparser"
     assert feed.warning is not None
     assert feed.warning.startswith("recovered by feedparser: ")
+
+
+@pytest.mark.parametrize("force_feedparser", [False, True], ids=["fast", "feedparser"])
+def test_huge_titles_bylines_and_excerpts_are_capped(force_feedparser: bool) -> None:
+    """A hostile feed's 2 MB fields are stored cut, with an ellipsis (they once stalled preview)."""
+    huge = "Breaking news " * 150_000
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel>'
+        f"<title>{huge}</title><link>https://example.com/</link>"
+        f"<item><title>{huge}</title><link>https://example.com/a</link>"
+        f"<author>{huge}</author><description>{huge}</description></item>"
+        "</channel></rss>"
+    ).encode()
+
+    feed = parse_feed(body, url=DEFAULT_URL, force_feedparser=force_feedparser)
+
+    entry = feed.entries[0]
+    assert feed.title is not None and len(feed.title) <= TITLE_LIMIT and feed.title.endswith("…")
+    assert len(entry.title) <= TITLE_LIMIT and entry.title.endswith("news…")
+    assert entry.author is not None and len(entry.author) <= AUTHOR_LIMIT and entry.author.endswith("…")
+    assert len(entry.excerpt) <= EXCERPT_LIMIT and entry.excerpt.endswith("…")

@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from bot.store.engine import make_engine
-from bot.store.migrate import current_revision, downgrade, head_revision, upgrade
+from bot.store.migrate import current_revision, downgrade, head_revision, shipped_head, upgrade
 
 
 def test_upgrade_from_empty_reaches_head_and_matches_models(database_url: str) -> None:
@@ -56,5 +56,20 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: object) -> None:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    finally:
+        engine.dispose()
+
+
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    assert shipped_head() == head_revision() is not None
+
+
+def test_a_database_behind_the_head_is_still_upgraded(database_url: str) -> None:
+    """The quick check at start only skips a database already at the head."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0003")
+        assert upgrade(engine) == ("0003", head_revision())
+        assert upgrade(engine) == (head_revision(), head_revision())
     finally:
         engine.dispose()

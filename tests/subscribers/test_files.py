@@ -121,6 +121,9 @@ def test_the_shipped_example_is_valid_and_shows_every_option() -> None:
         ('email = "ada@example"', 3, "is not an email address"),
         ('timezone = "Europe/Berln"', 4, "did you mean 'Europe/Berlin'?"),
         ('timezone = "CEST+2"', 4, "not an IANA time zone"),
+        ('timezone = "localtime"', 4, "not an IANA time zone"),
+        ('timezone = "Factory"', 4, "not an IANA time zone"),
+        ('timezone = "right/UTC"', 4, "not an IANA time zone"),
         ('delivery_time = "7am"', 4, "HH:MM"),
         ('delivery_time = "25:00"', 4, "HH:MM"),
         ('frequency = "weekly"', 4, "weekly:mon"),
@@ -314,3 +317,45 @@ def test_reasonable_addresses_pass(address: str) -> None:
 def test_unreasonable_addresses_fail(address: str) -> None:
     with pytest.raises(ValueError, match="not an email address"):
         normalize_email(address)
+
+
+def test_the_shipped_example_names_only_real_default_sources() -> None:
+    from bot.sources.defaults import DEFAULT_SOURCES
+
+    defaults = {source.name for source in DEFAULT_SOURCES}
+    specs = load_subscriber_files(REPO / "subscribers", include_examples=True, known_sources=defaults)
+    named = {name for s in specs for name in (*s.muted_sources, *s.source_weights)}
+    assert named and named <= defaults
+
+
+def test_unknown_sources_are_problems_at_their_line_with_the_closest_names(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "team.toml",
+        """\
+[[subscriber]]
+email = "ada@example.com"
+mute = { sources = ["techcrunch", "Slashdot"] }
+source_weights = { "Hacker Noon" = 1.5 }
+""",
+    )
+    known = {"TechCrunch", "HackerNoon", "The Verge"}
+
+    with pytest.raises(SubscriberFileError) as raised:
+        load_subscriber_files(tmp_path, known_sources=known)
+
+    problems = [(p.line, p.message) for p in raised.value.problems]
+    assert problems == [
+        (
+            3,
+            "ada@example.com: mute.sources: unknown source 'Slashdot' (`flarestart sources list` shows the names)",
+        ),
+        (4, "ada@example.com: source_weights: unknown source 'Hacker Noon' (did you mean 'HackerNoon'?)"),
+    ]
+    # Case does not matter, and unchecked loading (no known sources) still accepts any name.
+    assert load_subscriber_files(tmp_path)[0].muted_sources == ("techcrunch", "Slashdot")
+
+
+def test_make_spec_checks_source_names_too() -> None:
+    with pytest.raises(ConfigError, match="unknown source 'Hacker News'"):
+        make_spec(email="ada@example.com", muted_sources=["Hacker News"], known_sources={"HackerNoon"})

@@ -14,6 +14,7 @@ import pytest
 from bot.subscribers.schedule import (
     DuePeriod,
     due_period,
+    next_delivery,
     next_delivery_at,
     normalize_frequency,
     parse_delivery_time,
@@ -438,3 +439,46 @@ def test_delivery_times(given: str, expected: time) -> None:
 def test_bad_delivery_times(given: str) -> None:
     with pytest.raises(ValueError, match="HH:MM"):
         parse_delivery_time(given)
+
+
+# -- the one answer every message gives -----------------------------------------------------------
+
+
+def test_a_reader_added_after_todays_time_is_due_now_not_tomorrow() -> None:
+    # Added at 13:45 with 13:30: `run` sends today's at once (catch-up), so the message says so.
+    now = utc(2026, 12, 4, 13, 45)
+    found = next_delivery(
+        now=now, timezone="UTC", delivery_time=time(13, 30), frequency="daily", catch_up=SIX_HOURS
+    )
+    assert (found.period, found.scheduled_at, found.due_now) == ("2026-12-04", utc(2026, 12, 4, 13, 30), True)
+    planned = due_period(
+        now=now, timezone="UTC", delivery_time=time(13, 30), frequency="daily", catch_up=SIX_HOURS
+    )
+    assert planned is not None and planned.period == found.period  # what run plans
+
+
+def test_a_weekdays_reader_on_friday_afternoon_gets_friday_not_monday() -> None:
+    friday = utc(2026, 12, 4, 13, 45)  # a Friday
+    kwargs = dict(
+        timezone="Europe/Berlin", delivery_time=time(14, 30), frequency="weekdays", catch_up=SIX_HOURS
+    )
+    found = next_delivery(now=friday, **kwargs)  # type: ignore[arg-type]
+    assert (found.period, found.due_now) == ("2026-12-04", True)
+    # Once the ledger settled Friday's, the next is Monday's.
+    after = next_delivery(now=friday, settled={"2026-12-04"}, **kwargs)  # type: ignore[arg-type]
+    assert (after.period, after.scheduled_at, after.due_now) == (
+        "2026-12-07",
+        utc(2026, 12, 7, 13, 30),
+        False,
+    )
+
+
+def test_beyond_the_catch_up_window_the_next_is_the_next_scheduled() -> None:
+    late = utc(2026, 12, 4, 20, 0)
+    found = next_delivery(
+        now=late, timezone="UTC", delivery_time=time(13, 30), frequency="daily", catch_up=SIX_HOURS
+    )
+    assert (found.period, found.due_now) == ("2026-12-05", False)
+    assert found.scheduled_at == next_delivery_at(
+        now=late, timezone="UTC", delivery_time=time(13, 30), frequency="daily"
+    )

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.delivery.service import SEND_TASK, send_job
+from bot.jobs.queue import JobQueue
+from bot.store.engine import make_engine
 from tests.cli.conftest import Runner
 
 TEAM = """\
@@ -183,3 +186,84 @@ def test_removing_a_file_subscriber_warns_the_next_sync_brings_them_back(run: Ru
 
 def test_an_empty_list_says_how_to_add(run: Runner) -> None:
     assert "flarestart subscribers add EMAIL" in run("subscribers", "list").out
+
+
+def test_sync_refuses_unknown_source_names_with_file_line_and_the_closest(
+    run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sources the first run will seed count before it has run: sync may come first.
+    config = tmp_path / "seeds.toml"
+    config.write_text(
+        '[[sources]]\nname = "HackerNoon"\nurl = "https://hackernoon.com/feed"\n'
+        '[[sources]]\nname = "The Verge"\nurl = "https://www.theverge.com/rss/index.xml"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FLARESTART_CONFIG", str(config))
+    folder = tmp_path / "team"
+    folder.mkdir()
+    (folder / "team.toml").write_text(
+        '[[subscriber]]\nemail = "ada@example.com"\nsource_weights = { "The Verge" = 2 }\n\n'
+        '[[subscriber]]\nemail = "grace@example.com"\nmute = { sources = ["Hacker News"] }\n',
+        encoding="utf-8",
+    )
+
+    result = run("subscribers", "sync", str(folder))
+
+    assert result.code == 2
+    assert f"{folder / 'team.toml'}:7: grace@example.com: mute.sources: unknown source 'Hacker News'" in (
+        result.err.replace("\n", "")
+    )
+    assert "did you mean 'HackerNoon'?" in result.err
+    assert "nothing changed" in result.err
+    assert run("subscribers", "list", "--json").json() == []
+
+
+def test_syncing_another_folder_keeps_the_default_folders_subscribers(
+    run: Runner, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLARESTART_SUBSCRIBERS_DIR", str(folder))
+    assert run("subscribers", "sync").code == 0
+    other = tmp_path / "guests"
+    other.mkdir()
+    (other / "guests.toml").write_text('[[subscriber]]\nemail = "linus@example.com"\n', encoding="utf-8")
+
+    result = run("subscribers", "sync", str(other))
+
+    assert result.code == 0, result.err
+    assert "1 added, 0 changed, 0 removed" in result.out
+    assert "+ added   linus@example.com; first digest " in result.out  # when, as `show` says it
+    listed = sorted(s["email"] for s in run("subscribers", "list", "--json").json())
+    assert listed == ["ada@example.com", "grace@example.com", "linus@example.com"]
+    (other / "guests.toml").unlink()
+    emptied = run("subscribers", "sync", str(other))
+    assert "- removed linus@example.com" in emptied.out and "1 removed" in emptied.out
+    assert len(run("subscribers", "list", "--json").json()) == 2
+
+
+def test_add_and_show_say_what_run_will_do_with_a_time_just_passed(run: Runner, database_url: str) -> None:
+    passed = datetime.now(UTC) - timedelta(minutes=15)
+
+    added = run("subscribers", "add", "ada@example.com", "--time", f"{passed:%H:%M}")
+
+    assert added.code == 0, added.err
+    assert "first digest" in added.out and "due now: `flarestart run` sends it within a minute" in added.out
+    shown = run("subscribers", "show", "ada@example.com", "--json").json()
+    assert (shown["due_now"], shown["next_period"]) == (True, f"{passed:%Y-%m-%d}")
+    assert "due now" in run("subscribers", "show", "ada@example.com").out
+    # A quiet period skipped by hand is still due: `run` plans it and tries again.
+    skipped = run("send", "ada@example.com")
+    assert skipped.code == 0 and skipped.out.startswith("Skipped")
+    assert run("subscribers", "show", "ada@example.com", "--json").json()["due_now"] is True
+    # Once run's send job for it has run (quiet again), the next one is the following day's.
+    engine = make_engine(database_url)
+    try:
+        queue = JobQueue(engine)
+        window = {"period": shown["next_period"], "window_start": "", "window_end": ""}
+        queue.enqueue_one(send_job(shown["id"], window, channel="outbox", max_attempts=5))
+        [job] = queue.claim("test", now=datetime.now(UTC), lease=timedelta(minutes=1), tasks=[SEND_TASK])
+        assert queue.finish(job.id, "test", now=datetime.now(UTC), attempt=job.attempts)
+    finally:
+        engine.dispose()
+    after = run("subscribers", "show", "ada@example.com", "--json").json()
+    assert after["due_now"] is False and after["next_period"] == f"{passed + timedelta(days=1):%Y-%m-%d}"
+    assert "due now" not in run("subscribers", "list").out

@@ -242,3 +242,27 @@ def test_records_and_schedules_read_only_what_sending_and_planning_need(store: S
     assert [s.id for s in store.schedules(("active", "pending"))] == [ada.id, bob.id]
     with pytest.raises(ValueError, match="status must be one of"):
         store.schedules(("gone",))
+
+
+def test_a_sync_of_another_folder_removes_only_that_folders_subscribers(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    default, other = tmp_path / "subscribers", tmp_path / "elsewhere"
+    default.mkdir()
+    other.mkdir()
+    team = [spec("ada@example.com", origin=f"file:{default / 'team.toml'}")]
+    guests = [
+        spec("grace@example.com", origin=f"file:{other / 'guests.toml'}"),
+        spec("linus@example.com", origin=f"file:{other / 'guests.toml'}"),
+    ]
+    sync_subscribers(store, team, folder=default, now=NOW)
+    sync_subscribers(store, guests, folder=other, now=NOW)
+
+    # guests.toml loses Linus; the default folder is not read this time and keeps Ada.
+    report = sync_subscribers(store, guests[:1], folder=other, now=LATER)
+
+    assert (report.removed, report.unchanged) == (["linus@example.com"], 1)
+    assert emails(store) == ["ada@example.com", "grace@example.com"]
+    # An empty folder removes its own subscribers, and only them.
+    assert sync_subscribers(store, [], folder=other, now=LATER).removed == ["grace@example.com"]
+    assert emails(store) == ["ada@example.com"]

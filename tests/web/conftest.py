@@ -16,23 +16,26 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from bot.config import Settings
+from bot.config import Settings, WebSettings
 from bot.store.models import Subscriber
 from bot.store.subscribers import SubscriberStore
 from bot.web.app import create_app
+from bot.web.server import server_config
 from bot.web.tokens import Purpose, make_token
 
 SECRET = "a-test-secret-key-for-signed-links"
 
 
 @contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a background thread; yields its URL."""
+def running(app: Starlette, web: WebSettings | None = None) -> Iterator[str]:
+    """Serve `app` on a free loopback port in a background thread, configured as `flarestart
+    serve` configures uvicorn (with `web`'s limits); yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
+    config = server_config(app, web or WebSettings(), host="127.0.0.1", port=port, lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -21,7 +21,8 @@ from bot.config import Settings
 from bot.store.engine import make_engine
 from bot.store.models import Subscriber
 from bot.web.app import MAX_BODY_BYTES, create_app, mask_email
-from bot.web.tokens import make_token
+from bot.web.server import GuardedH11Protocol
+from bot.web.tokens import _PAYLOAD, _encode, _sign, make_token
 from tests.web.conftest import SECRET, Web, assert_page, running
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -161,6 +162,35 @@ def test_an_unknown_subscriber_gets_a_404_page(web: Web) -> None:
     assert_page(web.client.post(f"/u/{token}", data=ONE_CLICK), 404, "Subscription not found")
 
 
+def test_a_signed_link_for_an_impossible_subscriber_id_is_a_400_not_a_500(web: Web) -> None:
+    for impossible in (2**31, 2**64 - 1):
+        payload = _PAYLOAD.pack(1, 1, impossible, int(datetime.now(UTC).timestamp()))
+        token = f"{_encode(payload)}.{_encode(_sign(SECRET.encode(), payload))}"
+        assert_page(web.client.get(f"/u/{token}"), 400, "This link does not work")
+        assert_page(web.client.post(f"/u/{token}", data=ONE_CLICK), 400, "This link does not work")
+    largest = web.token("unsubscribe", 2**31 - 1)
+    assert_page(web.client.get(f"/u/{largest}"), 404, "Subscription not found")
+
+
+def test_a_trailing_slash_redirects_to_the_configured_base_url_never_to_the_host_header(
+    web: Web, web_settings: Settings
+) -> None:
+    subscriber = web.add()
+    token = web.token("unsubscribe", subscriber)
+    foreign = {"Host": "evil.example"}
+
+    page = web.client.get(f"/u/{token}/", headers=foreign)
+    post = web.client.post(f"/p/{web.token('preferences', subscriber)}/?x=1", headers=foreign)
+    nothing = web.client.get("/nothing/here/", headers=foreign)
+
+    base = web_settings.web.base_url.rstrip("/")
+    assert page.status_code == 307 and page.headers["location"] == f"{base}/u/{token}"
+    assert post.status_code == 307 and post.headers["location"].startswith(f"{base}/p/")
+    assert post.headers["location"].endswith("?x=1") and "evil.example" not in post.headers["location"]
+    assert_page(nothing, 404, "Page not found")
+    assert web.get(subscriber).status == "active"
+
+
 def test_an_oversized_body_is_refused_with_413(web: Web) -> None:
     subscriber = web.add()
     url = f"/u/{web.token('unsubscribe', subscriber)}"
@@ -180,26 +210,48 @@ def test_an_oversized_body_is_refused_with_413(web: Web) -> None:
 # -- confirm ------------------------------------------------------------------------------------
 
 
-def test_confirm_makes_a_pending_subscriber_active_once(web: Web) -> None:
-    subscriber = web.add(status="pending")
+def test_get_and_head_on_a_confirm_link_show_a_button_and_confirm_nothing(web: Web) -> None:
+    """Mail scanners prefetch links: only the reader's press of the button may confirm."""
+    subscriber = web.add(status="pending", email="ada.lovelace@example.com")
     url = f"/confirm/{web.token('confirm', subscriber)}"
 
-    first = web.client.get(url)
+    heads = [web.client.head(url) for _ in range(2)]
+    pages = [web.client.get(url) for _ in range(2)]
+
+    assert [head.status_code for head in heads] == [200, 200]
+    assert_page(pages[-1], 200, "Confirm your subscription", "a***@example.com", '<form method="post">')
+    assert "<button" in pages[-1].text and "ada.lovelace" not in pages[-1].text
+    pending = web.get(subscriber)
+    assert pending.status == "pending" and pending.confirmed_at is None
+
+
+def test_posting_the_confirm_page_makes_a_pending_subscriber_active_once(web: Web) -> None:
+    subscriber = web.add(status="pending")
+    url = f"/confirm/{web.token('confirm', subscriber)}"
+    page = web.client.get(url).text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+
+    first = web.client.post(url, data=fields)
     confirmed = web.get(subscriber)
-    again = web.client.get(url)
+    again = web.client.post(url, data=fields)
+    later_get = web.client.get(url)
 
     assert_page(first, 200, "You're subscribed")
     assert confirmed.status == "active" and confirmed.confirmed_at is not None
     assert_page(again, 200, "Already confirmed")
+    assert_page(later_get, 200, "Already confirmed")
+    assert "<button" not in later_get.text
     assert web.get(subscriber).model_dump() == confirmed.model_dump()
 
 
 def test_confirm_leaves_an_unsubscribed_subscriber_unsubscribed(web: Web) -> None:
     subscriber = web.add(status="unsubscribed")
 
-    response = web.client.get(f"/confirm/{web.token('confirm', subscriber)}")
+    url = f"/confirm/{web.token('confirm', subscriber)}"
 
-    assert_page(response, 200, "This address is unsubscribed", "does not restart it")
+    for response in (web.client.get(url), web.client.post(url)):
+        assert_page(response, 200, "This address is unsubscribed", "does not restart it")
+        assert "<button" not in response.text
     assert web.get(subscriber).status == "unsubscribed"
 
 
@@ -208,16 +260,15 @@ def test_an_expired_confirm_token_is_refused(web: Web) -> None:
     subscriber = web.add(status="pending", now=signed_up)
     token = web.token("confirm", subscriber, issued_at=signed_up + timedelta(days=1))
 
-    response = web.client.get(f"/confirm/{token}")
-
-    assert_page(response, 400, "This link has expired")
+    for response in (web.client.get(f"/confirm/{token}"), web.client.post(f"/confirm/{token}")):
+        assert_page(response, 400, "This link has expired")
     assert web.get(subscriber).status == "pending"
 
 
 def test_an_unsubscribe_token_does_not_confirm(web: Web) -> None:
     subscriber = web.add(status="pending")
 
-    response = web.client.get(f"/confirm/{web.token('unsubscribe', subscriber)}")
+    response = web.client.post(f"/confirm/{web.token('unsubscribe', subscriber)}")
 
     assert_page(response, 400, "This link does not work")
     assert web.get(subscriber).status == "pending"
@@ -327,13 +378,21 @@ def test_addresses_are_masked(email: str | None, shown: str | None) -> None:
 # -- the command --------------------------------------------------------------------------------
 
 
-def test_serve_runs_uvicorn_with_the_app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(state, "settings", settings)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append({"app": app, **options}))
+def test_serve_runs_uvicorn_with_the_app_and_its_client_limits(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs: list[uvicorn.Config] = []
+    limited = settings.model_copy(
+        update={"web": settings.web.model_copy(update={"keepalive_timeout": 3, "header_timeout": 2.5})}
+    )
+    monkeypatch.setattr(state, "settings", limited)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
 
     web_cli.serve()
     web_cli.serve(host="0.0.0.0", port=9123)
 
-    assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 8000), ("0.0.0.0", 9123)]
-    assert isinstance(calls[0]["app"], Starlette) and calls[0]["access_log"] is False
+    assert [(c.host, c.port) for c in configs] == [("127.0.0.1", 8000), ("0.0.0.0", 9123)]
+    config = configs[0]
+    assert isinstance(config.app, Starlette) and config.access_log is False
+    assert isinstance(config.http, type) and issubclass(config.http, GuardedH11Protocol)
+    assert config.http.limits.header_timeout == 2.5 and config.timeout_keep_alive == 3

@@ -165,10 +165,19 @@ def test_saving_logs_the_subscriber_and_what_changed(web: Web, caplog: pytest.Lo
     [
         ({"timezone": "Mars/Olympus"}, "Time zone", "is not an IANA time zone name"),
         ({"timezone": "../../etc/passwd"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "localtime"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "Factory"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "right/UTC"}, "Time zone", "is not an IANA time zone name"),
+        ({"timezone": "posix/Europe/Berlin"}, "Time zone", "is not an IANA time zone name"),
         (
             {"topics": ["python", "pythn"]},
             "Topics you follow",
-            "unknown topic &#39;pythn&#39;; closest: python",
+            "there is no topic &#39;pythn&#39;; did you mean python",
+        ),
+        (
+            {"topics": ["zzqx"]},
+            "Topics you follow",
+            "there is no topic &#39;zzqx&#39;; choose from the topics listed on this page",
         ),
         ({"muted_topics": ["Not A Slug!"]}, "Muted topics", "is not a topic slug"),
         ({"delivery_time": "25:61"}, "Delivery time", "delivery time must be HH:MM"),
@@ -183,7 +192,12 @@ def test_saving_logs_the_subscriber_and_what_changed(web: Web, caplog: pytest.Lo
     ids=[
         "time zone",
         "time zone path",
+        "the machine's own zone",
+        "tzdata's placeholder",
+        "leap-second copy",
+        "posix copy",
         "unknown topic",
+        "unknown topic, nothing close",
         "bad muted topic",
         "bad time",
         "no time",
@@ -204,6 +218,7 @@ def test_invalid_input_is_refused_with_400_naming_the_field(
     response = save(web, grace, **changes)
 
     assert_page(response, 400, "Nothing was saved", f">{field}</a>: ", message)
+    assert "`flarestart" not in response.text  # a reader runs no commands
     assert web.get(grace).model_dump() == before
     sent = form_of(response.text)  # the form comes back as the reader left it
     for name, value in changes.items():
@@ -372,6 +387,7 @@ def test_forged_and_other_purpose_tokens_are_refused(web: Web) -> None:
         # and a preferences link neither unsubscribes nor confirms
         web.client.post(f"/u/{preferences_token}", data={"List-Unsubscribe": "One-Click"}),
         web.client.get(f"/confirm/{preferences_token}"),
+        web.client.post(f"/confirm/{preferences_token}"),
     ]
 
     for response in responses:

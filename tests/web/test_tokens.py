@@ -15,9 +15,13 @@ from bot.config import Settings
 from bot.errors import ConfigError, FlareStartError
 from bot.web.secret import SECRET_FILE_NAME, resolve_secret
 from bot.web.tokens import (
+    _PAYLOAD,
     CONFIRM_MAX_AGE,
+    MAX_SUBSCRIBER_ID,
     InvalidTokenError,
     Purpose,
+    _encode,
+    _sign,
     confirm_url,
     make_token,
     preferences_url,
@@ -56,11 +60,11 @@ def test_a_token_round_trips_its_subscriber_purpose_and_time(purpose: Purpose) -
 
 def test_tokens_default_to_now_and_carry_big_ids() -> None:
     before = datetime.now(UTC).replace(microsecond=0)
-    token = make_token(SECRET, purpose="confirm", subscriber_id=2**62)
+    token = make_token(SECRET, purpose="confirm", subscriber_id=MAX_SUBSCRIBER_ID)
 
     claims = read_token_claims(SECRET, token, purpose="confirm", max_age=CONFIRM_MAX_AGE, now=NOW)
 
-    assert claims.subscriber_id == 2**62
+    assert claims.subscriber_id == MAX_SUBSCRIBER_ID
     assert before <= claims.issued_at <= datetime.now(UTC)
 
 
@@ -176,7 +180,7 @@ def test_invalid_token_error_is_an_expected_error_with_a_reason() -> None:
 def test_make_token_refuses_what_it_cannot_sign() -> None:
     with pytest.raises(ValueError, match="naive"):
         make_token(SECRET, purpose="confirm", subscriber_id=1, issued_at=datetime(2026, 1, 1))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="subscriber id must be from 1"):
         make_token(SECRET, purpose="confirm", subscriber_id=0)
     with pytest.raises(ValueError, match="empty secret"):
         make_token(b"", purpose="confirm", subscriber_id=1)
@@ -252,3 +256,12 @@ def test_a_damaged_key_file_is_a_config_error(settings: Settings) -> None:
 
     with pytest.raises(ConfigError, match="no usable key"):
         resolve_secret(settings)
+
+
+def test_a_signed_token_with_an_id_no_database_holds_is_malformed() -> None:
+    for impossible in (MAX_SUBSCRIBER_ID + 1, 2**64 - 1):
+        payload = _PAYLOAD.pack(1, 1, impossible, int(NOW.timestamp()))
+        token = f"{_encode(payload)}.{_encode(_sign(SECRET, payload))}"
+        assert reason_of(token) == "malformed"
+    with pytest.raises(ValueError, match="subscriber id"):
+        make_token(SECRET, purpose="unsubscribe", subscriber_id=MAX_SUBSCRIBER_ID + 1)

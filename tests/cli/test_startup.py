@@ -1,0 +1,82 @@
+"""What a command imports before it runs: every command pays for it on every start.
+
+Not timed (bench/cli_startup.py measures the times); this guards the structure that makes them
+fast: `--version` and `--help` import neither the settings (pydantic) nor the store (SQLAlchemy)
+nor the ranking (numpy, scipy); light commands import only what they use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import json, sys
+from bot.cli import main
+try:
+    main(sys.argv[2:])
+except SystemExit:
+    pass
+with open(sys.argv[1], "w") as handle:
+    json.dump(sorted(sys.modules), handle)
+"""
+PIPELINE = [
+    "numpy",
+    "scipy",
+    "jinja2",
+    "httpx",
+    "bot.delivery",
+    "bot.digest",
+    "bot.channels",
+    "bot.ranking.pool",
+]
+STORE = ["sqlalchemy", "sqlmodel", "alembic", "bot.store"]
+SETTINGS = ["pydantic", "bot.config"]
+
+
+def imported(tmp_path: Path, *args: str) -> set[str]:
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLARESTART_")}
+    config = tmp_path / "flarestart.toml"
+    config.write_text("sources = []\n", encoding="utf-8")
+    env |= {"FLARESTART_DATA_DIR": str(tmp_path / "data"), "FLARESTART_CONFIG": str(config)}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_version_and_help_import_no_settings_store_or_pipeline(tmp_path: Path, args: list[str]) -> None:
+    modules = imported(tmp_path, *args)
+    assert "bot.cli" in modules
+    assert modules.isdisjoint(PIPELINE + STORE + SETTINGS), sorted(modules & {*PIPELINE, *STORE, *SETTINGS})
+
+
+@pytest.mark.parametrize("args", [["sources", "--help"], ["fetc"], ["preview", "--max", "0"]])
+def test_sub_command_help_and_mistakes_import_no_store_or_pipeline(tmp_path: Path, args: list[str]) -> None:
+    # typer 0.29 itself imports pydantic to check a sub-command's parameters: not ours to avoid.
+    modules = imported(tmp_path, *args)
+    assert modules.isdisjoint(PIPELINE + STORE + ["bot.config"]), sorted(modules & {*PIPELINE, *STORE})
+
+
+@pytest.mark.parametrize("args", [["config", "show"], ["topics", "list"]])
+def test_commands_without_a_database_do_not_import_the_store(tmp_path: Path, args: list[str]) -> None:
+    modules = imported(tmp_path, *args)
+    assert "bot.config" in modules
+    assert modules.isdisjoint(PIPELINE + STORE), sorted(modules & {*PIPELINE, *STORE})
+
+
+def test_sources_list_imports_the_store_but_not_the_pipeline(tmp_path: Path) -> None:
+    first = imported(tmp_path, "sources", "list")  # creates the database: alembic migrates it
+    again = imported(tmp_path, "sources", "list")
+
+    assert "alembic" in first and "sqlalchemy" in again
+    assert "alembic" not in again  # a database at the head needs no migration machinery
+    assert again.isdisjoint(PIPELINE), sorted(again & set(PIPELINE))

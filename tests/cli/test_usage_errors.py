@@ -1,0 +1,73 @@
+"""Usage mistakes, typed as a newcomer types them: one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from bot.cli.usage import exit_code_for
+
+
+def flarestart(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a process of its own, as `python -m bot` (what the console script runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLARESTART_")}
+    env |= {"FLARESTART_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "100"}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["fetc"], "No such command 'fetc'. Did you mean 'fetch'?"),
+        (["sources", "lst"], "No such command 'lst'. Did you mean 'list'?"),
+        (["preview", "--topic"], "No such option: --topic"),
+        (["preview", "--max", "0"], "'--max'"),
+        (["sources", "add"], "Missing argument"),
+        (["--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_a_usage_mistake_is_one_line_with_the_fix(tmp_path: Path, args: list[str], says: str) -> None:
+    result = flarestart(tmp_path, *args)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, result.stderr
+    assert lines[0].startswith("error: ") and says in lines[0], lines
+    assert "--help" in result.stderr  # where to look next
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [[], ["sources"]])
+def test_a_bare_command_prints_its_help_not_a_traceback(tmp_path: Path, args: list[str]) -> None:
+    result = flarestart(tmp_path, *args)
+
+    assert result.returncode in (0, 2)
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
+    assert "Usage: flarestart" in result.stdout
+
+
+def test_click_usage_errors_are_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """typer before 0.29 raised click's own exceptions: those are caught the same way."""
+    command = click.Group("flarestart", commands={"fetch": click.Command("fetch")})
+    ctx = click.Context(command, info_name="flarestart")
+
+    code = exit_code_for(click.UsageError("No such command 'fetc'. Did you mean 'fetch'?", ctx=ctx))
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == "error: No such command 'fetc'. Did you mean 'fetch'? (see 'flarestart --help')\n"
+    assert exit_code_for(click.exceptions.Exit(3)) == 3
+    assert exit_code_for(ValueError("a bug")) is None  # anything else keeps its traceback
