@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import signal
 import subprocess
 import sys
@@ -293,6 +294,8 @@ async def test_permanent_errors_say_why_in_plain_words(
             await poster.aclose()
         assert raised.value.reason == reason
         assert isinstance(raised.value, DeliveryPermanentError)
+        copy = pickle.loads(pickle.dumps(raised.value))  # the job queue stores errors across processes
+        assert (copy.reason, str(copy)) == (reason, str(raised.value))
         assert all(not channel.messages for channel in slack.channels.values())
 
 
