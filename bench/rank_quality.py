@@ -137,6 +137,13 @@ def csv_rows(path: Path, taxonomy: Taxonomy) -> tuple[list[Row], Counter[str]]:
     return rows, unmapped
 
 
+def half_of(rows: Sequence[Row], half: str) -> list[Row]:
+    """The rows of every other labelled story (labels sorted; "even" = the 1st, 3rd, … story)."""
+    labels = sorted({row.story for row in rows})
+    keep = set(labels[0 if half == "even" else 1 :: 2])
+    return [row for row in rows if row.story in keep]
+
+
 # -- the small ranker ----------------------------------------------------------------------------
 
 
@@ -488,6 +495,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timing", type=int, metavar="N", help="time tagging and clustering of N articles and stop"
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="feed folder for --timing")
+    parser.add_argument(
+        "--half",
+        choices=("even", "odd"),
+        help="keep every other labelled story (by story label, sorted): tune on one half, check on the other",
+    )
     args = parser.parse_args(argv)
 
     if args.timing:
@@ -512,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = str(args.csv)
     else:
         rows, dataset = own_rows(), "FlareStart labelled set (bench/fixtures/labelled_articles.py)"
+    if args.half:
+        rows = half_of(rows, args.half)
+        dataset += f" (stories of the {args.half} half)"
     if not rows:
         raise SystemExit("no articles to evaluate")
     report = evaluate(rows, dataset, corpus_idf=not args.no_corpus_idf, use_score=not args.own_ranker)

@@ -157,6 +157,8 @@ def _item_json(taxonomy: Taxonomy, item: PlannedItem) -> dict[str, Any]:
             for m in ranked.reason.topics
         ],
         "story_id": ranked.story_id,
+        "story_size": item.story_size,
+        "related_stories": list(item.related_stories),
         "coverage": ranked.reason.coverage,
         "age_hours": round(ranked.reason.age.total_seconds() / 3600, 2),
         "also_covered_by": [{"source": a.source_name, "url": a.url, "title": a.title} for a in item.also],

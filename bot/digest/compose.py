@@ -8,6 +8,7 @@ write them; this module turns them into the ids the ranker works with.
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ class PlannedItem:
     article: StoredArticle
     ranked: RankedItem
     also: tuple[StoredArticle, ...]  # the same story from other sources
+    story_size: int = 1  # articles of its story in the pool
+    related_stories: tuple[int, ...] = ()  # stories too similar to share its digest (ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,9 @@ class Composer:
             self.stories,
             now=now,
             source_weights={a.source_id: a.source_weight for a in self.articles.values()},
+            related=self.stories.related,
         )
+        self.story_sizes = Counter(self.stories.values())
 
     # -- preferences -------------------------------------------------------------------------
 
@@ -255,6 +260,8 @@ class Composer:
                 article=self.articles[item.article_id],
                 ranked=item,
                 also=tuple(self.articles[i] for i in item.also_covered_by if i in self.articles),
+                story_size=self.story_sizes.get(item.story_id, 1),
+                related_stories=tuple(sorted(self.stories.related.get(item.story_id, ()))),
             )
             for item in digest.items
         )

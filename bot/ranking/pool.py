@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -91,6 +91,7 @@ class CandidatePool:
     story_pos: list[int]  # article → dense story number (for set membership in the hot loop)
     story_numbers: npt.NDArray[np.intp]  # the same as an array
     source_pos_list: list[int]  # source_pos as a list
+    story_related: list[tuple[int, ...]]  # per story number: the stories too similar to share a digest
     coverage: list[int]
     coverage_boost: npt.NDArray[np.float64]
     also_covered_by: list[tuple[int, ...]]
@@ -113,6 +114,7 @@ class CandidatePool:
         now: datetime,
         source_weights: Mapping[int, float] | None = None,
         topic_index: Sequence[str] | None = None,
+        related: Mapping[int, Collection[int]] | None = None,
     ) -> CandidatePool:
         """Arrange one period's articles for ranking.
 
@@ -120,6 +122,9 @@ class CandidatePool:
         (the representative's id; an article not in it is a story of its own). `topic_index`
         fixes the topic columns (default: every slug seen, sorted); matches on other slugs are
         left out. `source_weights` are the global weights (default 1.0; negative counts as 0).
+        `related` maps a story id to the stories that came close to it without joining (default:
+        `stories.related` when clustering made `stories`): a digest holding one holds none of the
+        others, and each lists the others' articles under "also covered by".
         A repeated article id keeps its first occurrence.
         """
         pool = cls.__new__(cls)
@@ -157,7 +162,9 @@ class CandidatePool:
         pool.global_source_weight = np.array(
             [_clean_weight(weights.get(sid, 1.0)) for sid in pool.sources], dtype=np.float64
         )
-        pool._build_stories(stories)
+        if related is None:
+            related = getattr(stories, "related", None) or {}
+        pool._build_stories(stories, related)
 
         pool.texts = [f"{article.title}\n{article.excerpt}".lower() for article in unique]
         pool.reason_cache = {}
@@ -215,7 +222,7 @@ class CandidatePool:
             np.flatnonzero(self.topic_weights_t[column] > 0).astype(np.intp) for column in range(width)
         )
 
-    def _build_stories(self, stories: Mapping[int, int]) -> None:
+    def _build_stories(self, stories: Mapping[int, int], related: Mapping[int, Collection[int]]) -> None:
         self.story_ids = [stories.get(aid, aid) for aid in self.article_ids]
         members: dict[int, list[int]] = {}
         for pos, story in enumerate(self.story_ids):
@@ -223,16 +230,32 @@ class CandidatePool:
         number = {story: n for n, story in enumerate(members)}
         self.story_pos = [number[story] for story in self.story_ids]
         self.story_numbers = np.array(self.story_pos, dtype=np.intp)
+        self.story_related = [
+            tuple(
+                sorted(
+                    number[other] for other in related.get(story, ()) if other in number and other != story
+                )
+            )
+            for story in members
+        ]
+        by_number = list(members)
         self.coverage = [0] * self.size
         self.also_covered_by = [()] * self.size
-        for group in members.values():
+        for story, group in members.items():
             covered = len({self.source_ids[pos] for pos in group})
             ids = [self.article_ids[pos] for pos in group]
+            # the near-same stories the digest leaves out because of this one are coverage too
+            nearby = [
+                self.article_ids[pos]
+                for other in self.story_related[number[story]]
+                for pos in members[by_number[other]]
+            ]
             for pos in group:
                 self.coverage[pos] = covered
-                if len(group) > 1:
+                if len(group) > 1 or nearby:
                     me = self.article_ids[pos]
-                    self.also_covered_by[pos] = tuple(aid for aid in ids if aid != me)[:ALSO_COVERED_CAP]
+                    also = [aid for aid in ids if aid != me] + nearby
+                    self.also_covered_by[pos] = tuple(also)[:ALSO_COVERED_CAP]
         self.coverage_boost = 1.0 + COVERAGE_BOOST * np.log2(np.array(self.coverage, dtype=np.float64))
 
     # -- cached, per subscriber setting ----------------------------------------------------------

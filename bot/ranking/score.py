@@ -93,6 +93,7 @@ def rank(pool: CandidatePool, prefs: Preferences, *, delivered: Collection[int] 
         prefs.max_items,
         prefs.max_per_source,
         set(),
+        pool.story_related,
     )
     assert missing < 0  # every bucket is complete
     chosen = cols[picks]
@@ -373,7 +374,9 @@ def _chunk_picks(
             incomplete.update(followed[indptr[row] : indptr[row + 1]])
             incomplete -= finished.get(row, nothing)
         stories, sources = found.stories[start:end], found.sources[start:end]
-        picks, missing = _pick(queues, stories, sources, p.max_items, p.max_per_source, incomplete)
+        picks, missing = _pick(
+            queues, stories, sources, p.max_items, p.max_per_source, incomplete, pool.story_related
+        )
         if missing < 0:
             pick_cols.extend([found.cols[start + i] for i in picks])
             pick_values.extend([found.values[start + i] for i in picks])
@@ -389,7 +392,13 @@ def _chunk_picks(
                 stories = [pool.story_pos[col] for col in cols]
                 sources = [pool.source_pos_list[col] for col in cols]
                 picks, missing = _pick(
-                    _queues(buckets), stories, sources, p.max_items, p.max_per_source, incomplete
+                    _queues(buckets),
+                    stories,
+                    sources,
+                    p.max_items,
+                    p.max_per_source,
+                    incomplete,
+                    pool.story_related,
                 )
             pick_cols.extend([cols[i] for i in picks])
             pick_values.extend([values[i] for i in picks])
@@ -595,11 +604,13 @@ def _pick(
     max_items: int,
     max_per_source: int,
     incomplete: set[int],
+    related: Sequence[tuple[int, ...]],
 ) -> tuple[list[int], int]:
     """Round-robin over topic buckets under the story and source limits (see the module doc).
 
     Candidates are positions 0… (best first), `queues` holds them by bucket, `stories_of` and
-    `sources_of` say what story and source each is. Returns the positions picked, in order. For a
+    `sources_of` say what story and source each is; `related` gives, per story, the stories too
+    similar to it to share a digest (a pick shuts them out as it shuts out its own story). Returns the positions picked, in order. For a
     bucket in `incomplete` the candidates are only its best articles (maybe none): when picking
     needs more of it, returns (what it has, that bucket) and the caller adds the rest.
     """
@@ -619,6 +630,8 @@ def _pick(
             if len(picked) >= max_items:
                 break
             stories.add(story)
+            if related[story]:
+                stories.update(related[story])
             count = per_source[source] = per_source.get(source, 0) + 1
             if count >= max_per_source:
                 full.add(source)
@@ -657,7 +670,10 @@ def _pick(
             head[best_bucket] += 1
             hungry.remove(best_bucket)
             served.append(best_bucket)
-            stories.add(stories_of[best])
+            story = stories_of[best]
+            stories.add(story)
+            if related[story]:
+                stories.update(related[story])
             source = sources_of[best]
             count = per_source[source] = per_source.get(source, 0) + 1
             if count >= max_per_source:

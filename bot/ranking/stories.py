@@ -1,71 +1,94 @@
 """Stories: the same event covered by several sources, clustered so a digest shows it once.
 
-Precision first: two different stories must never merge. Articles are TF-IDF vectors over title
-and excerpt words (light stemming, the title counting double, newsroom verbs folded into event
-words: "lays off" and "to cut staff" both read "~layoff"). A pair may join when
+Real outlets phrase one event in dozens of ways ("Flappy Bird could return", "Dong Nguyen speaks
+out", "The flap is back?"), so a story is found by what its headlines share that English seldom
+says, not by their wording as a whole:
 
-- it was published within the window (48 h) and, for one source, only as a near-identical re-post;
-- its titles do not name different things: when each title names something (a company, a
-  product, a version: words the batch writes capitalised, or lowercase where a capital belongs, as
-  "npm" opening a headline) that the other article never mentions, "Coinvault confirms breach"
-  and "Northwind Health confirms breach" stay two stories;
-- and its words agree: a high cosine; or a fair cosine with titles that agree too; or a lower one
-  when both titles name the same rarely-named company (not one the taxonomy knows, such as PyPI:
-  few mentions of it in a batch are chance), or the same company and the same kind of event, or
-  when the names agree: both titles name one thing (a name, or a spelling of the taxonomy such as
-  "npm"), neither title names what the other article never mentions, and the two share a second
-  name, one of them rare. Tutorials, opinions and generic titles ("Weekly roundup") merge only when
-  copied.
+- every word is weighed by its rarity in general English (wordfreq, see rarity.py) and by its
+  burst: how many articles of the last day already used it. "Plosser", "taper" and "Snowden"
+  carry a story; "says", "stocks" and "new" carry nothing;
+- an article is a unit vector of those weights over title and excerpt (light stemming, the title
+  counting double, newsroom verbs folded into event words: "lays off" and "to cut staff" both read
+  "~layoff");
+- clustering is online (single pass, in publication order): each article joins the open story
+  whose centroid it is most like (or whose recurring words carry most of its weight), or opens a
+  new one. Every decision reads only the articles before it, and a story keeps its id (its first
+  article's) as it grows. The one move: an article that could join two open stories whose
+  centroids agree shows they were one, and the younger folds into the older (which keeps its
+  id). Without such a fold, clustering the first k articles of a batch gives those k the same
+  stories as clustering the whole batch.
 
-Groups then merge only while they stay tight (every pair could have merged, or they are alike on
-average and no two of their articles are unrelated), so A~B and B~C do not chain an unrelated A
-and C into one story.
+Precision guards, checked before an article may join a story:
 
-Candidate pairs come from an inverted index over the words that are rare in the batch (numpy,
-grouped by posting-list length), so 5,000 articles never cost 12.5 million comparisons.
+- time: a story stays open for `window` (48 h) from its first article;
+- names: when the article's title names something (a capitalised word inside a sentence, inner
+  capitals as "OpenAI", a lower-case name opening a headline as "npm", a spelling of the
+  taxonomy) that the story never mentions, while the story's own headline names something the
+  article never mentions, they are two stories ("Coinvault confirms breach" and "Northwind
+  Health confirms breach");
+- events: a company seldom has two layoffs (or breaches, or results) in two days, but it may
+  launch one thing and be fined the same day: different company events never join;
+- one source: a source's second article on a story joins only as a near-identical re-post, until
+  the story is developing (DEVELOPING_SOURCES outlets cover it), when outlets run follow-ups
+  ("Snowden speaks at SXSW", then "Snowden: I would do it again") that are the same story;
+- generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) stay on their own.
+
+Once the batch is placed, stories with two articles (within the window) whose telling words agree
+(cosine ≥ ALIKE_SIMILARITY) are marked *related* (`StoryAssignments.related`, one sparse product):
+a digest holds at most one of them, the second guard against a merge clustering missed.
+
+Cost: a story is found through an inverted index of its centroid's words, restricted to words
+that English does not use everywhere, so 5,000 articles never cost 12.5 million comparisons.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from itertools import chain
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
+import scipy.sparse as sp  # type: ignore[import-untyped]
 
+from bot.ranking.rarity import rarity
 from bot.ranking.topics import load_taxonomy, phrase_tokens
 from bot.ranking.types import ArticleText
 
-__all__ = ["StoryAssignments", "cluster_stories", "story_members", "story_sizes"]
+__all__ = ["StoryAssignments", "StoryClusterer", "cluster_stories", "story_members", "story_sizes"]
 
 DEFAULT_WINDOW: Final = timedelta(hours=48)
+BURST_WINDOW: Final = timedelta(hours=24)  # "today's" articles, for how bursty a word is
 TITLE_WEIGHT: Final = 2.0  # a title word counts as two excerpt words
-MERGE_SIMILARITY: Final = 0.42  # cosine over title + excerpt for two articles to be one story
-STRONG_SIMILARITY: Final = 0.65  # ... enough on its own, whatever the titles share
-TITLE_SIMILARITY: Final = 0.2  # otherwise their titles (cosine) must also agree this much
-NAMED_SIMILARITY: Final = 0.3  # ... when both titles name the same rare company or product
-EVENT_SIMILARITY: Final = 0.2  # ... when both name one company and the same kind of event
-COPY_SIMILARITY: Final = 0.8  # generic titles ("Weekly roundup") and tutorials: only copies merge
-GROUP_SIMILARITY: Final = 0.25  # mean similarity across two groups for them to merge
-LINK_FLOOR: Final = 0.2  # ... and no two of their articles less alike than this
+BURST_FACTOR: Final = 0.25  # weight × (1 + BURST_FACTOR × log(1 + earlier articles using it today))
+JOIN_SIMILARITY: Final = 0.45  # cosine to a story's centroid for an article to join it
+COVERAGE: Final = 0.6  # ... or share of its weight in words the story keeps using
+COVERED_COSINE: Final = 0.3  # ... when the cosine is at least this
+CORE_SHARE: Final = 0.25  # a word a story "keeps using": in at least this share of its articles
+NAMED_FACTOR: Final = 0.75  # either, this much of the way, when a rare name in its title agrees
+STORY_SIMILARITY: Final = 0.5  # centroid cosine for two open stories bridged by an article to merge
+DEVELOPING_SOURCES: Final = 3  # a story this many outlets cover is developing: follow-ups join
+ALIKE_SIMILARITY: Final = 0.38  # telling words this alike: never two of them in one digest
+ALIKE_MIN_CAP: Final = 50  # ... counting words in at most max(this, a tenth of the batch) articles
 SAME_SOURCE_TITLES: Final = 0.75  # same source: only near-identical titles (token Jaccard)
-CANDIDATE_FLOOR: Final = 0.15  # partial cosine (rare words only) for a pair to be examined
-RARE_NAME_DF: Final = 4  # a name in at most this many articles of the batch is rare
+LEDE_CHARS: Final = 200  # the excerpt's opening says which event; the rest costs without telling
+VECTOR_WORDS: Final = 16  # an article is its this many most telling words
+CANDIDATE_WORDS: Final = 4  # an article's most telling words look up candidate stories
+CANDIDATES: Final = 8  # stories scored in full per article
+CANDIDATE_CAP: Final = 20  # ... unless that many open stories use the word (it tells nothing)
+INDEX_RARITY: Final = 1.5  # words at least this rare find candidate stories (Zipf ≤ 5.5)
+RARE_NAME: Final = 3.0  # a name at least this rare (Zipf ≤ 4) vouches for a story on its own
 
 _TOKEN_RE: Final = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]{2,}")
-_VERSION_RE: Final = re.compile(r"\d+\.\d+")
-# Titles of evergreen pieces (tutorials, explainers, opinions): they merge only when near-identical.
+# Titles of evergreen pieces (tutorials, explainers, opinions): articles of their own, not events.
 _EVERGREEN_RE: Final = re.compile(
-    r"^\s*(how|why|should|is|are|can|do|does|when)\b|\b(how to|guide|tutorial|tips|tricks|"
+    r"^\s*(how|should|do|does)\b|\b(how to|guide|tutorial|tips|tricks|"
     r"step[- ]by[- ]step|in defen[cs]e of|opinion|lessons|explained|introduction to|getting started|"
-    r"beginner|cheat ?sheet|walkthrough|in \d+ minutes|unpopular|overrated|the case (for|against))\b|\?\s*$"
+    r"beginner|cheat ?sheet|walkthrough|in \d+ minutes|unpopular|overrated|the case (for|against))\b"
 )
 # Capitalised words inside a sentence (after a lowercase letter, digit or comma and a space).
 _MID_SENTENCE_CAP_RE: Final = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z]+\b")
@@ -84,7 +107,7 @@ _STOPWORDS: Final = frozenset(
     reports reported reportedly today yesterday tomorrow week weeks day days year years month
     months time first last next one two three get gets got make makes made could may might must
     us use uses using used way ways here's it's that's update updated updates latest now just
-    according announced announces announce company
+    according announced announces announce company video watch photos pictures live
     """.split()  # noqa: SIM905
 )
 # Newsroom verbs for one kind of event, folded to one word: "lays off" and "cuts staff" both say
@@ -104,7 +127,9 @@ _EVENT_WORDS: Final = {
     }.items()
     for stem in stems.split()
 }
-_EVENT_KINDS: Final = frozenset(_EVENT_WORDS.values())
+# How much an event word weighs: as much as a fairly rare word (the kind of event matters, but
+# "cut" is also common English).
+_EVENT_RARITY: Final = 2.5
 # Events a company seldom has twice in two days (launches are not among them).
 _COMPANY_EVENTS: Final = frozenset(
     f"~{event}" for event in ("layoff", "acquisition", "funding", "breach", "outage", "legal", "earnings")
@@ -121,80 +146,352 @@ _GENERIC: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Doc:
-    index: int
-    article: ArticleText
-    time: float  # seconds since the epoch
-    title: frozenset[str]  # title words (stemmed, no stopwords, numbers included)
-    generic: bool  # the title says nothing specific
-    vector: dict[str, float]  # tf-idf over title + excerpt, unit length
-    title_vector: dict[str, float]  # tf-idf over the title alone, unit length
-    names: frozenset[str]  # every name and version number in title and excerpt
-    rare_names: frozenset[str]  # title names found in very few articles of the batch
-    rare_mentions: frozenset[str]  # ... and such names anywhere in title and excerpt
-    named: frozenset[str]  # names and version numbers in the title: "coinvault", "microsoft", "3.14"
-    anchors: frozenset[str]  # what the title names, known spellings of the taxonomy too: "npm", "pypi"
-    events: frozenset[str]  # company events the title reports: "~layoff", "~earnings"
-    kinds: frozenset[str]  # every kind of event the title reports, launches too
-    evergreen: bool  # the title reads as a how-to, an explainer or an opinion, not an event
-
-
 class StoryAssignments(dict[int, int]):
-    """Article id → story id (the id of the story's representative article).
+    """Article id → story id (the id of the story's first article).
 
-    It also remembers each article's source, so `story_sizes` can count distinct sources.
+    It also remembers each article's source, so `story_sizes` can count distinct sources, and
+    `related`: story id → the stories too alike to share a digest with it (both directions; see
+    `StoryClusterer.relate_alike`).
     """
 
     def __init__(
-        self, items: Iterable[tuple[int, int]] = (), sources: Mapping[int, int] | None = None
+        self,
+        items: Iterable[tuple[int, int]] = (),
+        sources: Mapping[int, int] | None = None,
+        related: Mapping[int, Iterable[int]] | None = None,
     ) -> None:
         super().__init__(items)
         self.sources: dict[int, int] = dict(sources or {})
+        self.related: dict[int, set[int]] = {story: set(ids) for story, ids in (related or {}).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    """What clustering reads of one article."""
+
+    article: ArticleText
+    time: float  # seconds since the epoch
+    title: frozenset[str]  # title stems (no stopwords; numbers and event words included)
+    vector: dict[str, float]  # rarity × burst over title + excerpt, unit length
+    named: frozenset[str]  # what the title names: "coinvault", "npm", "3.14"
+    mentions: frozenset[str]  # every name and word of title and excerpt (for "never mentions")
+    rare_named: frozenset[str]  # title names at least RARE_NAME rare
+    events: frozenset[str]  # company events the title reports: "~layoff", "~earnings"
+    kinds: frozenset[str]  # every kind of event the title reports, launches too
+    special: bool  # a generic or evergreen title: an article of its own
+
+
+@dataclass(slots=True)
+class _Story:
+    ident: int  # the first article's id
+    first: float  # its time
+    head: _Doc  # the first article (its title names what the story is about)
+    centroid: dict[str, float] = field(default_factory=dict)  # sum of the members' vectors
+    norm2: float = 0.0  # |centroid|²
+    mentions: set[str] = field(default_factory=set)
+    df: Counter[str] = field(default_factory=Counter)  # word → members using it
+    titles_by_source: dict[int, list[frozenset[str]]] = field(default_factory=dict)
+    members: list[int] = field(default_factory=list)  # article ids
+    size: int = 0
+
+
+class StoryClusterer:
+    """Online story clustering: `add` one article at a time, oldest first; it returns the story id.
+
+    An article that arrives out of order (older than one already added) is still placed; the
+    burst counts and open stories are those of the moment it is added.
+    """
+
+    def __init__(self, *, window: timedelta = DEFAULT_WINDOW) -> None:
+        self.window = window.total_seconds()
+        self.assignments = StoryAssignments()
+        self._stories: dict[int, _Story] = {}
+        self._open: deque[int] = deque()  # story ids, oldest first: closed ones leave from the left
+        self._index: dict[str, set[int]] = {}  # word → open stories whose centroid has it
+        self._recent: deque[tuple[float, tuple[str, ...]]] = deque()  # today's articles' telling words
+        self._today: Counter[str] = Counter()  # word → today's articles using it
+        self._placed: list[_Doc] = []  # every article added, for `relate_alike`
+
+    def add(self, article: ArticleText) -> int:
+        """Place one article: join the most similar open story it may join, else open a new one."""
+        if article.id in self.assignments:
+            raise ValueError(f"cluster_stories: article ids must be unique (id {article.id} twice)")
+        now = article.published.timestamp()
+        self._expire(now)
+        doc = self._document(article, now)
+        best, also = self._choose(doc)
+        if best is not None:
+            for twin in also:  # the article bridges two open stories: they were one all along
+                best = self._merge(best, twin)
+        if best is None:
+            best = _Story(ident=article.id, first=now, head=doc)
+            self._stories[article.id] = best
+            self._open.append(article.id)
+        self._join(best, doc)
+        self.assignments[article.id] = best.ident
+        self.assignments.sources[article.id] = article.source_id
+        self._placed.append(doc)
+        return best.ident
+
+    def relate_alike(self, threshold: float | None = None) -> None:
+        """Mark as related the stories of any two articles (within the window) whose telling words
+        agree this much (cosine): a digest then holds at most one of them, even where clustering
+        kept them apart or never compared them. One sparse product over the batch, not online."""
+        docs = self._placed
+        if len(docs) < 2:
+            return
+        if threshold is None:
+            threshold = ALIKE_SIMILARITY
+        # a word in a tenth of the batch says little about two articles being one event, and
+        # would make the product dense
+        words = [word for doc in docs for word in doc.vector]
+        usage = Counter(words)
+        cap = max(ALIKE_MIN_CAP, len(docs) // 10)
+        columns = {
+            word: n
+            for n, word in enumerate(
+                w for w, k in usage.items() if k <= cap and rarity_of_stem(w) >= INDEX_RARITY
+            )
+        }
+        cols = np.fromiter((columns.get(word, -1) for word in words), dtype=np.int64, count=len(words))
+        rows = np.repeat(np.arange(len(docs)), [len(doc.vector) for doc in docs])
+        values = np.fromiter(
+            (w for doc in docs for w in doc.vector.values()), dtype=np.float64, count=len(words)
+        )
+        kept = cols >= 0
+        matrix = sp.csr_matrix(
+            (values[kept], (rows[kept], cols[kept])), shape=(len(docs), max(1, len(columns)))
+        )
+        product = sp.triu(matrix @ matrix.T, k=1).tocoo()
+        stories = np.fromiter(
+            (self.assignments[doc.article.id] for doc in docs), dtype=np.int64, count=len(docs)
+        )
+        times = np.fromiter((doc.time for doc in docs), dtype=np.float64, count=len(docs))
+        i, j = product.row, product.col
+        near = (
+            (product.data >= threshold)
+            & (stories[i] != stories[j])
+            & (np.abs(times[i] - times[j]) <= self.window)
+        )
+        related = self.assignments.related
+        for first, second in zip(i[near].tolist(), j[near].tolist(), strict=True):
+            one, other = docs[first], docs[second]
+            if one.special or other.special or one.article.source_id == other.article.source_id:
+                continue  # two tutorials on one tool, or one source's two pieces: as in clustering
+            if (one.named - other.mentions) and (other.named - one.mentions):
+                continue  # alike words, different names: "Halden raises …", "Patchwise raises …"
+            a, b = int(stories[first]), int(stories[second])
+            related.setdefault(a, set()).add(b)
+            related.setdefault(b, set()).add(a)
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def _choose(self, doc: _Doc) -> tuple[_Story | None, list[_Story]]:
+        """The story `doc` joins (None: a new one) and the other open stories it could have
+        joined as well."""
+        # candidates: the open stories that use one of the article's most telling words
+        index, stories, vector = self._index, self._stories, doc.vector
+        telling = sorted(vector.items(), key=lambda item: (-item[1], item[0]))[:CANDIDATE_WORDS]
+        partial: dict[int, float] = {}
+        for word, weight in telling:
+            holders = index.get(word)
+            if holders is not None and len(holders) <= CANDIDATE_CAP:
+                for ident in holders:
+                    story = stories[ident]
+                    partial[ident] = partial.get(ident, 0.0) + weight * story.centroid[word] / story.size
+        # only the few stories with the most of those words in common are scored in full
+        candidates = sorted(partial, key=lambda ident: (-partial[ident], ident))[:CANDIDATES]
+        best: _Story | None = None
+        best_score = 0.0
+        joinable: list[_Story] = []
+        total = sum(vector.values())
+        for ident in sorted(candidates):
+            story = stories[ident]
+            centroid = story.centroid
+            dot = 0.0
+            for word, weight in vector.items():
+                if word in centroid:
+                    dot += weight * centroid[word]
+            cosine = dot / math.sqrt(story.norm2) if story.norm2 else 0.0
+            if cosine < COVERED_COSINE and cosine < NAMED_FACTOR * JOIN_SIMILARITY:
+                continue  # too far for any way of joining
+            similarity = cosine / JOIN_SIMILARITY
+            if total and cosine >= COVERED_COSINE:  # coverage speaks only for words really shared
+                # how much of the article's weight lies in words the story keeps using: the
+                # first article's, and those at least two articles and CORE_SHARE of them use
+                floor = max(2.0, CORE_SHARE * story.size)
+                df, head = story.df, story.head.vector
+                covered = sum(
+                    w * (1.0 if word in head else min(1.0, df[word] / floor))
+                    for word, w in vector.items()
+                    if word in df
+                )
+                similarity = max(similarity, covered / total / COVERAGE)
+            if self._may_join(story, doc, similarity):
+                joinable.append(story)
+                if similarity > best_score:
+                    best, best_score = story, similarity
+        also = sorted(
+            (s for s in joinable if s is not best and best is not None and self._alike(best, s)),
+            key=lambda s: s.ident,
+        )
+        return best, also
+
+    def _alike(self, one: _Story, other: _Story) -> bool:
+        """May two open stories be merged? Their centroids agree and no source would hold two
+        different articles of it."""
+        small, large = (one, other) if len(one.centroid) <= len(other.centroid) else (other, one)
+        dot = sum(w * large.centroid.get(word, 0.0) for word, w in small.centroid.items())
+        if dot < STORY_SIMILARITY * math.sqrt(one.norm2 * other.norm2):
+            return False
+        a, b = one.head, other.head
+        if (a.named - other.mentions) and (b.named - one.mentions):
+            return False
+        if a.kinds and b.kinds and not a.kinds & b.kinds:
+            return False  # two kinds of event: two stories, whatever an article in between says
+        if min(len(one.titles_by_source), len(other.titles_by_source)) >= DEVELOPING_SOURCES:
+            return True  # two developing stories: one outlet may well cover both halves
+        return not (one.titles_by_source.keys() & other.titles_by_source.keys())
+
+    def _merge(self, one: _Story, other: _Story) -> _Story:
+        """Fold the younger story into the older: the older keeps its id."""
+        keep, gone = (one, other) if (one.first, one.ident) <= (other.first, other.ident) else (other, one)
+        centroid = keep.centroid
+        for word, weight in gone.centroid.items():
+            if word in centroid:
+                centroid[word] += weight
+            else:
+                centroid[word] = weight
+            holders = self._index.get(word)
+            if holders is not None and gone.ident in holders:
+                holders.discard(gone.ident)
+                holders.add(keep.ident)
+        keep.norm2 = sum(w * w for w in centroid.values())
+        keep.mentions |= gone.mentions
+        keep.df.update(gone.df)
+        for source, titles in gone.titles_by_source.items():
+            keep.titles_by_source.setdefault(source, []).extend(titles)
+        keep.members += gone.members
+        keep.size += gone.size
+        for article_id in gone.members:
+            self.assignments[article_id] = keep.ident
+        del self._stories[gone.ident]
+        self._open.remove(gone.ident)
+        return keep
+
+    def _may_join(self, story: _Story, doc: _Doc, similarity: float) -> bool:
+        if doc.time - story.first > self.window:
+            return False
+        head = story.head
+        same_source = story.titles_by_source.get(doc.article.source_id)
+        if same_source is not None and len(story.titles_by_source) < DEVELOPING_SOURCES:
+            # a source's second article on a story: only a re-post of one it already ran
+            return similarity >= 1.0 and any(_same_title(doc, title) for title in same_source)
+        if doc.special or head.special:
+            return False  # a roundup, a tutorial, an opinion: an article of its own, not an event
+        shared_rare = bool(doc.rare_named & story.mentions)  # "Snowden" in both: they may differ elsewhere
+        if (doc.named - story.mentions) and (head.named - doc.mentions) and not shared_rare:
+            return False  # each names something the other never mentions: two stories
+        if doc.kinds and head.kinds and not doc.kinds & head.kinds and doc.named & head.named:
+            return False  # one company, two different events ("OpenAI launches …", "OpenAI raises …")
+        if similarity >= 1.0:
+            return True
+        # a rare name in both headlines (and nothing contradicting it above): "Plosser", "Keibler"
+        if not shared_rare:
+            return False
+        # a rare name the story keeps using, in the article's headline: "Snowden", "Plosser"
+        floor = CORE_SHARE * story.size
+        core = any(story.df[name] >= floor for name in doc.rare_named)
+        return similarity >= (NAMED_FACTOR if core else 1.0)
+
+    def _join(self, story: _Story, doc: _Doc) -> None:
+        centroid = story.centroid
+        dot = sum(weight * centroid.get(word, 0.0) for word, weight in doc.vector.items())
+        story.norm2 += 2.0 * dot + sum(weight * weight for weight in doc.vector.values())
+        for word, weight in doc.vector.items():
+            if word not in centroid:
+                centroid[word] = weight
+                if rarity_of_stem(word) >= INDEX_RARITY:
+                    self._index.setdefault(word, set()).add(story.ident)
+            else:
+                centroid[word] += weight
+        story.mentions |= doc.mentions
+        story.df.update(doc.vector.keys())
+        story.members.append(doc.article.id)
+        story.titles_by_source.setdefault(doc.article.source_id, []).append(doc.title)
+        story.size += 1
+
+    def _expire(self, now: float) -> None:
+        """Close the stories older than the window; forget yesterday's burst counts."""
+        while self._open and now - self._stories[self._open[0]].first > self.window:
+            story = self._stories[self._open.popleft()]
+            for word in story.centroid:
+                holders = self._index.get(word)
+                if holders is not None:
+                    holders.discard(story.ident)
+                    if not holders:
+                        del self._index[word]
+        horizon = now - BURST_WINDOW.total_seconds()
+        while self._recent and self._recent[0][0] < horizon:
+            _, words = self._recent.popleft()
+            self._today.subtract(words)
+
+    # -- features --------------------------------------------------------------------------------
+
+    def _document(self, article: ArticleText, now: float) -> _Doc:
+        title_tokens = _TOKEN_RE.findall(article.title)
+        excerpt_tokens = _TOKEN_RE.findall(article.excerpt[:LEDE_CHARS])
+        title = [stem for token in title_tokens if (stem := _stem_token(token))]
+        counts: dict[str, float] = dict(Counter(filter(None, map(_stem_token, excerpt_tokens))))
+        for word in title:
+            counts[word] = counts.get(word, 0.0) + TITLE_WEIGHT
+        base = {word: min(count, 4.0) * rarity_of_stem(word) for word, count in counts.items()}
+        if len(base) > VECTOR_WORDS:  # a long excerpt: its most telling words say which event
+            base = dict(sorted(base.items(), key=lambda item: (-item[1], item[0]))[:VECTOR_WORDS])
+        today = self._today
+        vector = _unit(
+            {word: w * (1.0 + BURST_FACTOR * math.log1p(today.get(word, 0))) for word, w in base.items()}
+        )
+        self._recent.append((now, tuple(base)))
+        today.update(base.keys())
+        words = frozenset(counts)
+
+        title_set = frozenset(title)
+        named = frozenset(_title_names(article.title, title_tokens))
+        specific = title_set - _GENERIC
+        generic = sum(1 for word in specific if not word[0].isdigit()) < 2
+        return _Doc(
+            article=article,
+            time=now,
+            title=title_set,
+            vector=vector,
+            named=named,
+            mentions=words | named,
+            rare_named=frozenset(
+                name for name in named if rarity_of_stem(name) >= RARE_NAME and name not in _entity_stems()
+            ),
+            events=title_set & _COMPANY_EVENTS,
+            kinds=frozenset(word for word in title_set if word[0] == "~"),
+            special=generic or bool(_EVERGREEN_RE.search(article.title.lower())),
+        )
 
 
 def cluster_stories(
     articles: Sequence[ArticleText], *, window: timedelta = DEFAULT_WINDOW
 ) -> StoryAssignments:
-    """Map every article id to its story id: the id of the story's earliest article.
+    """Map every article id to its story id: the id of the story's first article.
 
-    Ties on time go to the longer excerpt (the more complete article), then to the lower id.
-    Articles of the same source stay apart unless their titles are near-identical (a re-post);
-    articles further apart than `window` never share a story. Same input, same ids.
+    Articles are added oldest first (ties on time: the longer excerpt, the more complete article,
+    first; then the lower id), so the same input in any order gives the same stories, and a story
+    keeps its first article's id as later ones join it. Articles further apart than `window`
+    never share a story. Then `relate_alike` marks the stories a digest must not hold together.
     """
     ordered = sorted(articles, key=lambda a: (a.published, -len(a.excerpt), a.id))
-    if len({a.id for a in ordered}) != len(ordered):
-        raise ValueError("cluster_stories: article ids must be unique")
-    docs, df = _documents(ordered)
-    limit = window.total_seconds()
-
-    edges = _similar_pairs(docs, df, limit)
-    parent = list(range(len(docs)))
-    members: dict[int, list[int]] = {i: [i] for i in range(len(docs))}
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    sims = {(a, b): s for s, a, b in edges}
-    for _, a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra == rb:
-            continue
-        if not _may_merge(docs, members[ra], members[rb], sims, limit):
-            continue
-        keep, gone = (ra, rb) if ra < rb else (rb, ra)
-        parent[gone] = keep
-        members[keep] += members.pop(gone)
-
-    assignments = StoryAssignments(sources={a.id: a.source_id for a in ordered})
-    for group in members.values():
-        representative = ordered[min(group)].id  # `ordered` is earliest first
-        for i in group:
-            assignments[ordered[i].id] = representative
-    return assignments
+    clusterer = StoryClusterer(window=window)
+    for article in ordered:
+        clusterer.add(article)
+    clusterer.relate_alike()
+    return clusterer.assignments
 
 
 def story_sizes(assignments: Mapping[int, int], sources: Mapping[int, int] | None = None) -> dict[int, int]:
@@ -223,106 +520,106 @@ def story_members(assignments: Mapping[int, int]) -> dict[int, list[int]]:
     return stories
 
 
-# -- features ------------------------------------------------------------------------------------
+# -- words ---------------------------------------------------------------------------------------
 
 
-def _documents(ordered: Sequence[ArticleText]) -> tuple[list[_Doc], Counter[str]]:
-    """The articles as word vectors and names, and each word's document frequency."""
-    raw_titles = [_TOKEN_RE.findall(a.title) for a in ordered]
-    raw_excerpts = [_TOKEN_RE.findall(a.excerpt) for a in ordered]
-    spellings = Counter(chain.from_iterable((*raw_titles, *raw_excerpts)))  # words as written
-    stems: dict[str, str] = {}  # as written → stem ("" for stopwords)
-    entities = _entity_spellings()
-    famous: set[str] = set()  # stems of the taxonomy's spellings: "npm", "kubernet"
-    for token in spellings:
-        lower = token.lower()
-        stem = "" if lower in _STOPWORDS else _stem(lower)
-        stem = stems[token] = _EVENT_WORDS.get(stem, stem)
-        if lower in entities and stem and stem[0] != "~":
-            famous.add(stem)
-    titles = [[stem for token in tokens if (stem := stems[token])] for tokens in raw_titles]
-    excerpts = [[stem for token in tokens if (stem := stems[token])] for tokens in raw_excerpts]
-    df = Counter(
-        chain.from_iterable(
-            set(title).union(excerpt) for title, excerpt in zip(titles, excerpts, strict=True)
-        )
-    )
-    n = len(ordered)
-    idf = {token: math.log((n + 1) / (count + 1)) + 1.0 for token, count in df.items()}
-    names = {name for word in _proper_names(ordered, spellings) if (name := stems[word]) and name[0] != "~"}
-    names.update(token for token in df if _VERSION_RE.match(token))
-    known = names | famous
-    rare_names = frozenset(name for name in names if df[name] <= RARE_NAME_DF)
-
-    docs = []
-    for i, article in enumerate(ordered):
-        title = titles[i]
-        counts: dict[str, float] = dict(Counter(excerpts[i]))
-        title_counts = Counter(title)
-        for token, count in title_counts.items():
-            counts[token] = counts.get(token, 0.0) + TITLE_WEIGHT * count
-        title_set = frozenset(title)
-        all_names = (title_set | frozenset(excerpts[i])) & names
-        rare = all_names & rare_names
-        title_names = title_set & names
-        specific = title_set - _GENERIC
-        docs.append(
-            _Doc(
-                index=i,
-                article=article,
-                time=article.published.timestamp(),
-                title=title_set,
-                generic=sum(1 for t in specific if not t[0].isdigit()) < 2,
-                vector=_unit({t: min(c, 4.0) * idf[t] for t, c in counts.items()}),
-                title_vector=_unit({t: c * idf[t] for t, c in title_counts.items()}),
-                names=all_names,
-                rare_names=(rare & title_set) - famous,
-                rare_mentions=rare,
-                named=title_names,
-                anchors=title_set & known,
-                events=title_set & _COMPANY_EVENTS,
-                kinds=title_set & _EVENT_KINDS,
-                evergreen=bool(_EVERGREEN_RE.search(article.title.lower())),
-            )
-        )
-    return docs, df
+@cache
+def stem_of(lower: str) -> str:
+    """A word's stem as clustering compares it: "" for stopwords, "~layoff" for event verbs."""
+    if lower in _STOPWORDS:
+        return ""
+    stem = _stem(lower)
+    return _EVENT_WORDS.get(stem, stem)
 
 
-def _proper_names(articles: Sequence[ArticleText], spellings: Mapping[str, int]) -> list[str]:
-    """Words (as spelled in `spellings`, the batch's word counts) that this batch writes as names:
-    capitalised inside a sentence ("at Coinvault") or with capitals inside ("OpenAI", "iPhone",
-    "AWS"), and written at least as often like that as in lowercase.
+@cache
+def _stem_token(token: str) -> str:
+    """`stem_of` a token as written (cached by spelling: most words repeat across a batch)."""
+    return stem_of(token.lower())
 
-    Title-cased headlines ("Apple Faces EU Fine Over App Store Rules") capitalise everything, so
-    only their inner capitals count.
 
-    Some names are lowercase by choice ("npm", "curl"): a word the batch never capitalises is a
-    name when it opens a headline that has capitals elsewhere ("npm supply-chain attack targets
-    React UI kits"), where any other word would take a capital.
+@cache
+def rarity_of_stem(stem: str) -> float:
+    """How much a stem weighs: its rarity in English (event words weigh as a fairly rare word)."""
+    if stem[0] == "~":
+        return _EVENT_RARITY
+    if stem[0].isdigit():
+        return rarity(stem)
+    # the stem's most common reading: "releas" reads as "release", "employe" as "employee",
+    # "sery" as "series"
+    found = min(rarity(stem + ending) for ending in _ENDINGS)
+    if stem.endswith("y"):
+        found = min(found, rarity(stem[:-1] + "ies"))
+    if stem in _entity_stems():
+        # what the taxonomy names ("npm", "kubernetes") is everyday vocabulary in the feeds
+        # FlareStart reads, however rare in general English
+        return min(found, ENTITY_RARITY)
+    return found
+
+
+_ENDINGS: Final = ("", "e", "s", "es", "ed", "ing")
+
+
+def _title_names(title: str, tokens: Sequence[str]) -> list[str]:
+    """Stems of what a headline names, read from the headline alone.
+
+    Capitalised words inside a sentence ("at Coinvault"), words with inner capitals ("OpenAI",
+    "iPhone", "AWS"), a lower-case word opening a headline that has capitals elsewhere ("npm
+    supply-chain attack …", where any other word would take a capital), version numbers, and the
+    taxonomy's one-word spellings ("npm", "pypi"). A title-cased headline ("Apple Faces EU Fine
+    Over App Store Rules") capitalises everything, so there only inner capitals and rare
+    capitalised words count.
     """
-    lower: Counter[str] = Counter()
-    capital: Counter[str] = Counter()
-    spelled: dict[str, list[str]] = {}
-    for word, count in spellings.items():
-        key = word.lower()
-        spelled.setdefault(key, []).append(word)
-        if word == key:
-            lower[key] += count
-        elif not word[1:].islower():  # a capital inside: "OpenAI", "iPhone", "AWS"
-            capital[key] += count
-    sentences = "\n".join(
-        [a.excerpt for a in articles] + [a.title for a in articles if not _is_title_case(a.title)]
-    )
-    capital.update(word.lower() for word in _MID_SENTENCE_CAP_RE.findall(sentences))
-    names = [word for key, count in capital.items() if count >= lower[key] for word in spelled.get(key, ())]
+    found: list[str] = []
+    title_case = _is_title_case(title)
+    for token in tokens:
+        stem = _token_name(token, title_case)
+        if stem:
+            found.append(stem)
+    if not title_case:
+        found += [stem for word in _MID_SENTENCE_CAP_RE.findall(title) if (stem := stem_of(word.lower()))]
+    head = _HEAD_RE.match(title)
+    if head and not title.islower() and (stem := stem_of(head.group(1))) and stem[0] != "~":
+        found.append(stem)  # "npm supply-chain attack …"
+    first = _FIRST_WORD_RE.match(title)
+    if (
+        first
+        and not title_case
+        and (stem := stem_of(first.group(1).lower()))
+        and stem[0] != "~"
+        and rarity(first.group(1).lower()) >= HEAD_NAME
+    ):
+        found.append(stem)  # "Intel lays off …": a rarer capitalised first word is a name
+    return found
 
-    heads = {
-        head.group(1)
-        for article in articles
-        if (head := _HEAD_RE.match(article.title)) and not article.title.islower()
-    }
-    names += [word for word in heads if spelled.get(word) == [word]]  # never capitalised
-    return names
+
+_FIRST_WORD_RE: Final = re.compile(r"[\W_]*([A-Z][a-z]+)\b")
+HEAD_NAME: Final = 2.5
+ENTITY_RARITY: Final = 2.5  # a capitalised first word this rare (Zipf ≤ 4.5) names something
+
+
+@cache
+def _entity_stems() -> frozenset[str]:
+    """The taxonomy's spellings as stems: well-known names ("npm"), never rare in a tech batch."""
+    return frozenset(stem for word in _entity_spellings() if (stem := stem_of(word)))
+
+
+@cache
+def _token_name(token: str, title_case: bool) -> str:
+    """The stem of a headline word when its spelling alone makes it a name, else ""."""
+    lower = token.lower()
+    stem = stem_of(lower)
+    if not stem or stem[0] == "~":
+        return ""
+    if token[0].isdigit():
+        return stem if "." in token else ""  # a version ("3.14") names a release
+    if (
+        token[1:] != token[1:].lower()
+        or lower in _entity_spellings()
+        or (title_case and token[0].isupper() and rarity(lower) >= RARE_NAME)
+    ):
+        return stem
+    return ""
 
 
 @cache
@@ -360,150 +657,10 @@ def _stem(token: str) -> str:
 
 def _unit(vector: dict[str, float]) -> dict[str, float]:
     norm = math.sqrt(sum(w * w for w in vector.values()))
-    return {t: w / norm for t, w in vector.items()} if norm else {}
+    return {t: w / norm for t, w in vector.items() if w > 0} if norm else {}
 
 
-def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    return sum(a[t] * b[t] for t in a.keys() & b.keys())
-
-
-# -- candidate pairs -----------------------------------------------------------------------------
-
-
-def _similar_pairs(docs: Sequence[_Doc], df: Mapping[str, int], limit: float) -> list[tuple[float, int, int]]:
-    """Pairs (similarity, i, j), i < j, that may be one story; most similar first.
-
-    Only words shared by at most `cap` articles generate pairs (a word in 10% of the batch tells
-    nothing about which event it is); their partial dot product picks the pairs worth scoring.
-    """
-    n = len(docs)
-    if n < 2:
-        return []
-    cap = max(8, min(60, n // 20))
-    eligible = {token for token, count in df.items() if 2 <= count <= cap}
-    postings: dict[str, list[tuple[int, float]]] = {}
-    for doc in docs:
-        vector = doc.vector
-        for token in vector.keys() & eligible:
-            postings.setdefault(token, []).append((doc.index, vector[token]))
-    by_size: dict[int, list[list[tuple[int, float]]]] = {}
-    for posting in postings.values():
-        by_size.setdefault(len(posting), []).append(posting)
-    times = np.array([doc.time for doc in docs], dtype=np.float64)
-
-    keys: list[npt.NDArray[np.int64]] = []
-    values: list[npt.NDArray[np.float64]] = []
-    for size, group in by_size.items():
-        ids = np.array([[i for i, _ in posting] for posting in group], dtype=np.int64)
-        weights = np.array([[w for _, w in posting] for posting in group], dtype=np.float64)
-        first, second = np.triu_indices(size, k=1)
-        a = ids[:, first].ravel()
-        b = ids[:, second].ravel()
-        product = (weights[:, first] * weights[:, second]).ravel()
-        near = np.abs(times[a] - times[b]) <= limit
-        keys.append(a[near] * n + b[near])
-        values.append(product[near])
-    if not keys:
-        return []
-    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    partial = np.bincount(inverse, weights=np.concatenate(values))
-    chosen = unique[partial >= CANDIDATE_FLOOR]
-
-    edges = []
-    for key in chosen.tolist():
-        i, j = divmod(key, n)
-        first_doc, second_doc = docs[i], docs[j]
-        similarity = _dot(first_doc.vector, second_doc.vector)
-        if _is_edge(first_doc, second_doc, similarity):
-            edges.append((round(similarity, 9), i, j))
-    edges.sort(key=lambda e: (-e[0], e[1], e[2]))
-    return edges
-
-
-def _is_edge(a: _Doc, b: _Doc, similarity: float) -> bool:
-    """May these two articles report the same story? (Groups are checked again when merging.)"""
-    shared_rare = a.rare_names & b.rare_names  # both titles name the same little-known company
-    if _names_conflict(a, b) and not shared_rare:
+def _same_title(doc: _Doc, title: frozenset[str]) -> bool:
+    if doc.special or not doc.title or not title:
         return False
-    if a.article.source_id == b.article.source_id:
-        return _same_title(a, b) and similarity >= MERGE_SIMILARITY
-    if a.generic or b.generic or a.evergreen or b.evergreen:
-        # a roundup, or two tutorials on one tool: the same story only when copied
-        return similarity >= COPY_SIMILARITY
-    if similarity >= STRONG_SIMILARITY:
-        return True
-    if (a.named & b.named) and (a.events & b.events):
-        # the same company and the same kind of event in both titles: "Intel lays off 15,000"
-        # and "Intel to cut 20% of staff" (one company seldom has two layoffs in two days)
-        return similarity >= EVENT_SIMILARITY
-    if shared_rare:
-        return similarity >= NAMED_SIMILARITY
-    if similarity >= NAMED_SIMILARITY and _names_agree(a, b):
-        # both titles name one thing ("npm"), neither names what the other article never
-        # mentions, and the articles share another name, one the batch seldom mentions: "Researchers
-        # find 12 poisoned packages on npm" and "npm supply-chain attack targets React UI kits",
-        # both about the kits
-        return True
-    return similarity >= MERGE_SIMILARITY and _dot(a.title_vector, b.title_vector) >= TITLE_SIMILARITY
-
-
-def _names_conflict(a: _Doc, b: _Doc) -> bool:
-    """Each title names something the other article never mentions: "Coinvault confirms breach"
-    and "Northwind Health confirms breach" are two stories, however alike the words."""
-    return bool(a.named - b.names) and bool(b.named - a.names)
-
-
-def _names_agree(a: _Doc, b: _Doc) -> bool:
-    """Do the names of two articles vouch for one story?
-
-    Both titles name one thing (a name, or a spelling the taxonomy knows: "npm"); every name in
-    either title is mentioned by the other article; they share a second name, and one of their
-    shared names is rare in the batch; and the titles report no different kinds of event
-    ("Meta lays off ..." and "Meta launches ...").
-    """
-    if not a.anchors & b.anchors or not a.named <= b.names or not b.named <= a.names:
-        return False
-    if not a.rare_mentions & b.rare_mentions or len((a.names & b.names) | (a.anchors & b.anchors)) < 2:
-        return False
-    return not (a.kinds and b.kinds and not a.kinds & b.kinds)
-
-
-def _same_title(a: _Doc, b: _Doc) -> bool:
-    if a.generic or b.generic or not a.title or not b.title:
-        return False
-    return len(a.title & b.title) / len(a.title | b.title) >= SAME_SOURCE_TITLES
-
-
-def _may_merge(
-    docs: Sequence[_Doc],
-    left: Sequence[int],
-    right: Sequence[int],
-    sims: Mapping[tuple[int, int], float],
-    limit: float,
-) -> bool:
-    """Would these two groups still be one tight story?
-
-    Within the window from first to last, no two articles of one source (unless re-posts), and
-    either every pair across the groups could have merged on its own, or they are alike on
-    average: so A~B and B~C do not chain A and C into one story when A and C are unrelated.
-    """
-    times = [docs[i].time for i in (*left, *right)]
-    if max(times) - min(times) > limit:
-        return False
-    total = 0.0
-    every_pair = True
-    for i in left:
-        for j in right:
-            pair = (i, j) if i < j else (j, i)
-            a, b = docs[pair[0]], docs[pair[1]]
-            if a.article.source_id == b.article.source_id and not _same_title(a, b):
-                return False
-            if pair in sims:
-                total += sims[pair]
-            else:
-                every_pair = False
-                similarity = _dot(a.vector, b.vector)
-                if similarity < LINK_FLOOR:
-                    return False
-                total += similarity
-    return every_pair or total / (len(left) * len(right)) >= GROUP_SIMILARITY
+    return len(doc.title & title) / len(doc.title | title) >= SAME_SOURCE_TITLES

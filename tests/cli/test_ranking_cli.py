@@ -159,3 +159,34 @@ def test_articles_list_prints_titles_as_written(cli: Runner, feed_server: Fixtur
 
     assert result.code == 0
     assert "[link=https://evil.example/]this[/link]" in result.out.replace("\n", "")
+
+
+# Two outlets on one event, in their own words (headlines from the UCI News Aggregator data set,
+# CC BY 4.0): the digest shows it once, and --json says which story and how big it is.
+def one_story_feed(title: str, guid: str) -> bytes:
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Markets</title>'
+        f"<item><title>{title}</title><link>https://markets.example/{guid}</link><guid>{guid}</guid>"
+        "<category>business</category><description>The Fed official spoke on Monday.</description>"
+        "</item></channel></rss>"
+    ).encode()
+
+
+def test_preview_json_shows_story_id_and_size(cli: Runner, feed_server: FixtureServer) -> None:
+    first = feed_server.add(
+        "/a.xml", static(one_story_feed("Fed's Plosser: Taper pace may be too slow", "a"))
+    )
+    second = feed_server.add(
+        "/b.xml", static(one_story_feed("Plosser: Fed May Have to Accelerate Tapering Pace", "b"))
+    )
+    cli("sources", "add", first, "--name", "Wire A")
+    cli("sources", "add", second, "--name", "Wire B")
+    assert cli("fetch", "--all").code == 0
+
+    items = cli("preview", "--topics", "business", "--json").json()["items"]
+
+    assert len(items) == 1
+    assert items[0]["story_size"] == 2 and items[0]["related_stories"] == []
+    assert [a["source"] for a in items[0]["also_covered_by"]] == [
+        "Wire B" if items[0]["source"] == "Wire A" else "Wire A"
+    ]

@@ -80,3 +80,27 @@ def test_sources_list_imports_the_store_but_not_the_pipeline(tmp_path: Path) -> 
     assert "alembic" in first and "sqlalchemy" in again
     assert "alembic" not in again  # a database at the head needs no migration machinery
     assert again.isdisjoint(PIPELINE), sorted(again & set(PIPELINE))
+
+
+def test_the_script_exits_with_the_commands_code_and_keeps_its_output(tmp_path: Path) -> None:
+    """`python -m bot` (and the `flarestart` script) leave without the interpreter's teardown:
+    the exit code, stdout and stderr must be exactly those of `main`."""
+    env = {**os.environ, "FLARESTART_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    version = subprocess.run(
+        [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, env=env, timeout=60
+    )
+    typo = subprocess.run(
+        [sys.executable, "-m", "bot", "fetc"], capture_output=True, text=True, env=env, timeout=60
+    )
+    listing = subprocess.run(
+        [sys.executable, "-m", "bot", "config", "show", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+    assert (version.returncode, version.stdout.split()[0]) == (0, "flarestart")
+    assert typo.returncode == 2 and "Did you mean 'fetch'" in typo.stderr and typo.stdout == ""
+    assert listing.returncode == 0
+    assert {row["key"] for row in json.loads(listing.stdout)} >= {"data_dir", "secret_key"}

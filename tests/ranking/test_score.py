@@ -445,3 +445,25 @@ def test_rank_many_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="chunk"):
         rank_many(pool, [follows("python")], chunk=0)
     assert rank_many(pool, []) == []
+
+
+def test_a_story_related_to_a_picked_one_is_left_out_and_listed_as_also_covered() -> None:
+    """The second guard: clustering kept two stories apart, yet they are too close for one digest."""
+    now = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+    titles = {
+        1: "Fed's Plosser: Taper pace may be too slow",
+        2: "Plosser says weather hit jobs",
+        3: "Oil falls",
+    }
+    articles = [ArticleText(i, i, t, "", (), now - timedelta(hours=i)) for i, t in titles.items()]
+    topics = {i: (TopicMatch("business", 0.9, ("fed",)),) for i in titles}
+    prefs = Preferences(topics={"business": 1.0})
+
+    apart = rank(CandidatePool.build(articles, topics, {1: 1, 2: 2, 3: 3}, now=now), prefs)
+    pool = CandidatePool.build(articles, topics, {1: 1, 2: 2, 3: 3}, now=now, related={1: {2}, 2: {1}})
+    guarded = rank(pool, prefs)
+
+    assert [item.article_id for item in apart.items] == [1, 2, 3]
+    assert [item.article_id for item in guarded.items] == [1, 3]
+    assert guarded.items[0].also_covered_by == (2,)
+    assert rank_many(pool, [prefs, prefs], chunk=1) == [guarded, guarded]

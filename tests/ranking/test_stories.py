@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.ranking.stories import StoryAssignments, cluster_stories, story_members, story_sizes
+from bot.ranking.stories import StoryAssignments, StoryClusterer, cluster_stories, story_members, story_sizes
 from bot.ranking.types import ArticleText
 
 CASES = json.loads((Path(__file__).parent / "cases" / "clustering.json").read_text("utf-8"))
@@ -134,3 +134,100 @@ def test_5000_articles_cluster_fast_without_comparing_every_pair() -> None:
 
     assert len(assignments) == 5000
     assert elapsed < 5.0  # well under 1 s on an idle 2-core machine; loose for busy CI hosts
+
+
+REAL = json.loads((Path(__file__).parent / "cases" / "real_headlines.json").read_text("utf-8"))
+
+
+def real_articles() -> tuple[list[ArticleText], dict[int, str]]:
+    articles: list[ArticleText] = []
+    truth: dict[int, str] = {}
+    for number, story in enumerate(REAL["stories"], start=1):
+        for k, a in enumerate(story["articles"]):
+            ident = 100 * number + k
+            articles.append(make(ident, a["source"], a["minutes"] / 60, a["title"]))
+            truth[ident] = story["name"]
+    return articles, truth
+
+
+def test_real_headlines_of_one_event_are_one_story_across_wordings() -> None:
+    articles, truth = real_articles()
+
+    assignments = cluster_stories([*background(), *articles])
+
+    found = {name: {assignments[i] for i, n in truth.items() if n == name} for name in set(truth.values())}
+    assert {name: len(ids) for name, ids in found.items()} == dict.fromkeys(found, 1)
+    assert len({next(iter(ids)) for ids in found.values()}) == len(found)  # and no two merged
+
+
+def test_a_story_keeps_its_id_as_it_grows() -> None:
+    """Online: clustering the first k articles gives them the stories the whole batch gives them
+    (no article here bridges two open stories, the one case where a younger story folds into an
+    older)."""
+    articles, _ = real_articles()
+    articles = [*background(), *articles]
+    for case in CASES["cases"]:
+        offset = 10_000 * (len(articles) + 1)
+        articles += [
+            make(offset + a["id"], a["source"], a["hours"], a["title"], a["excerpt"])
+            for a in case["articles"]
+        ]
+    ordered = sorted(articles, key=lambda a: (a.published, -len(a.excerpt), a.id))
+    whole = cluster_stories(ordered)
+
+    for k in (5, len(ordered) // 3, len(ordered) // 2, len(ordered) - 1):
+        prefix = cluster_stories(ordered[:k])
+        assert prefix == {a.id: whole[a.id] for a in ordered[:k]}
+
+
+def test_the_clusterer_takes_one_article_at_a_time() -> None:
+    articles, truth = real_articles()
+    clusterer = StoryClusterer()
+
+    ids = [clusterer.add(article) for article in sorted(articles, key=lambda a: a.published)]
+
+    assert len(set(ids)) == len(set(truth.values()))
+    assert clusterer.assignments == cluster_stories(articles)
+    with pytest.raises(ValueError, match="unique"):
+        clusterer.add(articles[0])
+
+
+def test_near_stories_that_stay_apart_are_related() -> None:
+    """One company's launch and its funding round are two stories (two kinds of event), but they
+    are alike enough that a digest holds only one of them; one source's two pieces are not."""
+    articles = [
+        make(1, 1, 0, "Halden Robotics launches a humanoid robot for car factories"),
+        make(2, 2, 1, "Halden Robotics raises $110 million to build humanoid robots for car factories"),
+        make(3, 3, 1, "McDonald's posts weak February sales results"),
+        make(4, 4, 2, "Fed's Plosser: Taper pace may be too slow"),
+        make(5, 4, 3, "Fed's Plosser expects US unemployment to fall to 6.2% by the end of 2014"),
+    ]
+
+    assignments = cluster_stories([*background(), *articles])
+
+    assert len({assignments[i] for i in range(1, 6)}) == 5
+    assert assignments.related == {1: {2}, 2: {1}}
+
+
+def test_an_article_that_bridges_two_stories_folds_the_younger_into_the_older() -> None:
+    """Real headlines of one event (UCI News Aggregator, CC BY 4.0) that first open two stories:
+    the article that shows they are one folds the younger into the older, which keeps its id."""
+    seconds = [43, 44, 44, 44, 45]
+    titles = [
+        "Libya PM ousted by parliament",
+        "Tanker carrying rebel oil escapes Libya",
+        "Libya ousts prime minister after ship leaves rebel-held port with illegal oil",
+        "Libya PM ousted after tanker escapes to sea with rebel oil",
+        "Libya's Prime Minister Ali Zeidan Ousted over Rebel Oil Protest Failure",
+    ]
+    articles = [
+        make(i + 1, i + 1, 30 + s / 3600, t) for i, (s, t) in enumerate(zip(seconds, titles, strict=True))
+    ]
+    clusterer = StoryClusterer()
+    for article in sorted(background(), key=lambda a: a.published):
+        clusterer.add(article)
+
+    placed = [clusterer.add(article) for article in articles]
+
+    assert len(set(placed)) > 1  # the headlines first made two stories
+    assert {clusterer.assignments[a.id] for a in articles} == {1}  # one now, under the older id
