@@ -186,7 +186,7 @@ class Settings(_Section):
 
     @property
     def secret_key_file(self) -> Path:
-        """Where the signing key is kept when secret_key is not set (bot/web/secret.py)."""
+        """Where the signing key is kept when secret_key is not set (bot/links/secret.py)."""
         return self.data_dir / SECRET_FILE_NAME
 
     @property

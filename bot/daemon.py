@@ -15,17 +15,22 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
+from bot.channels.registry import ChannelRegistry
 from bot.config import Settings
 from bot.delivery.batch import BatchSender
-from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService, make_channel, placeholders
+from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService
 from bot.jobs.clock import Clock, Recurring
 from bot.jobs.queue import ClaimedJob
 from bot.jobs.worker import Worker
 from bot.sources.ingest import Ingestor
 from bot.store import Store
 from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.app import FlareStart
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +41,7 @@ PLAN_EVERY = timedelta(minutes=1)  # how often due digests are looked for
 
 
 async def run_daemon(
-    store: Store,
-    settings: Settings,
+    app: FlareStart,
     *,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
@@ -48,8 +52,9 @@ async def run_daemon(
     """Run until `stop` is set (or SIGTERM/SIGINT); returns the number of fetch cycles run."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
-    channel = channel or make_channel(settings)
-    service = DigestService(store, settings, channel, clock=clock)
+    store, settings = app.store, app.settings
+    channels = app.channels if channel is None else ChannelRegistry.serving(channel)
+    service = DigestService(store, settings, channels, clock=clock)
     service.sources_ready.clear()
     sender = BatchSender(
         service, clock=clock, poll_interval=poll_interval, drafting=drafting_for_this_machine()
@@ -67,10 +72,11 @@ async def run_daemon(
         poll_interval=poll_interval,
     )
     ticker = Clock(service.queue, [Recurring(PLAN_TASK, PLAN_EVERY)], clock=clock, on_scheduled=worker.wake)
-    log.info("delivering through %s", channel.name, extra={"channel": channel.name})
+    email = channels.name_for("email")
+    log.info("delivering email through %s", email, extra={"channel": email})
     if settings.email.smtp_url:  # real mail: the shipped placeholders must not reach inboxes
-        for warning in placeholders(settings):
-            log.warning("still a placeholder: %s", warning, extra={"channel": channel.name})
+        for warning in app.placeholder_warnings():
+            log.warning("still a placeholder: %s", warning, extra={"channel": email})
     try:
         cycles, *_ = await asyncio.gather(
             _fetch_loop(store, settings, stop, clock, max_sleep, service.sources_ready),
@@ -79,7 +85,7 @@ async def run_daemon(
             sender.run(stop),
         )
     finally:
-        await channel.aclose()
+        await channels.aclose()
         log.info("stopped")
     return int(cycles)
 

@@ -50,3 +50,11 @@ class DeliveryTransientError(FlareStartError):
 
 class DeliveryPermanentError(FlareStartError):
     """Delivery can never work as configured (5xx for the recipient, 404 webhook)."""
+
+
+class SubscriberError(FlareStartError):
+    """A subscriber cannot be added or changed as asked."""
+
+
+class StatusChangedError(SubscriberError):
+    """The subscriber's status is not one the change was meant for (another change came first)."""

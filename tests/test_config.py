@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import describe, load_settings, mask, warn_unknown_environment
 from bot.errors import ConfigError
-from bot.web.secret import resolve_secret
+from bot.links.secret import resolve_secret
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from bot import __version__
 from bot.cli import delivery, demo, fetching, ranking, sources, subscribers, web
-from bot.cli.common import console, err_console, open_store, print_json, state
+from bot.cli.common import console, err_console, open_app, print_json, state
 from bot.cli.usage import exit_code_for
 from bot.errors import FlareStartError
-
-if TYPE_CHECKING:
-    from bot.store import Store
 
 # Every import here is paid by `flarestart --version`: the commands import what they use.
 
@@ -75,14 +72,19 @@ def run() -> None:
 
     Example: FLARESTART_DATA_DIR=./data flarestart run
     """
-    import asyncio
-
-    from bot.daemon import run_daemon
-
     settings = state.get_settings()
-    with open_store() as store:
-        readers = _sync_subscriber_files(store)
-        count = len(store.list_sources())
+    with open_app() as flarestart:
+        problems = flarestart.sync_subscriber_files_at_start()
+        for problem in problems:
+            err_console.print(f"[red]{escape(problem)}[/]", highlight=False, soft_wrap=True)
+        if problems:
+            err_console.print(
+                f"[yellow]subscriber files in {escape(str(settings.subscribers_dir))} not synced; "
+                "fix them and restart[/]",
+                highlight=False,
+            )
+        readers = flarestart.active_subscriber_count()
+        count = flarestart.source_count()
         where = settings.effective_database_url if settings.database_url else settings.database_path
         target = "SMTP" if settings.email.smtp_url else f"the outbox in {settings.outbox_dir}"
         err_console.print(
@@ -97,30 +99,7 @@ def run() -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-        asyncio.run(run_daemon(store, settings))
-
-
-def _sync_subscriber_files(store: Store) -> int:
-    """Pick up the subscriber files at start; broken files are reported and change nothing."""
-    from bot.store.subscribers import SubscriberStore
-    from bot.subscribers.files import SubscriberFileError
-    from bot.subscribers.sync import sync_subscribers
-
-    folder = state.get_settings().subscribers_dir
-    subscriber_store = SubscriberStore(store.engine)
-    if folder.is_dir():
-        try:
-            specs = subscribers.load_files(folder, store)
-        except SubscriberFileError as exc:
-            for problem in exc.problems:
-                err_console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
-            err_console.print(
-                f"[yellow]subscriber files in {escape(str(folder))} not synced; fix them and restart[/]",
-                highlight=False,
-            )
-        else:
-            sync_subscribers(subscriber_store, specs, folder=folder)  # logs what it added, changed, removed
-    return len(subscriber_store.active())
+        flarestart.run()
 
 
 @config_app.command("show")
@@ -131,9 +110,9 @@ def config_show(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     """
     from rich.table import Table
 
-    from bot.config import describe
+    from bot.app import FlareStart
 
-    rows = describe(state.get_settings())
+    rows = FlareStart(state.get_settings()).describe_config()
     if json:
         print_json(
             [
@@ -157,14 +136,9 @@ def config_show(json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations (also done at every start). Example: flarestart db upgrade"""
-    from bot.store.engine import make_engine
-    from bot.store.migrate import upgrade
+    from bot.app import FlareStart
 
-    engine = make_engine(state.get_settings().effective_database_url)
-    try:
-        before, after = upgrade(engine)
-    finally:
-        engine.dispose()
+    before, after = FlareStart(state.get_settings()).upgrade_database()
     if before == after:
         console.print(f"Database is up to date (revision {after}).")
     else:
@@ -174,15 +148,10 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision of the database and of this code."""
-    from bot.store.engine import make_engine
-    from bot.store.migrate import current_revision, head_revision
+    from bot.app import FlareStart
 
-    engine = make_engine(state.get_settings().effective_database_url)
-    try:
-        current = current_revision(engine)
-    finally:
-        engine.dispose()
-    console.print(f"database: {current or 'empty'}; code: {head_revision()}")
+    current, head = FlareStart(state.get_settings()).database_revision()
+    console.print(f"database: {current or 'empty'}; code: {head}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,4 +203,4 @@ def entry() -> None:
     os._exit(code)
 
 
-__all__ = ["app", "entry", "main", "open_store"]
+__all__ = ["app", "entry", "main", "open_app"]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
+from bot.app.words import ago as ago  # the tables' times, in the words every door uses
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bot.app import FlareStart
     from bot.config import Settings
-    from bot.store import Store
 
 # Every command pays for what this package imports before it runs, so the settings (pydantic),
 # the store (SQLAlchemy) and the pipeline are imported where a command needs them: `--version`
@@ -60,18 +61,13 @@ state = AppState()
 
 
 @contextmanager
-def open_store(*, seed: bool = True) -> Iterator[Store]:
-    """The configured store, migrated, with the first run's sources seeded."""
-    from bot.sources.defaults import seed_sources
-    from bot.store import Store
+def open_app(*, seed: bool = True) -> Iterator[FlareStart]:
+    """The application layer for one command: the store opens (migrated, and with the first run's
+    sources seeded unless `seed` is False) when a verb first needs it, and closes after."""
+    from bot.app import open_app as app_for
 
-    store = Store.open(state.get_settings())
-    try:
-        if seed:
-            seed_sources(store, state.get_settings())
-        yield store
-    finally:
-        store.close()
+    with app_for(state.get_settings(), seed=seed) as app:
+        yield app
 
 
 def print_json(data: Any) -> None:
@@ -97,20 +93,3 @@ def parse_duration(text: str, *, option: str) -> timedelta:
     if not match:
         raise ConfigError(f"{option} {text!r}: expected a number and a unit, like 30m, 24h, 30d or 2w")
     return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
-
-
-def ago(moment: datetime | None, now: datetime | None = None) -> str:
-    """'3h ago' / 'in 25m' / '-' for tables people read."""
-    if moment is None:
-        return "-"
-    delta = (now or datetime.now(UTC)) - moment
-    seconds = delta.total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{int(seconds // size)}{unit}"
-            break
-    else:
-        text = f"{int(seconds)}s"
-    return f"in {text}" if future else f"{text} ago"

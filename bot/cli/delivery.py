@@ -4,153 +4,23 @@ and failed digests sent again."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 
-from bot.cli.common import ago, console, err_console, open_store, parse_duration, print_json, state
-from bot.errors import ConfigError, DeliveryTransientError, FlareStartError
+from bot.cli.common import ago, console, err_console, open_app, parse_duration, print_json
+from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.channels.base import Channel, OutgoingDigest, Receipt
-    from bot.config import Settings
-    from bot.delivery.ledger import DeliveryLedger
-    from bot.delivery.service import DigestService, SendResult
-    from bot.store import Store
-    from bot.store.models import Delivery, Subscriber
+    from bot.app.types import Delivery, RetryOutcome, SendOutcome
 
 # Every import here is paid by `flarestart --version` (the CLI imports this module at start):
 # each command imports the store and the pipeline it uses.
 
-__all__ = [
-    "RetryOutcome",
-    "current_period",
-    "deliveries_app",
-    "describe_destination",
-    "retry_failed",
-    "send",
-]
+__all__ = ["deliveries_app", "send"]
 
 STATUS_STYLE = {"pending": "cyan", "sending": "yellow", "sent": "green", "failed": "red", "skipped": "dim"}
-RECENT_DELIVERIES = 20  # a subscriber's newest ledger rows, where the current period's row is
-
-
-class NothingToSendError(FlareStartError):
-    """`send` has no digest to send: none is due, today has none, or this one failed for good."""
-
-
-def current_period(frequency: str, local_date: date) -> str | None:
-    """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
-    and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
-    from bot.subscribers.schedule import period_for
-
-    if frequency.startswith("weekly"):
-        year, week, _ = local_date.isocalendar()
-        return f"{year}-W{week:02d}"
-    return period_for(frequency, local_date)
-
-
-def describe_destination(channel: Channel, address: str) -> str:
-    """Where a digest for `address` goes through `channel`, in words."""
-    from bot.channels.email import SmtpChannel
-    from bot.channels.outbox import OutboxChannel
-
-    if isinstance(channel, SmtpChannel):
-        return f"{address} through {channel.target}"
-    if isinstance(channel, OutboxChannel):
-        return f"the outbox Maildir {channel.maildir_path}"
-    return f"{address} via {channel.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What `send` did, for the one line (or the JSON) it prints."""
-
-    result: SendResult
-    channel: str
-    destination: str
-    earlier: Delivery | None = None  # the ledger row that made it not send (or, dry, what it says)
-    dry_run: bool = False
-
-
-def _ledger_row(ledger: DeliveryLedger, subscriber_id: int, period: str, channel: str) -> Delivery | None:
-    for row in ledger.list(subscriber_id=subscriber_id, limit=RECENT_DELIVERIES):
-        if row.period == period and row.channel == channel:
-            return row
-    return None
-
-
-def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetime, *, force: bool) -> str:
-    """The due period; with --now the current one. Exits 1 when there is none to send."""
-    from bot.cli.subscribers import describe_next
-    from bot.subscribers.schedule import next_delivery, parse_delivery_time
-
-    upcoming = next_delivery(
-        now=now,
-        timezone=subscriber.timezone,
-        delivery_time=parse_delivery_time(subscriber.delivery_time),
-        frequency=subscriber.frequency,
-        catch_up=timedelta(hours=service.settings.delivery.catch_up_hours),
-    )
-    if upcoming.due_now:
-        return upcoming.period
-    who = subscriber.email or f"#{subscriber.id}"
-    when = describe_next(upcoming, subscriber.timezone, now)
-    if not force:
-        raise NothingToSendError(
-            f"nothing due for {who}: the next digest is {when}; "
-            f"`flarestart send {who} --now` sends the current one now"
-        )
-    today = now.astimezone(ZoneInfo(subscriber.timezone)).date()
-    period = current_period(subscriber.frequency, today)
-    if period is None:
-        raise NothingToSendError(
-            f"{who} gets digests on weekdays only, and it is {today:%A} in {subscriber.timezone}; "
-            f"the next one is {when}"
-        )
-    return period
-
-
-async def _send_one(
-    store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
-) -> _Outcome:
-    from bot.delivery.service import DigestService, SendResult, make_channel
-
-    assert subscriber.id is not None and subscriber.email is not None
-    channel = make_channel(settings)
-    try:
-        service = DigestService(store, settings, channel)
-        period = _period_to_send(service, subscriber, service.clock(), force=force)
-        destination = describe_destination(channel, subscriber.email)
-        earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
-        if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
-            result = await service.send(subscriber.id, period, dry_run=True)
-            return _Outcome(result, channel.name, destination, earlier, dry_run=True)
-        if earlier is not None and earlier.status == "failed":
-            raise NothingToSendError(
-                f"{subscriber.email}'s digest for {period} failed for good after {earlier.attempts} "
-                f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}; "
-                "`flarestart deliveries retry` queues it again once the cause is fixed"
-            )
-        if earlier is not None and earlier.status == "sent":
-            result = SendResult("already-sent", subscriber.email, period, len(earlier.article_ids))
-            return _Outcome(result, channel.name, destination, earlier)
-        # A skipped (quiet) period is composed again: there may be something to send by now.
-        try:
-            # Not the last attempt: a server that is down leaves the delivery pending, to retry.
-            result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
-        except DeliveryTransientError as exc:
-            raise DeliveryTransientError(
-                f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry",
-                retry_after=exc.retry_after,
-            ) from None
-        return _Outcome(result, channel.name, destination)
-    finally:
-        await channel.aclose()
 
 
 def send(
@@ -184,57 +54,31 @@ def send(
     Example: flarestart send ada@example.com --now --dry-run
     (or: flarestart send --test you@example.com)
     """
-    import asyncio
-
-    from bot.store.subscribers import SubscriberError, SubscriberStore
-
-    settings = state.get_settings()
     if test is not None:
         if subscriber is not None:
             raise ConfigError("give a SUBSCRIBER or --test ADDRESS, not both")
-        _send_test(settings, test, dry_run=dry_run, json=json)
+        _send_test(test, dry_run=dry_run, json=json)
         return
     if subscriber is None:
         raise ConfigError(
             "send needs a SUBSCRIBER (email or id), or --test ADDRESS for a sample digest to yourself"
         )
-    with open_store(seed=False) as store:
-        row = SubscriberStore(store.engine).get(subscriber)
-        who = row.email or f"#{row.id}"
-        if row.status != "active":
-            hint = (
-                "; `flarestart subscribers resume` sends to them again"
-                if row.status != "unsubscribed"
-                else ""
-            )
-            raise SubscriberError(f"{who} is {row.status}, so no digest goes to them{hint}")
-        if not row.email:
-            raise SubscriberError(f"subscriber #{row.id} has no email address to send to")
-        outcome = asyncio.run(_send_one(store, settings, row, force=now, dry_run=dry_run))
+    with open_app(seed=False) as flarestart:
+        outcome = flarestart.send(subscriber, force=now, dry_run=dry_run)
     if json:
         print_json(_outcome_json(outcome))
     else:
         console.print(_outcome_line(outcome), highlight=False, soft_wrap=True)
 
 
-def _send_test(settings: Settings, address: str, *, dry_run: bool, json: bool) -> None:
+def _send_test(address: str, *, dry_run: bool, json: bool) -> None:
     """`send --test`: the sample digest through the real channel; nothing recorded."""
-    import asyncio
-    import secrets
-
-    from bot.delivery.service import placeholders
-    from bot.subscribers.files import normalize_email
-
-    try:
-        address = normalize_email(address)
-    except ValueError as exc:
-        raise ConfigError(f"--test: {exc}") from None
-    for warning in placeholders(settings) if settings.email.smtp_url else ():
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    # Its links are signed with a throwaway key: they must not work for whoever is subscriber #1.
-    throwaway = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
-    with open_store() as store:
-        result = asyncio.run(_run_test(store, throwaway, address, dry_run=dry_run))
+    with open_app() as flarestart:
+        flarestart.test_address(address)  # a bad address is the one error, before any warning
+        for warning in flarestart.placeholder_warnings():
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        result = flarestart.send_test(address, dry_run=dry_run)
+    address = result.outgoing.to_address
     outgoing, receipt = result.outgoing, result.receipt
     if json:
         print_json(
@@ -268,29 +112,7 @@ def _send_test(settings: Settings, address: str, *, dry_run: bool, json: bool) -
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _TestOutcome:
-    outgoing: OutgoingDigest
-    items: int
-    receipt: Receipt | None
-    channel: str
-    destination: str
-
-
-async def _run_test(store: Store, settings: Settings, address: str, *, dry_run: bool) -> _TestOutcome:
-    from bot.delivery.service import DigestService, make_channel
-
-    channel = make_channel(settings)
-    try:
-        service = DigestService(store, settings, channel)
-        sent = await service.send_test(address, dry_run=dry_run)
-    finally:
-        await channel.aclose()
-    destination = describe_destination(channel, address)
-    return _TestOutcome(sent.outgoing, sent.items, sent.receipt, channel.name, destination)
-
-
-def _outcome_line(outcome: _Outcome) -> str:
+def _outcome_line(outcome: SendOutcome) -> str:
     result, earlier = outcome.result, outcome.earlier
     digest = f"{escape(result.subscriber)}'s digest for {result.period}"
     if result.status == "sent":
@@ -324,7 +146,7 @@ def _outcome_line(outcome: _Outcome) -> str:
     return f"[yellow]Skipped[/] {digest}: {escape(reason)}."
 
 
-def _outcome_json(outcome: _Outcome) -> dict[str, Any]:
+def _outcome_json(outcome: SendOutcome) -> dict[str, Any]:
     result, receipt = outcome.result, outcome.result.receipt
     return {
         "status": result.status,
@@ -364,19 +186,10 @@ def deliveries_list(
     """
     from rich.table import Table
 
-    from bot.delivery.ledger import STATUSES, DeliveryLedger
-    from bot.store.subscribers import SubscriberStore
-    from bot.store.types import utcnow
-
-    if status is not None and status not in STATUSES:
-        raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
-    with open_store(seed=False) as store:
-        subscribers = SubscriberStore(store.engine)
-        wanted = subscribers.get(subscriber).id if subscriber is not None else None
-        ledger = DeliveryLedger(store.engine)
-        rows = ledger.list(status=status, subscriber_id=wanted, limit=limit)
-        counts = ledger.counts()
-        emails = {s.id: s.email or f"#{s.id}" for s in subscribers.list()}
+    with open_app(seed=False) as flarestart:
+        listing = flarestart.list_deliveries(status=status, subscriber=subscriber, limit=limit)
+        now = flarestart.now()
+    rows, counts, emails = listing.rows, listing.counts, listing.addresses
     if json:
         print_json([_delivery_json(row, emails.get(row.subscriber_id)) for row in rows])
         return
@@ -388,7 +201,6 @@ def deliveries_list(
             else "No deliveries yet. Send one: [bold]flarestart send EMAIL[/]"
         )
         return
-    now = utcnow()
     table = Table(title=f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}", title_justify="left")
     for column in ("subscriber", "period", "channel", "status", "attempts", "last error", "sent"):
         table.add_column(column, overflow="fold", justify="right" if column == "attempts" else "left")
@@ -405,7 +217,7 @@ def deliveries_list(
         )
     console.print(table)
     console.print(
-        "All deliveries: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) + ".",
+        "All deliveries: " + ", ".join(f"{counts[s]} {s}" for s in listing.statuses if counts[s]) + ".",
         highlight=False,
     )
 
@@ -430,110 +242,9 @@ def _delivery_json(row: Delivery, email: str | None) -> dict[str, Any]:
 
 RETRY_SINCE = "48h"  # the default look-back: a typo in a filter never resends a month
 RETRY_CHANNELS = ("email", "outbox")
+SKIPPED = "skipped"  # RetryOutcome.outcome: requeued | would-requeue | skipped
+OUTCOME_STYLE = {"requeued": "green", "would-requeue": "cyan", SKIPPED: "yellow"}
 _PERIOD = re.compile(r"^\d{4}-(?:\d{2}-\d{2}|W\d{2})$")
-REQUEUED, WOULD_REQUEUE, SKIPPED = "requeued", "would-requeue", "skipped"
-OUTCOME_STYLE = {REQUEUED: "green", WOULD_REQUEUE: "cyan", SKIPPED: "yellow"}
-
-
-@dataclass(frozen=True, slots=True)
-class RetryOutcome:
-    """What `deliveries retry` did (or, in a dry run, would do) with one failed delivery."""
-
-    delivery: Delivery
-    subscriber: str
-    outcome: str  # requeued | would-requeue | skipped
-    detail: str
-
-
-class _Rollback(Exception):
-    """Undo one delivery's retry: the reason it is skipped."""
-
-
-def retry_failed(
-    service: DigestService,
-    *,
-    since: datetime,
-    subscriber_id: int | None = None,
-    period: str | None = None,
-    channel: str | None = None,
-    dry_run: bool = False,
-) -> list[RetryOutcome]:
-    """Put digests that failed for good back in the queue: each delivery failed → pending and its
-    send job runnable again (requeued, or enqueued anew when it was pruned), in one transaction
-    per delivery. Subscribers who are not active are skipped; so is a row that changed meanwhile
-    (the ledger's guarded move says so), which keeps a sent digest from ever going twice."""
-    rows = service.ledger.failed_since(since, subscriber_id=subscriber_id, period=period, channel=channel)
-    subscribers = {s.id: s for s in service.subscribers.list()}
-    outcomes = []
-    for row in rows:
-        subscriber = subscribers.get(row.subscriber_id)
-        who = (subscriber.email if subscriber is not None else None) or f"#{row.subscriber_id}"
-        reason = _not_retried(row, subscriber, service.channel.name)
-        if reason is not None or subscriber is None:
-            outcomes.append(RetryOutcome(row, who, SKIPPED, reason or "the subscriber is gone"))
-            continue
-        try:
-            detail = (_dry_retry if dry_run else _retry_one)(service, row, subscriber)
-        except _Rollback as exc:
-            outcomes.append(RetryOutcome(row, who, SKIPPED, str(exc)))
-            continue
-        outcomes.append(RetryOutcome(row, who, WOULD_REQUEUE if dry_run else REQUEUED, detail))
-    return outcomes
-
-
-def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> str | None:
-    from bot.delivery.service import CONFIRM_PERIOD
-
-    if row.period == CONFIRM_PERIOD:
-        return "a double opt-in mail, not a digest"
-    if subscriber is None:
-        return "the subscriber is gone"
-    if subscriber.status != "active" or not subscriber.email:
-        return f"subscriber is {subscriber.status}: nothing is sent to them"
-    if row.channel != channel:
-        return f"failed through {row.channel}, but the configured channel is {channel}"
-    return None
-
-
-def _retry_one(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
-    from bot.delivery.service import send_job_key
-
-    assert row.id is not None
-    key = send_job_key(row.subscriber_id, row.period, row.channel)
-    now = service.clock()
-    with service.store.engine.begin() as conn:
-        if not service.ledger.reopen(row.id, now=now, connection=conn):
-            raise _Rollback(f"changed meanwhile (now {service.ledger.get(row.id).status}): left alone")
-        if service.queue.requeue(key, now=now, connection=conn):
-            return "send job queued again"
-        job_status = service.queue.status_of(key, connection=conn)
-        if job_status == "queued":
-            return "its send job was still queued"
-        if job_status is not None:
-            raise _Rollback(f"its send job is {job_status}: try again once it has finished")
-        job = service.send_job_for(subscriber, row.period, around=row.created_at)
-        if job is None:
-            raise _Rollback(_SCHEDULE_CHANGED)
-        service.queue.enqueue_one(job, connection=conn)
-        return "new send job (the old one was pruned)"
-
-
-def _dry_retry(service: DigestService, row: Delivery, subscriber: Subscriber) -> str:
-    from bot.delivery.service import send_job_key
-
-    job_status = service.queue.status_of(send_job_key(row.subscriber_id, row.period, row.channel))
-    if job_status in ("done", "failed"):
-        return "would queue its send job again"
-    if job_status == "queued":
-        return "its send job is still queued"
-    if job_status is not None:
-        raise _Rollback(f"its send job is {job_status}: try again once it has finished")
-    if service.send_job_for(subscriber, row.period, around=row.created_at) is None:
-        raise _Rollback(_SCHEDULE_CHANGED)
-    return "would enqueue a new send job (the old one was pruned)"
-
-
-_SCHEDULE_CHANGED = "its send job was pruned and the subscriber's schedule no longer has this period"
 
 
 @deliveries_app.command("retry")
@@ -558,28 +269,15 @@ def deliveries_retry(
 
     Example: flarestart deliveries retry --since 6h --dry-run
     """
-    import asyncio
-
-    from bot.delivery.service import DigestService, make_channel
-    from bot.store.subscribers import SubscriberStore
-    from bot.store.types import utcnow
-
-    cutoff = utcnow() - parse_duration(since, option="--since")
+    age = parse_duration(since, option="--since")
     if period is not None and not _PERIOD.match(period):
         raise ConfigError(f"--period {period!r}: expected a day like 2026-11-27 or a week like 2026-W48")
     if channel is not None and channel not in RETRY_CHANNELS:
         raise ConfigError(f"--channel {channel!r}: expected one of {', '.join(RETRY_CHANNELS)}")
-    settings = state.get_settings()
-    with open_store(seed=False) as store:
-        wanted = SubscriberStore(store.engine).get(subscriber).id if subscriber is not None else None
-        service_channel = make_channel(settings)
-        try:
-            service = DigestService(store, settings, service_channel)
-            outcomes = retry_failed(
-                service, since=cutoff, subscriber_id=wanted, period=period, channel=channel, dry_run=dry_run
-            )
-        finally:
-            asyncio.run(service_channel.aclose())
+    with open_app(seed=False) as flarestart:
+        outcomes = flarestart.retry_deliveries(
+            since=age, subscriber=subscriber, period=period, channel=channel, dry_run=dry_run
+        )
     if json:
         print_json([_retry_json(outcome) for outcome in outcomes])
         return

@@ -9,13 +9,11 @@ Everything it starts is stopped before it returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
@@ -24,13 +22,10 @@ from bot.cli.common import console, state
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bot.app import FlareStart
+    from bot.app.types import SendResult, SourceReport, Subscriber
     from bot.config import Settings
-    from bot.delivery.service import SendResult
     from bot.demo import Preview
-    from bot.sources.ingest import ProgressHook, SourceReport
-    from bot.store import Store
-    from bot.store.models import Source, Subscriber
-    from bot.testing.httpserver import FixtureServer
 
 __all__ = ["demo"]
 
@@ -77,12 +72,8 @@ def demo(
     """
     import asyncio
 
-    from bot.demo import add_sample_subscribers
-    from bot.ranking.setup import taxonomy_for
-    from bot.sources.defaults import SEEDED_FLAG
-    from bot.store import Store
-    from bot.store.subscribers import SubscriberStore
-    from bot.store.types import utcnow
+    from bot.app import FlareStart
+    from bot.demo import add_sample_subscribers, serve_demo_feeds
     from bot.testing.httpserver import FixtureServer
 
     started = time.monotonic()
@@ -98,34 +89,30 @@ def demo(
         }
     )
     console.print(f"[bold]FlareStart demo[/] in {escape(str(folder))}", highlight=False, soft_wrap=True)
-    taxonomy = taxonomy_for(settings)
-
-    def validate_topics(slugs: Iterable[str]) -> None:
-        taxonomy.resolve(slugs)  # the sample readers' topics must exist, or the demo says which
-
     with _library_logs_quiet(), FixtureServer() as feeds:
-        store = Store.open(settings)
+        app = FlareStart(settings, seed=False)
         try:
-            store.set_meta(SEEDED_FLAG, "1")  # later commands in this folder must not add real feeds
-            sources = _add_demo_sources(store, feeds, utcnow())
+            app.mark_seeded()  # later commands in this folder must not add real feeds
+            sources = app.add_sources(serve_demo_feeds(feeds, app.now()))
             console.print(
                 f"[green]✓[/] Serving {len(sources)} feeds FlareStart wrote itself (RSS, Atom, JSON Feed) "
                 f"at {feeds.base_url}",
                 highlight=False,
             )
-            reports = _fetch(store, settings)
+            reports = _fetch(app)
             _print_fetch(reports)
+            # The sample readers' topics must exist, or the demo says which.
             readers = add_sample_subscribers(
-                SubscriberStore(store.engine), subscribers, validate_topics=validate_topics
+                app.subscribers, subscribers, validate_topics=app.validate_topics
             )
             console.print(
                 f"[green]✓[/] Added {len(readers)} sample subscribers: "
                 + ", ".join(f"{r.name} ({r.timezone})" for r in readers),
                 highlight=False,
             )
-            sent = asyncio.run(_send_digests(store, settings, folder / INBOX, readers))
+            sent = asyncio.run(_send_digests(app, folder / INBOX, readers))
         finally:
-            store.close()
+            app.close()
     _print_summary(folder, sent, keep is None, base, time.monotonic() - started)
 
 
@@ -164,48 +151,14 @@ def _library_logs_quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _add_demo_sources(store: Store, server: FixtureServer, now: datetime) -> list[Source]:
-    from bot.demo import DEMO_FEEDS, content_type, feed_path, render_feed
-    from bot.store import NewSource
-    from bot.testing.httpserver import static
-
-    new = []
-    for feed in DEMO_FEEDS:
-        url = server.url(feed_path(feed))
-        body = render_feed(feed, now=now, url=url)
-        server.add(feed_path(feed), static(body, content_type(feed), last_modified=now.timestamp()))
-        new.append(
-            NewSource(
-                feed.name,
-                url,
-                site_url=feed.site_url,
-                title=feed.name,
-                topics=feed.topics,
-                category="Demo",
-            )
-        )
-    return store.add_sources(new)
-
-
-def _fetch(store: Store, settings: Settings) -> list[SourceReport]:
+def _fetch(app: FlareStart) -> list[SourceReport]:
     """Fetch every demo source with the real ingestor, showing progress as `flarestart fetch` does."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
     from bot.cli.fetching import fetch_progress
-    from bot.sources.ingest import Ingestor
 
-    async def run(started: Callable[[list[Source]], None], advanced: ProgressHook) -> list[SourceReport]:
+    with fetch_progress() as (started, advanced):
         # Six small feeds parse in milliseconds: threads spare the demo starting parser processes.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-parse") as pool:
-            ingestor = Ingestor(store, settings, pool=pool)
-            try:
-                return await ingestor.run(force=True, on_start=started, on_progress=advanced)
-            finally:
-                ingestor.close()
-
-    with fetch_progress() as hooks:
-        return asyncio.run(run(*hooks))
+        run = app.fetch(force=True, on_start=started, on_progress=advanced, parse_in_threads=True)
+    return list(run.reports)
 
 
 def _print_fetch(reports: list[SourceReport]) -> None:
@@ -219,34 +172,27 @@ def _print_fetch(reports: list[SourceReport]) -> None:
         console.print(f"  [red]{escape(report.source)}:[/] {escape(report.error or '')}", highlight=False)
 
 
-async def _send_digests(
-    store: Store, settings: Settings, inbox: Path, readers: list[Subscriber]
-) -> list[_Sent]:
+async def _send_digests(app: FlareStart, inbox: Path, readers: list[Subscriber]) -> list[_Sent]:
     """Start the loopback SMTP server, send each reader's digest for the current period through it."""
-    from bot.channels.email import SmtpChannel
-    from bot.cli.delivery import current_period
-    from bot.delivery.service import DigestService
-    from bot.demo import PreviewingChannel, maildir_smtp_server
+    from bot.demo import maildir_smtp_server, previewing_smtp_channel
 
     async with maildir_smtp_server(inbox / "mail") as server:
-        email = settings.email.model_copy(update={"smtp_url": server.url, "allow_plain": True})
-        smtp_settings = settings.model_copy(update={"email": email})
+        email = app.settings.email.model_copy(update={"smtp_url": server.url, "allow_plain": True})
+        smtp_settings = app.settings.model_copy(update={"email": email})
         console.print(
             f"[green]✓[/] SMTP server listening on {server.host}:{server.port}, "
             f"filing mail into {escape(str(server.maildir_path))}",
             highlight=False,
             soft_wrap=True,
         )
-        channel = PreviewingChannel(SmtpChannel(email), inbox)
+        channel = previewing_smtp_channel(email, inbox)
         try:
-            service = DigestService(store, smtp_settings, channel)
-            now = service.clock()
+            now = app.now()
             sent = []
             for reader in readers:
                 assert reader.id is not None and reader.email is not None
-                today = now.astimezone(ZoneInfo(reader.timezone)).date()
-                period = current_period(reader.frequency, today) or today.isoformat()
-                result = await service.send(reader.id, period)
+                period = app.current_period(reader, now)
+                result = await app.deliver(reader.id, period, through=channel, settings=smtp_settings)
                 sent.append(_Sent(reader, result, channel.previews.get(reader.email)))
         finally:
             await channel.aclose()

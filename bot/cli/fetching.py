@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.cli.common import ago, console, feed_text, open_store, parse_duration, print_json, state
+from bot.cli.common import ago, console, feed_text, open_app, parse_duration, print_json
 from bot.errors import SourceError
 
 if TYPE_CHECKING:
-    from bot.sources.ingest import ProgressHook, SourceReport
-    from bot.store.models import Source
+    from bot.app.types import Source, SourceReport
+
+    ProgressHook = Callable[[SourceReport], None]
 
 STATUS_STYLE = {
     "updated": "green",
@@ -68,33 +68,9 @@ def fetch(
 
     Example: flarestart fetch --all
     """
-    import asyncio
-
-    from bot.sources.parse_pool import start_parse_pool
-
-    settings = state.get_settings()
-    # The parser processes start on the other core while this one imports the store and the
-    # fetcher and opens the database: the command then costs little more than the ingest itself.
-    pool = start_parse_pool(settings)
-    try:
-        from bot.sources.ingest import ingest_sources
-
-        with open_store() as store:
-            with fetch_progress(disable=json) as (started, advanced):
-                reports = asyncio.run(
-                    ingest_sources(
-                        store,
-                        settings,
-                        refs=source or (),
-                        force=all_,
-                        on_start=started,
-                        on_progress=advanced,
-                        pool=pool,
-                    )
-                )
-            next_due = store.next_due_at()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with open_app() as flarestart, fetch_progress(disable=json) as (started, advanced):
+        run = flarestart.fetch(refs=source or (), force=all_, on_start=started, on_progress=advanced)
+    reports, next_due = list(run.reports), run.next_due
     if json:
         print_json([asdict(r) for r in reports])
     elif not reports:
@@ -163,11 +139,10 @@ def articles_list(
     """Show stored articles, newest first. Example: flarestart articles list --since 24h --source Dev.to"""
     from rich.table import Table
 
-    from bot.store.types import utcnow
-
-    cutoff = utcnow() - parse_duration(since, option="--since") if since else None
-    with open_store() as store:
-        rows = store.list_articles(source=source, since=cutoff, limit=limit)
+    age = parse_duration(since, option="--since") if since else None
+    with open_app() as flarestart:
+        stored = flarestart.list_articles(source=source, since=age, limit=limit)
+    rows = [(row.article, row.source) for row in stored]
     if json:
         print_json(
             [{**article.model_dump(exclude={"content_hash"}), "source": name} for article, name in rows]
@@ -192,11 +167,7 @@ def prune(
     ] = None,
 ) -> None:
     """Delete articles published before the age limit. Example: flarestart prune --older-than 30d"""
-    from bot.store.types import utcnow
-
-    settings = state.get_settings()
     age = parse_duration(older_than, option="--older-than") if older_than else None
-    cutoff = utcnow() - (age or timedelta(days=settings.prune_after_days))
-    with open_store() as store:
-        removed = store.prune_articles(cutoff)
+    with open_app() as flarestart:
+        removed, cutoff = flarestart.prune(older_than=age)
     console.print(f"Removed {removed} article(s) published before {cutoff:%Y-%m-%d %H:%M} UTC.")

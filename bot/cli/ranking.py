@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 from rich.text import Text
 
-from bot.cli.common import ago, console, err_console, feed_text, open_store, print_json, state
+from bot.cli.common import ago, console, err_console, feed_text, open_app, print_json, state
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.digest.compose import DigestAccount, DigestPlan, PlannedItem
-    from bot.ranking.topics import Taxonomy
-    from bot.store import Store
-    from bot.store.models import Subscriber
+    from bot.app import FlareStart
+    from bot.app.types import DigestAccount, DigestPlan, PlannedItem, Preview, Taxonomy
 
 topics_app = typer.Typer(help="The topics FlareStart knows.", no_args_is_help=True)
-PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a --topics preview written with --html
-STAND_IN_ID = 1  # links need an id; a throwaway key (see _write_html) keeps them from working
 
 
 @topics_app.command("list")
@@ -37,9 +29,9 @@ def topics_list(
     """
     from rich.table import Table
 
-    from bot.ranking.setup import taxonomy_for
+    from bot.app import FlareStart
 
-    taxonomy = taxonomy_for(state.get_settings())
+    topics = FlareStart(state.get_settings()).topics()
     if json:
         print_json(
             [
@@ -50,14 +42,14 @@ def topics_list(
                     "aliases": list(t.aliases),
                     "phrases": list(t.phrases),
                 }
-                for t in taxonomy.topics
+                for t in topics
             ]
         )
         return
-    table = Table(title=f"{len(taxonomy.topics)} topics", title_justify="left")
+    table = Table(title=f"{len(topics)} topics", title_justify="left")
     for column in ("slug", "name", "kind", "feed tags", "phrases"):
         table.add_column(column, overflow="fold")
-    for t in taxonomy.topics:
+    for t in topics:
         table.add_row(t.slug, t.name, t.kind, ", ".join(t.aliases[:6]), ", ".join(t.phrases[:6]))
     console.print(table)
 
@@ -86,59 +78,29 @@ def preview(
     Example: flarestart preview --topics python,ai --mute crypto --max 5
     (or: flarestart preview ada@example.com --html ada.html)
     """
-    from bot.digest.compose import Composer, window_for
-    from bot.ranking.setup import taxonomy_for
-    from bot.store.models import Subscriber
-    from bot.store.types import utcnow
-
-    settings = state.get_settings()
-    taxonomy = taxonomy_for(settings)
-    now = utcnow()
-    with open_store() as store:
+    with open_app() as flarestart:
         if subscriber is not None:
-            from bot.cli.subscribers import describe_next, upcoming_deliveries
-            from bot.delivery.ledger import DeliveryLedger
-            from bot.store.subscribers import SubscriberStore
-
-            row = SubscriberStore(store.engine).get(subscriber)
-            composer = Composer(store, settings, taxonomy, now=now)
-            prefs = composer.preferences_of(row)
-            delivered = DeliveryLedger(store.engine).sent_article_ids(row.id or 0)
-            label = f"{row.name or row.email}"
-            upcoming = upcoming_deliveries(store, [row], now).get(row.id or 0)
-            schedule: str | None = (
-                f"next digest {describe_next(upcoming, row.timezone, now)}"
-                if upcoming is not None
-                else f"{row.status}: no digest goes to them"
-            )
-            next_json: dict[str, Any] | None = (
-                {"period": upcoming.period, "at": upcoming.scheduled_at, "due_now": upcoming.due_now}
-                if upcoming is not None
-                else None
-            )
+            found = flarestart.preview_subscriber(subscriber, max_items=max_items)
         elif topics:
-            composer = Composer(store, settings, taxonomy, now=now)
-            muted_topics, keywords = _split_mutes(taxonomy, _split(mute))
-            prefs = composer.preferences(
-                topics={slug: 1.0 for slug in _split(topics)},
-                muted_topics=muted_topics,
-                muted_keywords=keywords,
-                max_items=max_items,
-                window=window_for("daily", settings),
-            )
-            delivered = set()
-            label = ", ".join(_split(topics))
-            schedule = next_json = None
-            row = Subscriber(id=STAND_IN_ID, email=PREVIEW_ADDRESS)  # who --html addresses it to
+            found = flarestart.preview_preferences(_split(topics), mute=_split(mute), max_items=max_items)
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
-        if max_items and subscriber is not None:
-            prefs = replace(prefs, max_items=max_items)
-        plan = composer.plan(prefs, delivered=delivered)
-        account = composer.account(prefs, plan, delivered=delivered)
-        written = (
-            _write_html(store, settings, taxonomy, row, plan, html, now, stand_in=subscriber is None)
-            if html is not None
+        written = _write_html(flarestart, found, html) if html is not None else None
+    taxonomy, plan, account, label = found.taxonomy, found.plan, found.account, found.label
+    schedule: str | None = None
+    next_json: dict[str, Any] | None = None
+    if not found.stand_in:
+        from bot.app.words import describe_next
+
+        upcoming, row = found.next_delivery, found.reader
+        schedule = (
+            f"next digest {describe_next(upcoming, row.timezone, found.now)}"
+            if upcoming is not None
+            else f"{row.status}: no digest goes to them"
+        )
+        next_json = (
+            {"period": upcoming.period, "at": upcoming.scheduled_at, "due_now": upcoming.due_now}
+            if upcoming is not None
             else None
         )
     if written is not None:
@@ -152,48 +114,18 @@ def preview(
     _print_plan(taxonomy, plan, account, label, schedule)
 
 
-def _write_html(
-    store: Store,
-    settings: Settings,
-    taxonomy: Taxonomy,
-    reader: Subscriber,
-    plan: DigestPlan,
-    path: Path,
-    now: datetime,
-    *,
-    stand_in: bool,
-) -> str:
-    """Render the plan the way DigestService sends it, write the HTML to `path`; say what was written."""
-    import secrets
-
-    from bot.channels.outbox import OutboxChannel
-    from bot.cli.delivery import current_period
-    from bot.delivery.service import DigestService
-
-    if stand_in:  # its unsubscribe link must not work for whoever really is subscriber #1
-        settings = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
-    # The channel is never used: the service only renders here.
-    channel = OutboxChannel(settings.outbox_dir, settings=settings.email)
-    service = DigestService(store, settings, channel, clock=lambda: now, taxonomy=taxonomy)
-    due = None if stand_in else service.due(reader, now)
-    today = now.astimezone(ZoneInfo(reader.timezone)).date()
-    period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
-    rendered = service.outgoing(reader, period, plan).rendered
+def _write_html(flarestart: FlareStart, preview: Preview, path: Path) -> str:
+    """Write the preview's HTML email, exactly as it would be sent, to `path`; say what was written."""
+    rendered = flarestart.render_preview(preview)
     try:
         path.write_text(rendered.html, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--html {path}: cannot write: {exc.strerror}") from None
-    quiet = " (an empty digest: on a quiet day nothing is sent)" if not plan.items else ""
+    quiet = " (an empty digest: on a quiet day nothing is sent)" if not rendered.items else ""
     return (
-        f"Wrote the HTML digest for {escape(reader.email or '')} to {escape(str(path))}: "
-        f'{len(plan.items)} items, subject "{escape(rendered.subject)}"{quiet}.'
+        f"Wrote the HTML digest for {escape(preview.reader.email or '')} to {escape(str(path))}: "
+        f'{rendered.items} items, subject "{escape(rendered.subject)}"{quiet}.'
     )
-
-
-def _split_mutes(taxonomy: Taxonomy, words: list[str]) -> tuple[list[str], list[str]]:
-    """`--mute` takes both: known topics mute the topic, anything else is a keyword."""
-    topics = [w for w in words if w.casefold() in taxonomy]
-    return topics, [w for w in words if w not in topics]
 
 
 def _why(taxonomy: Taxonomy, item: PlannedItem) -> str:

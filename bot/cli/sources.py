@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
 
-from bot.cli.common import ago, console, err_console, open_store, print_json, state
+from bot.cli.common import ago, console, err_console, open_app, print_json
 from bot.errors import OPMLError, SourceError
 
 if TYPE_CHECKING:
-    from bot.sources.types import ParsedFeed
-    from bot.store import Store
-    from bot.store.models import Source
+    from bot.app.types import Source
 
 app = typer.Typer(help="Manage the feeds FlareStart reads.", no_args_is_help=True)
 NAME_WIDTH_MAX = 24  # `sources list` cuts longer names with an ellipsis
@@ -23,28 +20,6 @@ NAME_WIDTH_MAX = 24  # `sources list` cuts longer names with an ellipsis
 
 def _split_topics(topics: str | None) -> tuple[str, ...]:
     return tuple(t.strip().lower() for t in (topics or "").split(",") if t.strip())
-
-
-async def _discover(url: str) -> tuple[str, ParsedFeed]:
-    from bot.sources.discover import discover_feed
-    from bot.sources.fetch import Fetcher
-    from bot.sources.parse import parse_feed
-
-    settings = state.get_settings()
-    async with Fetcher(settings.fetch, allow_private=settings.allow_private_urls) as fetcher:
-        return await discover_feed(
-            url,
-            fetch=lambda u: fetcher.fetch(u, trusted=True),
-            parse=lambda body, u, kind: parse_feed(body, url=u, content_type=kind),
-        )
-
-
-def _refuse_known_url(store: Store, url: str) -> None:
-    from bot.store import DuplicateSourceError
-
-    for source in store.list_sources():
-        if source.url == url:
-            raise DuplicateSourceError(f"{url} is already a source, named {source.name!r}")
 
 
 @app.command("add")
@@ -59,34 +34,14 @@ def add(
 
     Example: flarestart sources add https://blog.python.org --topics python
     """
-    import asyncio
-
-    from bot.sources.netguard import check_url
-    from bot.store import NewSource
-
-    url = check_url(url)
-    with open_store() as store:
-        _refuse_known_url(store, url)
-        with console.status(f"Looking for a feed at {url} …"):
-            feed_url, feed = asyncio.run(_discover(url))
-        if feed_url != url:
-            _refuse_known_url(store, feed_url)
-        display = name or feed.title or urlsplit(feed_url).hostname or feed_url
-        source = store.add_source(
-            NewSource(
-                display,
-                feed_url,
-                site_url=feed.site_url,
-                title=feed.title,
-                topics=_split_topics(topics),
-                weight=weight,
-                category=category,
-            )
+    with open_app() as flarestart, console.status(f"Looking for a feed at {url} …"):
+        added = flarestart.add_source(
+            url, name=name, topics=_split_topics(topics), weight=weight, category=category
         )
-    found = f" (found from {url})" if feed_url != url else ""
+    found = f" (found from {added.asked_url})" if added.feed_url != added.asked_url else ""
     console.print(
-        f"[green]Added[/] {source.name!r}: {feed_url}{found}; "
-        f"{len(feed.entries)} entries in the feed now. They are stored on the next fetch."
+        f"[green]Added[/] {added.source.name!r}: {added.feed_url}{found}; "
+        f"{added.entries} entries in the feed now. They are stored on the next fetch."
     )
 
 
@@ -123,11 +78,12 @@ def list_(
     """
     from rich.table import Table
 
-    with open_store() as store:
-        sources = store.list_sources()
-        counts = store.article_counts()
+    with open_app() as flarestart:
+        listed = flarestart.list_sources()
+    sources = [row.source for row in listed]
+    counts = {row.source.id or 0: row.articles for row in listed}
     if json:
-        print_json([_source_dict(s, counts.get(s.id or 0, 0)) for s in sources])
+        print_json([_source_dict(row.source, row.articles) for row in listed])
         return
     if not sources:
         console.print("No sources yet. Add one: [bold]flarestart sources add URL[/]")
@@ -157,24 +113,24 @@ def list_(
 @app.command("remove")
 def remove(ref: Annotated[str, typer.Argument(help="Source name, URL or id.")]) -> None:
     """Remove a source and its articles. Example: flarestart sources remove "The Verge" """
-    with open_store() as store:
-        source = store.remove_source(ref)
+    with open_app() as flarestart:
+        source = flarestart.remove_source(ref)
     console.print(f"Removed {source.name!r} ({source.url}).")
 
 
 @app.command("enable")
 def enable(ref: Annotated[str, typer.Argument(help="Source name, URL or id.")]) -> None:
     """Enable a source again; it is fetched on the next run. Example: flarestart sources enable Dev.to"""
-    with open_store() as store:
-        source = store.set_enabled(ref, True)
+    with open_app() as flarestart:
+        source = flarestart.enable_source(ref, True)
     console.print(f"Enabled {source.name!r}; it is due now.")
 
 
 @app.command("disable")
 def disable(ref: Annotated[str, typer.Argument(help="Source name, URL or id.")]) -> None:
     """Stop fetching a source (its articles stay). Example: flarestart sources disable TechCrunch"""
-    with open_store() as store:
-        source = store.set_enabled(ref, False)
+    with open_app() as flarestart:
+        source = flarestart.enable_source(ref, False)
     console.print(f"Disabled {source.name!r}.")
 
 
@@ -189,54 +145,30 @@ def import_(
 
     Example: flarestart sources import subscriptions.opml
     """
-    from bot.sources.opml import parse_opml
-    from bot.store import NewSource
+    from bot.app.types import OPMLImportRefused
 
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise OPMLError(f"{file}: cannot read: {exc.strerror}") from None
-    feeds, problems = parse_opml(data, origin=str(file))
-    if problems:
-        for problem in problems:
-            err_console.print(f"[yellow]{escape(str(file))}:[/] {escape(str(problem))}", highlight=False)
-        if not skip_invalid:
-            raise OPMLError(
-                f"{file}: {len(problems)} invalid outline(s), nothing imported "
-                "(fix them, or pass --skip-invalid to import the valid ones)"
-            )
-    with open_store() as store:
-        known = {s.url for s in store.list_sources()}
-        names = {s.name for s in store.list_sources()}
-        fresh = [f for f in feeds if f.url not in known]
-        to_add = []
-        for feed in fresh:
-            name = _unique_name(feed.name, names)
-            names.add(name)
-            to_add.append(
-                NewSource(
-                    name,
-                    feed.url,
-                    site_url=feed.site_url,
-                    topics=feed.topics,
-                    weight=feed.weight,
-                    category=feed.category,
-                )
-            )
-        store.add_sources(to_add)
+    with open_app() as flarestart:
+        try:
+            imported = flarestart.import_sources(data, origin=str(file), skip_invalid=skip_invalid)
+        except OPMLImportRefused as exc:
+            _print_problems(file, exc.problems)
+            raise
+    _print_problems(file, imported.problems)
     console.print(
-        f"Imported {len(to_add)} source(s) from {file}"
-        + (f"; {len(feeds) - len(fresh)} already present" if len(fresh) < len(feeds) else "")
-        + (f"; {len(problems)} skipped as invalid" if problems else "")
+        f"Imported {imported.imported} source(s) from {file}"
+        + (f"; {imported.present} already present" if imported.present else "")
+        + (f"; {len(imported.problems)} skipped as invalid" if imported.problems else "")
         + "."
     )
 
 
-def _unique_name(name: str, taken: set[str]) -> str:
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name} ({n})", n + 1
-    return candidate
+def _print_problems(file: Path, problems: tuple[str, ...]) -> None:
+    for problem in problems:
+        err_console.print(f"[yellow]{escape(str(file))}:[/] {escape(problem)}", highlight=False)
 
 
 @app.command("export")
@@ -247,21 +179,9 @@ def export(
 
     Example: flarestart sources export feeds.opml
     """
-    from bot.sources.opml import OutlineFeed, export_opml
-
-    with open_store() as store:
-        feeds = [
-            OutlineFeed(
-                url=s.url,
-                name=s.name,
-                site_url=s.site_url,
-                category=s.category,
-                topics=tuple(s.topics),
-                weight=s.weight,
-            )
-            for s in store.list_sources()
-        ]
-    data = export_opml(feeds)
+    with open_app() as flarestart:
+        exported = flarestart.export_sources()
+    data = exported.opml
     if file is None:
         typer.echo(data.decode("utf-8"), nl=False)
         return
@@ -269,4 +189,4 @@ def export(
         file.write_bytes(data)
     except OSError as exc:
         raise SourceError(f"{file}: cannot write: {exc.strerror}") from None
-    err_console.print(f"Exported {len(feeds)} source(s) to {file}.")
+    err_console.print(f"Exported {exported.count} source(s) to {file}.")

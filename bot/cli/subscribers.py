@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from bot.cli.common import ago, console, err_console, open_store, print_json, state
+from bot.app.words import describe_next
+from bot.cli.common import console, err_console, open_app, print_json, state
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.store import Store
-    from bot.store.models import Subscriber
-    from bot.subscribers.files import SubscriberSpec
-    from bot.subscribers.schedule import NextDelivery
-    from bot.subscribers.sync import SyncReport
+    from bot.app.types import NextDelivery, Subscriber, SyncReport
 
 app = typer.Typer(help="Manage who receives digests, and when.", no_args_is_help=True)
 
@@ -30,100 +24,6 @@ STATUS_STYLE = {
     "bouncing": "red",
     "unsubscribed": "dim",
 }
-
-
-def _topic_validator() -> Callable[[Iterable[str]], None] | None:
-    """The taxonomy's check for topic slugs (raises ConfigError naming unknown ones and the closest)."""
-    from bot.ranking.setup import taxonomy_for
-
-    taxonomy = taxonomy_for(state.get_settings())
-
-    def validate(slugs: Iterable[str]) -> None:
-        taxonomy.resolve(slugs)
-
-    return validate
-
-
-def load_files(folder: Path, store: Store) -> list[SubscriberSpec]:
-    """The subscriber files of `folder`, checked against the taxonomy and the store's sources
-    (raises SubscriberFileError naming file and line)."""
-    from bot.sources.defaults import source_names
-    from bot.subscribers.files import load_subscriber_files
-
-    known = source_names(store, state.get_settings())
-    return load_subscriber_files(folder, validate_topics=_topic_validator(), known_sources=known)
-
-
-class _Scheduled(Protocol):
-    @property
-    def id(self) -> int | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def delivery_time(self) -> str: ...
-    @property
-    def frequency(self) -> str: ...
-
-
-def upcoming_deliveries(
-    store: Store, subscribers: Sequence[_Scheduled], now: datetime
-) -> dict[int, NextDelivery]:
-    """Each active subscriber's next digest as `flarestart run` will send it: `next_delivery`
-    (catch-up included), with the periods the ledger has settled already left out."""
-    from bot.delivery.ledger import DeliveryLedger
-    from bot.delivery.service import channel_name, send_job_key
-    from bot.jobs.queue import JobQueue
-    from bot.subscribers.schedule import next_delivery, parse_delivery_time
-
-    settings = state.get_settings()
-    catch_up = timedelta(hours=settings.delivery.catch_up_hours)
-    active = [s for s in subscribers if s.status == "active" and s.id is not None]
-
-    def next_for(s: _Scheduled, settled: Container[str] = ()) -> NextDelivery:
-        return next_delivery(
-            now=now,
-            timezone=s.timezone,
-            delivery_time=parse_delivery_time(s.delivery_time),
-            frequency=s.frequency,
-            catch_up=catch_up,
-            settled=settled,
-        )
-
-    first = {s.id: next_for(s) for s in active if s.id is not None}
-    due = [(sid, found.period) for sid, found in first.items() if found.due_now]
-    channel = channel_name(settings)
-    closed = DeliveryLedger(store.engine).closed(due, channel)
-    queue = JobQueue(store.engine)
-    # Sent and failed rows are final. A skipped one (a quiet period) is tried again by `run` only
-    # while no send job of the period has run yet (one made by `send --now`, for instance).
-    done = {
-        key
-        for key, status in closed.items()
-        if status != "skipped" or queue.status_of(send_job_key(*key, channel)) not in (None, "queued")
-    }
-    return {
-        s.id: next_for(s, {first[s.id].period}) if (s.id, first[s.id].period) in done else first[s.id]
-        for s in active
-        if s.id is not None
-    }
-
-
-def describe_next(found: NextDelivery | None, timezone: str, now: datetime) -> str:
-    """The next digest in words, the same in every message."""
-    if found is None:
-        return "-"
-    when = _local(found.scheduled_at, timezone)
-    if found.due_now:
-        return f"{when} (due now: `flarestart run` sends it within a minute)"
-    return f"{when} ({ago(found.scheduled_at, now)})"
-
-
-def _local(moment: datetime | None, timezone: str) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 def _topics_text(topics: dict[str, float]) -> str:
@@ -172,14 +72,12 @@ def sync(
 
     Example: flarestart subscribers sync subscribers/ --dry-run
     """
-    from bot.store.subscribers import SubscriberStore
-    from bot.subscribers.files import SubscriberFileError
-    from bot.subscribers.sync import sync_subscribers
+    from bot.app.errors import SubscriberFileError
 
     where = folder if folder is not None else state.get_settings().subscribers_dir
-    with open_store(seed=False) as store:
+    with open_app(seed=False) as flarestart:
         try:
-            specs = load_files(where, store)
+            outcome = flarestart.sync_subscribers(where, dry_run=dry_run)
         except SubscriberFileError as exc:
             for problem in exc.problems:
                 err_console.print(
@@ -192,12 +90,11 @@ def sync(
                 f"{count} problem{'s' if count > 1 else ''} in the subscriber files in {where}; "
                 "nothing changed"
             ) from None
-        report = sync_subscribers(SubscriberStore(store.engine), specs, folder=where, dry_run=dry_run)
-        now = datetime.now(UTC)
-        added = set(report.added)
-        rows = [s for s in SubscriberStore(store.engine).list() if s.email in added]
-        upcoming = upcoming_deliveries(store, rows, now)
-        first = {s.email: describe_next(upcoming.get(s.id or 0), s.timezone, now) for s in rows}
+        now = flarestart.now()
+    report = outcome.report
+    first = {
+        v.subscriber.email: describe_next(v.next_delivery, v.subscriber.timezone, now) for v in outcome.added
+    }
     if json:
         print_json(report.as_dict())
         return
@@ -249,24 +146,21 @@ def add(
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
     """
-    from bot.store.subscribers import SubscriberStore
-    from bot.subscribers.files import make_spec
+    from bot.app import Destination
 
-    spec = make_spec(
-        email=email,
-        name=name,
-        timezone=timezone,
-        delivery_time=time,
-        frequency=frequency,
-        topics=_parse_topics(topics),
-        max_items=max_items,
-        origin="cli",
-        validate_topics=_topic_validator(),
-    )
-    now = datetime.now(UTC)
-    with open_store(seed=False) as store:
-        subscriber = SubscriberStore(store.engine).add(spec, status="active", now=now)
-        upcoming = upcoming_deliveries(store, [subscriber], now).get(subscriber.id or 0)
+    with open_app(seed=False) as flarestart:
+        added = flarestart.subscribe(
+            Destination.email(email),
+            name=name,
+            timezone=timezone,
+            delivery_time=time,
+            frequency=frequency,
+            topics=_parse_topics(topics),
+            max_items=max_items,
+            origin="cli",
+        )
+        now = flarestart.now()
+    subscriber, upcoming = added.subscriber, added.next_delivery
     if json:
         print_json(_subscriber_dict(subscriber, upcoming))
         return
@@ -292,14 +186,13 @@ def list_(
     """
     from rich.table import Table
 
-    from bot.store.subscribers import SubscriberStore
-
     if status is not None and status not in STATUS_STYLE:
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(STATUS_STYLE)}")
-    now = datetime.now(UTC)
-    with open_store(seed=False) as store:
-        subscribers = SubscriberStore(store.engine).list(status)
-        upcoming = upcoming_deliveries(store, subscribers, now)
+    with open_app(seed=False) as flarestart:
+        views = flarestart.list_subscribers(status)
+        now = flarestart.now()
+    subscribers = [v.subscriber for v in views]
+    upcoming = {v.subscriber.id or 0: v.next_delivery for v in views if v.next_delivery is not None}
     if json:
         print_json([_subscriber_dict(s, upcoming.get(s.id or 0)) for s in subscribers])
         return
@@ -338,12 +231,10 @@ def show(
     """
     from rich.table import Table
 
-    from bot.store.subscribers import SubscriberStore
-
-    now = datetime.now(UTC)
-    with open_store(seed=False) as store:
-        found = SubscriberStore(store.engine).get(subscriber)
-        upcoming = upcoming_deliveries(store, [found], now).get(found.id or 0)
+    with open_app(seed=False) as flarestart:
+        view = flarestart.subscriber(subscriber)
+        now = flarestart.now()
+    found, upcoming = view.subscriber, view.next_delivery
     if json:
         print_json(_subscriber_dict(found, upcoming))
         return
@@ -385,18 +276,12 @@ def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> No
 
     Example: flarestart subscribers pause ada@example.com
     """
-    from bot.store.subscribers import SubscriberError, SubscriberStore
-
-    with open_store(seed=False) as store:
-        subscribers = SubscriberStore(store.engine)
-        found = subscribers.get(subscriber)
-        if found.status == "paused":
-            console.print(f"{found.email} is already paused.", highlight=False, soft_wrap=True)
-            return
-        if found.status == "unsubscribed":
-            raise SubscriberError(f"{found.email} has unsubscribed; there is nothing to pause")
-        assert found.id is not None
-        subscribers.set_status(found.id, "paused", now=datetime.now(UTC))
+    with open_app(seed=False) as flarestart:
+        change = flarestart.pause(subscriber)
+    found = change.subscriber
+    if not change.changed:
+        console.print(f"{found.email} is already paused.", highlight=False, soft_wrap=True)
+        return
     console.print(
         f"Paused {found.email}; `flarestart subscribers resume` starts them again.", highlight=False
     )
@@ -408,20 +293,13 @@ def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers resume ada@example.com
     """
-    from bot.store.subscribers import SubscriberError, SubscriberStore
-
-    with open_store(seed=False) as store:
-        subscribers = SubscriberStore(store.engine)
-        found = subscribers.get(subscriber)
-        if found.status == "active":
-            console.print(f"{found.email} is already active.", highlight=False, soft_wrap=True)
-            return
-        if found.status == "unsubscribed":
-            raise SubscriberError(f"{found.email} unsubscribed themselves; only they can subscribe again")
-        assert found.id is not None
-        was = found.status
-        subscribers.set_status(found.id, "active", now=datetime.now(UTC))
-    console.print(f"Resumed {found.email} (was {was}).", highlight=False, soft_wrap=True)
+    with open_app(seed=False) as flarestart:
+        change = flarestart.resume(subscriber)
+    found = change.subscriber
+    if not change.changed:
+        console.print(f"{found.email} is already active.", highlight=False, soft_wrap=True)
+        return
+    console.print(f"Resumed {found.email} (was {change.was}).", highlight=False, soft_wrap=True)
 
 
 @app.command("remove")
@@ -430,10 +308,8 @@ def remove(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
 
     Example: flarestart subscribers remove ada@example.com
     """
-    from bot.store.subscribers import SubscriberStore
-
-    with open_store(seed=False) as store:
-        found = SubscriberStore(store.engine).remove(subscriber)
+    with open_app(seed=False) as flarestart:
+        found = flarestart.remove_subscriber(subscriber)
     console.print(f"Removed {found.email or f'#{found.id}'}.", highlight=False, soft_wrap=True)
     if found.origin.startswith("file:"):
         err_console.print(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.common import err_console, open_store, state
+from bot.cli.common import err_console, open_app, state
 
 
 def serve(
@@ -28,8 +28,8 @@ def serve(
 
     settings = state.get_settings()
     # Open (and migrate) once here, so a bad DATABASE_URL is a one-line error, not a server trace.
-    with open_store(seed=False):
-        pass
+    with open_app(seed=False) as flarestart:
+        flarestart.open()
     app = create_app(settings)
     bind_host = host or settings.web.host
     bind_port = port or settings.web.port

@@ -167,7 +167,7 @@ class BatchSender:
         log.info("sender started", extra={"worker": self.worker_id, "lanes": self.lanes, "batch": self.batch})
         service = self.service
         drafts = self._drafts = (
-            DraftProcess(service.settings, service.channel.name)
+            DraftProcess(service.settings, service.channels.names())
             if self.drafting == "process"
             else InlineDrafts(service)
         )
@@ -363,7 +363,7 @@ class BatchSender:
         service, job, outgoing = self.service, ready.job, ready.outgoing
         assert outgoing is not None
         try:
-            await service.channel.send(outgoing)
+            await service.channels.for_subscriber(ready.subscriber).send(outgoing)
         except asyncio.CancelledError:
             raise
         except DeliveryPermanentError as exc:
@@ -408,7 +408,7 @@ class BatchSender:
                 extra={
                     "subscriber": sent.ready.subscriber.email,
                     "period": sent.ready.period,
-                    "channel": self.service.channel.name,
+                    "channel": self.service.channels.name_for_subscriber(sent.ready.subscriber),
                     "items": len(sent.article_ids),
                     "message_id": sent.message_id,
                 },
@@ -480,7 +480,11 @@ class BatchSender:
         if ready is None:
             return result
         opened = service.ledger.begin(
-            ready.subscriber.id, ready.period, service.channel.name, now=now, connection=conn
+            ready.subscriber.id,
+            ready.period,
+            service.channels.name_for_subscriber(ready.subscriber),
+            now=now,
+            connection=conn,
         )
         if opened.began and ready.outgoing is not None:
             result.began = opened
@@ -561,7 +565,11 @@ class BatchSender:
     def _record_draft_failure(self, request: DraftRequest, error: str, permanent: bool) -> None:
         service, now = self.service, self.clock()
         row = service.ledger.open(
-            request.subscriber.id, request.period, service.channel.name, article_ids=[], now=now
+            request.subscriber.id,
+            request.period,
+            service.channels.name_for_subscriber(request.subscriber),
+            article_ids=[],
+            now=now,
         )
         assert row.id is not None
         service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now)

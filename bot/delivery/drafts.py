@@ -18,15 +18,16 @@ import multiprocessing
 import os
 import signal
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 from bot.channels.base import OutgoingDigest, Receipt
 from bot.channels.email import MIME_CHANNELS, with_wire
+from bot.channels.registry import ChannelRegistry
 from bot.config import Settings
 from bot.delivery.service import DigestService
 from bot.digest.compose import DigestPlan
@@ -36,6 +37,7 @@ from bot.ranking.types import Preferences
 from bot.store import Store
 from bot.store.subscribers import SubscriberRecord
 from bot.store.types import utcnow
+from bot.types import DestinationKind
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,9 @@ class Drafter:
             return Draft(request.job_id, None, empty_reason=plan.empty_reason or "nothing new matched")
         try:
             outgoing = service.outgoing(request.subscriber, request.period, plan, now=now)
-            if service.channel.name in MIME_CHANNELS:  # encoded here, off the sender's loop
+            if (
+                service.channels.name_for_subscriber(request.subscriber) in MIME_CHANNELS
+            ):  # encoded here, off the sender's loop
                 outgoing = with_wire(outgoing, service.settings.email, now=now)
         except Exception as exc:
             return _failed(request, exc)
@@ -152,9 +156,9 @@ class InlineDrafts:
 class DraftProcess:
     """Drafting in one child process (spawned, so it starts clean of our threads)."""
 
-    def __init__(self, settings: Settings, channel_name: str) -> None:
+    def __init__(self, settings: Settings, channel_names: Mapping[str, str]) -> None:
         self._settings = settings
-        self._channel_name = channel_name
+        self._channel_names = dict(channel_names)  # destination kind → the parent's channel name
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -162,7 +166,7 @@ class DraftProcess:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_child,
-            initargs=(self._settings, self._channel_name),
+            initargs=(self._settings, self._channel_names),
         )
         pool.submit(_ready)  # start it now: it imports and builds its pool while we plan
         return pool
@@ -201,7 +205,7 @@ class _NoChannel:
         pass
 
 
-def _start_child(settings: Settings, channel_name: str) -> None:
+def _start_child(settings: Settings, channel_names: dict[str, str]) -> None:
     global _CHILD
     # Stopping is the parent's business: a Ctrl-C to the process group must not kill us mid-batch,
     # and when the parent is gone (killed), so are we.
@@ -209,7 +213,10 @@ def _start_child(settings: Settings, channel_name: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     watch_owner(os.getppid())
     store = Store.open(settings, migrate=False)
-    _CHILD = Drafter(DigestService(store, settings, _NoChannel(channel_name), clock=utcnow))
+    channels = ChannelRegistry()
+    for kind, name in channel_names.items():
+        channels.register(cast(DestinationKind, kind), _NoChannel(name))
+    _CHILD = Drafter(DigestService(store, settings, channels, clock=utcnow))
     _CHILD.service.current_composer(utcnow())
 
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Channel, OutgoingDigest, Receipt
-from bot.channels.email import SmtpChannel, make_message_id, message_id_domain
-from bot.channels.outbox import OutboxChannel
+from bot.channels.email import make_message_id, message_id_domain
+from bot.channels.registry import ChannelRegistry
 from bot.config import EmailSettings, Settings
 from bot.delivery.ledger import DeliveryLedger, Opened
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
@@ -31,6 +31,8 @@ from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
 from bot.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
+from bot.links.secret import resolve_secret
+from bot.links.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
 from bot.store import Store
@@ -39,8 +41,6 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
-from bot.web.secret import resolve_secret
-from bot.web.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,6 @@ class Reader(SubscriberPreferences, Protocol):
     def status(self) -> str: ...
     @property
     def consecutive_bounces(self) -> int: ...
-
-
-def channel_name(settings: Settings) -> str:
-    """The name of the channel `make_channel` makes, without making it (no connection, no files)."""
-    return SmtpChannel.name if settings.email.smtp_url else OutboxChannel.name
-
-
-def make_channel(settings: Settings) -> Channel:
-    """SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so digests are real files."""
-    if settings.email.smtp_url:
-        return SmtpChannel(settings.email)
-    return OutboxChannel(settings.outbox_dir, settings=settings.email)
 
 
 TEST_SUBJECT_PREFIX = "[test] "
@@ -134,14 +122,17 @@ class DigestService:
         self,
         store: Store,
         settings: Settings,
-        channel: Channel,
+        channels: ChannelRegistry | Channel,
         *,
         clock: Callable[[], datetime] = utcnow,
         taxonomy: Taxonomy | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.channel = channel
+        # Which channel serves each subscriber's destination; one channel given serves email.
+        self.channels = (
+            channels if isinstance(channels, ChannelRegistry) else ChannelRegistry.serving(channels)
+        )
         self.clock = clock
         self.subscribers = SubscriberStore(store.engine)
         self.ledger = DeliveryLedger(store.engine)
@@ -185,14 +176,18 @@ class DigestService:
         schedules = self.subscribers.schedules(("active", "pending"))
         created = self.queue.enqueue_many(self._due_jobs(schedules, self.clock()))
         if created:
-            log.info("digests planned", extra={"count": created, "channel": self.channel.name})
+            log.info(
+                "digests planned",
+                extra={"count": created, "channels": ",".join(self.channels.names().values())},
+            )
         return created
 
     def _due_jobs(self, schedules: Sequence[Schedule], now: datetime) -> Iterator[NewJob]:
-        channel, attempts = self.channel.name, self.settings.delivery.max_attempts
+        attempts = self.settings.delivery.max_attempts
         catch_up = timedelta(hours=self.settings.delivery.catch_up_hours)
         periods: dict[tuple[str, str, str], dict[str, str] | None] = {}
         for row in schedules:
+            channel = self.channels.name_for_subscriber(row)
             if row.status == "pending":
                 yield NewJob(
                     CONFIRM_TASK,
@@ -232,7 +227,7 @@ class DigestService:
         return send_job(
             subscriber.id,
             _period_payload(due),
-            channel=self.channel.name,
+            channel=self.channels.name_for_subscriber(subscriber),
             max_attempts=self.settings.delivery.max_attempts,
         )
 
@@ -290,7 +285,11 @@ class DigestService:
         subscriber, delivery, delivered = await asyncio.to_thread(self._start, subscriber_id, period, dry_run)
         assert subscriber.id is not None
         who = subscriber.email or str(subscriber.id)
-        extra = {"subscriber": who, "period": period, "channel": self.channel.name}
+        extra = {
+            "subscriber": who,
+            "period": period,
+            "channel": self.channels.name_for_subscriber(subscriber),
+        }
         if subscriber.status != "active" or not subscriber.email:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
@@ -370,7 +369,11 @@ class DigestService:
             if dry_run:
                 return subscriber, None, delivered
             delivery = self.ledger.begin(
-                subscriber.id, period, self.channel.name, now=self.clock(), connection=conn
+                subscriber.id,
+                period,
+                self.channels.name_for_subscriber(subscriber),
+                now=self.clock(),
+                connection=conn,
             )
             conn.commit()
         return subscriber, delivery, delivered
@@ -391,9 +394,10 @@ class DigestService:
     ) -> Receipt:
         """Hand one message to the channel and move its ledger row; errors are recorded, then raised."""
         assert subscriber.id is not None
-        extra = {"subscriber": subscriber.email, "period": outgoing.period, "channel": self.channel.name}
+        channel = self.channels.for_subscriber(subscriber)
+        extra = {"subscriber": subscriber.email, "period": outgoing.period, "channel": channel.name}
         try:
-            receipt = await self.channel.send(outgoing)
+            receipt = await channel.send(outgoing)
         except DeliveryPermanentError as exc:
             await asyncio.to_thread(self.record_permanent_failure, delivery_id, subscriber, str(exc))
             log.warning("delivery failed for good: %s", exc, extra=extra)
@@ -445,10 +449,11 @@ class DigestService:
         )
         if dry_run:
             return SampleDigest(outgoing, len(plan.items), None)
-        receipt = await self.channel.send(outgoing)
+        channel = self.channels.for_subscriber(reader)
+        receipt = await channel.send(outgoing)
         log.info(
             "test digest sent",
-            extra={"to": address, "channel": self.channel.name, "items": len(plan.items)},
+            extra={"to": address, "channel": channel.name, "items": len(plan.items)},
         )
         return SampleDigest(outgoing, len(plan.items), receipt)
 
@@ -463,7 +468,11 @@ class DigestService:
         if subscriber.status != "pending" or not subscriber.email or subscriber.id is None:
             return False
         delivery = await asyncio.to_thread(
-            self.ledger.open, subscriber.id, CONFIRM_PERIOD, self.channel.name, article_ids=[]
+            self.ledger.open,
+            subscriber.id,
+            CONFIRM_PERIOD,
+            self.channels.name_for_subscriber(subscriber),
+            article_ids=[],
         )
         assert delivery.id is not None
         if not await asyncio.to_thread(self.ledger.begin_send, delivery.id, now=self.clock()):
@@ -490,7 +499,8 @@ class DigestService:
             period=CONFIRM_PERIOD,
         )
         await self._deliver(delivery.id, subscriber, outgoing, [], last_attempt=last_attempt)
-        log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": self.channel.name})
+        channel = self.channels.name_for_subscriber(subscriber)
+        log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": channel})
         return True
 
     def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:

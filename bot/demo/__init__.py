@@ -10,8 +10,14 @@ Nothing here touches the network beyond 127.0.0.1; the command in bot/cli/demo.p
 """
 
 from bot.demo.content import DEMO_FEEDS, DemoArticle, DemoFeed
-from bot.demo.feeds import content_type, feed_path, render_feed
-from bot.demo.inbox import MaildirSmtpServer, Preview, PreviewingChannel, maildir_smtp_server
+from bot.demo.feeds import content_type, feed_path, render_feed, serve_demo_feeds
+from bot.demo.inbox import (
+    MaildirSmtpServer,
+    Preview,
+    PreviewingChannel,
+    maildir_smtp_server,
+    previewing_smtp_channel,
+)
 from bot.demo.subscribers import SAMPLE_SUBSCRIBERS, SampleSubscriber, add_sample_subscribers
 
 __all__ = [
@@ -27,5 +33,7 @@ __all__ = [
     "content_type",
     "feed_path",
     "maildir_smtp_server",
+    "previewing_smtp_channel",
     "render_feed",
+    "serve_demo_feeds",
 ]

@@ -13,8 +13,13 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from html import escape
+from typing import TYPE_CHECKING
 
-from bot.demo.content import DemoArticle, DemoFeed
+from bot.demo.content import DEMO_FEEDS, DemoArticle, DemoFeed
+
+if TYPE_CHECKING:
+    from bot.store import NewSource
+    from bot.testing.httpserver import FixtureServer
 
 _ATOM = "http://www.w3.org/2005/Atom"
 _DC = "http://purl.org/dc/elements/1.1/"
@@ -138,3 +143,26 @@ def _json_feed(feed: DemoFeed, now: datetime, url: str) -> bytes:
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def serve_demo_feeds(server: FixtureServer, now: datetime) -> list[NewSource]:
+    """Put every demo feed on `server` (dated from `now`) and return them as sources to add."""
+    from bot.store import NewSource
+    from bot.testing.httpserver import static
+
+    new = []
+    for feed in DEMO_FEEDS:
+        url = server.url(feed_path(feed))
+        body = render_feed(feed, now=now, url=url)
+        server.add(feed_path(feed), static(body, content_type(feed), last_modified=now.timestamp()))
+        new.append(
+            NewSource(
+                feed.name,
+                url,
+                site_url=feed.site_url,
+                title=feed.name,
+                topics=feed.topics,
+                category="Demo",
+            )
+        )
+    return new

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.outbox import preview_name
+from bot.config import EmailSettings
 
 __all__ = ["MaildirSmtpServer", "Preview", "PreviewingChannel", "maildir_smtp_server"]
 
@@ -110,3 +111,10 @@ class PreviewingChannel:
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def previewing_smtp_channel(settings: EmailSettings, folder: Path) -> PreviewingChannel:
+    """SMTP to the demo's loopback server, keeping an HTML preview of each digest in `folder`."""
+    from bot.channels.email import SmtpChannel
+
+    return PreviewingChannel(SmtpChannel(settings), folder)

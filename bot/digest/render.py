@@ -32,6 +32,9 @@ styling depends on its data, say) keeps per-render inlining, and so does any sin
 value the marker path cannot vouch for (control characters, markup). Feed text that many digests
 share (an article's cleaned title, excerpt, links, the wrapped excerpt of the text part) is
 prepared once per article and reused.
+
+The feed text's shaping (cleaning, safe links, each item's parts, dates in words) is in text.py,
+shared by every renderer; the one-time inlining machinery and its sample digests in preinline.py.
 """
 
 from __future__ import annotations
@@ -41,30 +44,64 @@ import re
 import string
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
 
 import css_inline
 import jinja2
 import jinja2.filters
-from markupsafe import Markup
 
 from bot.config import EmailSettings
-from bot.digest.view import ConfirmView, DigestItemView, DigestView, RenderedDigest, humanize_age
+from bot.digest.preinline import (
+    ATTR_FILTER,
+    IN_ATTRIBUTE,
+    IN_TEXT,
+    INCLUDE,
+    MARK_END,
+    MARK_START,
+    OTHER_TEMPLATES,
+    SAMPLE_CONFIRMS,
+    SAMPLE_DIGESTS,
+    SPAN,
+    TEXT_FILTER,
+    CannotVouch,
+    escape_attr,
+    escape_text,
+    escaped_span,
+    marker_contexts,
+    simple_selectors,
+)
+from bot.digest.text import (
+    CACHE_LIMIT,
+    NAME_MAX,
+    ItemContext,
+    _item_context,
+    clean_text,
+    date_label,
+    item_parts,
+    safe_link,
+    short_date,
+    shorten,
+    with_age,
+)
+from bot.digest.view import ConfirmView, DigestItemView, DigestView, RenderedDigest
 from bot.errors import ConfigError, FlareStartError
 from bot.resources import shipped_template_dir
 
 log = logging.getLogger(__name__)
 
+# ItemContext, _item_context, clean_text, date_label and safe_link live in bot.digest.text (every
+# renderer shapes feed text the same way); they stay importable from here.
 __all__ = [
     "DigestRenderer",
     "DigestTemplateError",
+    "ItemContext",
     "RenderError",
     "RenderedDigest",
+    "_item_context",
+    "clean_text",
+    "date_label",
     "default_template_dir",
     "safe_link",
     "should_send",
@@ -78,19 +115,9 @@ CONFIRM_TEXT = "confirm.txt.j2"
 SUBJECT_FIELDS = frozenset({"top_title", "date", "count", "name"})
 SUBJECT_MAX = 150  # characters; inboxes show far fewer, and headers stay short
 TOP_TITLE_MAX = 100
-TITLE_MAX = 300
-EXCERPT_MAX = 600
-NAME_MAX = 80
 PREHEADER_MAX = 140
 CONFIRM_SUBJECT = "Confirm your FlareStart subscription"
 QUIET_TITLE = "A quiet day"
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
-_WHITESPACE = re.compile(r"\s+")
-# Characters a URL may keep as they are; anything else (quotes, spaces, <, >, non-ASCII) is
-# percent-encoded so a link can never break out of an attribute or a plain-text line.
-_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
-CACHE_LIMIT = 20_000  # entries of a per-article cache before it starts afresh
 
 
 class RenderError(FlareStartError):
@@ -117,172 +144,6 @@ def should_send(view: DigestView, settings: EmailSettings) -> bool:
 
 
 # -- cleaning untrusted text and links ------------------------------------------------------
-
-
-def clean_text(value: str | None, limit: int) -> str:
-    """One line of untrusted text: no control characters, whitespace collapsed, at most `limit`."""
-    if not value:
-        return ""
-    text = _WHITESPACE.sub(" ", _CONTROL.sub("", value)).strip()
-    return _shorten(text, limit)
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:-–—·") + "…"
-
-
-def safe_link(url: str | None, *, base: str | None = None) -> str | None:
-    """The URL if it is an absolute http(s) link (or a relative one joined to `base`), else None.
-
-    Protocol-relative links get https; a user name and password are dropped. Unsafe characters are
-    percent-encoded, so the result can
-    go into an attribute or a text line as it is (HTML escaping still applies on top).
-    """
-    if not url:
-        return None
-    candidate = _CONTROL.sub("", url).strip()
-    candidate = re.sub(r"\s", "%20", candidate)
-    if candidate.startswith("//"):
-        candidate = "https:" + candidate
-    try:
-        parts = urlsplit(candidate)
-    except ValueError:
-        return None
-    if not parts.scheme and base:
-        if candidate.startswith(("\\", "/\\")):
-            return None
-        try:
-            parts = urlsplit(urljoin(base, candidate))
-        except ValueError:
-            return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    if "@" in parts.netloc:  # "https://trusted.example@evil.example/": keep only the real host
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-    return quote(parts.geturl(), safe=_URL_SAFE)
-
-
-# -- what the templates get -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LinkContext:
-    name: str
-    url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemContext:
-    """One item as the templates see it: cleaned text and safe links only."""
-
-    number: int
-    title: str
-    url: str | None
-    source: str
-    author: str
-    age: str
-    published_iso: str
-    byline: str  # "The Verge · Ada Lovelace · 3h ago"
-    excerpt: str
-    chip: str
-    reason: str  # "Because you follow Python."
-    also: tuple[LinkContext, ...]
-    image_url: str | None
-    image_alt: str
-
-
-def _sentence(reason: str) -> str:
-    text = clean_text(reason, 200)
-    if not text:
-        return ""
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _item_context(number: int, item: DigestItemView, view: DigestView) -> ItemContext:
-    return _with_age(number, _item_parts(item), item.published, view.now)
-
-
-def _item_parts(item: DigestItemView) -> ItemContext:
-    """Everything of an item's context but its number and age: the same in every digest."""
-    title = clean_text(item.title, TITLE_MAX) or "(untitled)"
-    also = tuple(
-        LinkContext(name=clean_text(name, NAME_MAX) or "another source", url=safe_link(url))
-        for name, url in item.also_covered_by
-    )
-    return ItemContext(
-        number=0,
-        title=title,
-        url=safe_link(item.url),
-        source=clean_text(item.source, NAME_MAX) or "the source",
-        author=clean_text(item.author, NAME_MAX),
-        age="",
-        published_iso=item.published.isoformat(),
-        byline="",
-        excerpt=clean_text(item.excerpt, EXCERPT_MAX),
-        chip=clean_text(item.chip, 40),
-        reason=_sentence(item.reason),
-        also=also,
-        image_url=safe_link(item.image_url),
-        image_alt=title,
-    )
-
-
-def _with_age(number: int, parts: ItemContext, published: datetime, now: datetime) -> ItemContext:
-    """`parts` (see _item_parts) numbered and aged for one digest."""
-    age = humanize_age(published, now)
-    return ItemContext(
-        number=number,
-        title=parts.title,
-        url=parts.url,
-        source=parts.source,
-        author=parts.author,
-        age=age,
-        published_iso=parts.published_iso,
-        byline=" · ".join(part for part in (parts.source, parts.author, age) if part),
-        excerpt=parts.excerpt,
-        chip=parts.chip,
-        reason=parts.reason,
-        also=parts.also,
-        image_url=parts.image_url,
-        image_alt=parts.image_alt,
-    )
-
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def date_label(day: date) -> str:
-    """The date as "Tuesday, 7 May 2024", spelt out here so the server's locale cannot change it."""
-    return f"{WEEKDAYS[day.weekday()]}, {day.day} {MONTHS[day.month - 1]} {day.year}"
-
-
-def short_date(day: date) -> str:
-    """The date as "7 May", for subjects."""
-    return f"{day.day} {MONTHS[day.month - 1]}"
-
-
-# -- the renderer ---------------------------------------------------------------------------
 
 
 class DigestRenderer:
@@ -325,8 +186,8 @@ class DigestRenderer:
         # Per-article work shared by every digest that carries the article (see the docstring).
         self._parts: dict[DigestItemView, ItemContext] = {}
         self._env.filters["wordwrap"] = _cached_wordwrap({})
-        self._env.filters[_TEXT_FILTER] = _escape_text
-        self._env.filters[_ATTR_FILTER] = _escape_attr
+        self._env.filters[TEXT_FILTER] = escape_text
+        self._env.filters[ATTR_FILTER] = escape_attr
         self._templates = {
             name: self._load(name) for name in (DIGEST_HTML, DIGEST_TEXT, CONFIRM_HTML, CONFIRM_TEXT)
         }
@@ -367,7 +228,7 @@ class DigestRenderer:
     def subject_for(self, *, top_title: str, day: date, count: int, name: str) -> str:
         """The configured subject with its fields filled in: one line, at most SUBJECT_MAX."""
         values = {
-            "top_title": _shorten(top_title, TOP_TITLE_MAX),
+            "top_title": shorten(top_title, TOP_TITLE_MAX),
             "date": short_date(day),
             "count": str(count),
             "name": name,
@@ -381,7 +242,7 @@ class DigestRenderer:
         unsubscribe_url = self._own_link(view.unsubscribe_url, "unsubscribe")
         items = () if view.quiet else view.items
         contexts = tuple(
-            _with_age(number, self._item_parts(item), item.published, view.now)
+            with_age(number, self._item_parts(item), item.published, view.now)
             for number, item in enumerate(items, 1)
         )
         quiet = not contexts
@@ -422,7 +283,7 @@ class DigestRenderer:
         if parts is None:
             if len(self._parts) >= CACHE_LIMIT:
                 self._parts.clear()
-            parts = self._parts[item] = _item_parts(item)
+            parts = self._parts[item] = item_parts(item)
         return parts
 
     # private ---------------------------------------------------------------------------
@@ -496,37 +357,37 @@ class DigestRenderer:
             source = self._static_source(name)
         except (jinja2.TemplateError, OSError):
             return None
-        if source is None or _MARK_START in source or _MARK_END in source:
+        if source is None or MARK_START in source or MARK_END in source:
             return None
         spans: list[str] = []
 
         def marker(match: re.Match[str]) -> str:
             spans.append(match.group())
-            return _MARK_START + str(len(spans) - 1) + _MARK_END
+            return MARK_START + str(len(spans) - 1) + MARK_END
 
-        return self._inline_skeleton(_SPAN.sub(marker, source), spans)
+        return self._inline_skeleton(SPAN.sub(marker, source), spans)
 
     def _inline_skeleton(self, skeleton: str, spans: list[str]) -> jinja2.Template | None:
-        contexts = _marker_contexts(skeleton, len(spans))
-        if contexts is None or not _simple_selectors(skeleton):
+        contexts = marker_contexts(skeleton, len(spans))
+        if contexts is None or not simple_selectors(skeleton):
             return None
         for number, (span, where) in enumerate(zip(spans, contexts, strict=True)):
-            if where == _IN_ATTRIBUTE and not span.startswith("{{"):
+            if where == IN_ATTRIBUTE and not span.startswith("{{"):
                 return None  # a tag or comment inside an attribute: the markup itself varies
-            marker = _MARK_START + str(number) + _MARK_END
-            skeleton = skeleton.replace(marker, f"<!--{marker}-->" if where == _IN_TEXT else marker, 1)
+            marker = MARK_START + str(number) + MARK_END
+            skeleton = skeleton.replace(marker, f"<!--{marker}-->" if where == IN_TEXT else marker, 1)
         try:
             inlined = self._inliner.inline(skeleton)
         except css_inline.InlineError:
             return None
         for number, (span, where) in enumerate(zip(spans, contexts, strict=True)):
-            marker = _MARK_START + str(number) + _MARK_END
-            forms = (f"<!--{marker}-->", f"&lt;!--{marker}--&gt;") if where == _IN_TEXT else (marker,)
+            marker = MARK_START + str(number) + MARK_END
+            forms = (f"<!--{marker}-->", f"&lt;!--{marker}--&gt;") if where == IN_TEXT else (marker,)
             found = [form for form in forms if form in inlined]
             if len(found) != 1 or inlined.count(found[0]) != 1:
                 return None  # the parser moved, copied or dropped it
-            inlined = inlined.replace(found[0], _escaped_span(span, where), 1)
-        if _MARK_START in inlined or _MARK_END in inlined:
+            inlined = inlined.replace(found[0], escaped_span(span, where), 1)
+        if MARK_START in inlined or MARK_END in inlined:
             return None
         try:
             return self._env.from_string(inlined)
@@ -541,9 +402,9 @@ class DigestRenderer:
         source = loader.get_source(self._env, name)[0]
         pieces: list[str] = []
         position = 0
-        for match in _INCLUDE.finditer(source):
+        for match in INCLUDE.finditer(source):
             included = loader.get_source(self._env, match.group(3))[0]
-            if _SPAN.search(included) or "\r" in included:
+            if SPAN.search(included) or "\r" in included:
                 return None
             before = source[position : match.start()]
             if match.group(1) == "-":
@@ -561,7 +422,7 @@ class DigestRenderer:
                 position += 1
         pieces.append(source[position:])
         resolved = "".join(pieces)
-        if "\r" in resolved or _OTHER_TEMPLATES.search(resolved):
+        if "\r" in resolved or OTHER_TEMPLATES.search(resolved):
             return None
         return resolved
 
@@ -570,7 +431,7 @@ class DigestRenderer:
         wherever the fast way renders at all (a value it cannot vouch for goes the slow way)."""
         digest = name == DIGEST_HTML
         compared = 0
-        for view in _SAMPLE_DIGESTS if digest else _SAMPLE_CONFIRMS:
+        for view in SAMPLE_DIGESTS if digest else SAMPLE_CONFIRMS:
             try:
                 context = (
                     self._digest_context(view)  # type: ignore[arg-type]
@@ -582,7 +443,7 @@ class DigestRenderer:
                 return False
             try:
                 fast = template.render(context)
-            except _CannotVouch:
+            except CannotVouch:
                 continue
             except Exception:
                 return False
@@ -591,231 +452,6 @@ class DigestRenderer:
                 return False
             compared += 1
         return compared > 0
-
-
-# -- inlining the stylesheet into a template, once -----------------------------------------
-
-_SPAN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-_EXPRESSION = re.compile(r"\{\{([-+]?)(.*?)([-+]?)\}\}", re.DOTALL)
-_INCLUDE = re.compile(r"""\{%([-+]?)\s*include\s+(["'])([^"'{}%]+)\2\s*([-+]?)%\}""")
-_OTHER_TEMPLATES = re.compile(r"\{%[-+]?\s*(raw|extends|import|from|include)\b")
-_MARK_START, _MARK_END = "\ue000", "\ue001"  # private-use characters: no parser touches them
-_IN_TEXT, _IN_ATTRIBUTE = "text", "attribute"
-_TEXT_FILTER, _ATTR_FILTER = "_html_text", "_html_attribute"
-# Characters the HTML parser would drop, replace or normalise in a value: such a render takes the
-# per-page inlining path instead.
-_PARSER_CHANGES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# What markupsafe writes for text that contains no markup.
-_ESCAPED_TEXT = re.compile(r"&(?:amp|lt|gt|quot|#34|#39|#x27);")
-_ESCAPE_CACHE = 1 << 16  # distinct field values remembered escaped (a day of articles, many times over)
-_RAW_TEXT_TAGS = frozenset(
-    {"style", "script", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"}
-)
-
-
-class _CannotVouch(Exception):
-    """A value the pre-inlined template cannot render exactly as per-page inlining would."""
-
-
-def _plain(value: Any) -> str:
-    if hasattr(value, "__html__"):  # markup: only escaped text (what join() and friends return) is plain
-        markup = str(value.__html__())
-        if "<" in markup or ">" in markup or "&" in _ESCAPED_TEXT.sub("", markup):
-            raise _CannotVouch("markup")
-        text = Markup(markup).unescape()
-    else:
-        text = str(value)
-    if _PARSER_CHANGES.search(text):
-        raise _CannotVouch("control characters")
-    return text
-
-
-def _escape_text(value: Any) -> Markup:
-    """A value in text, escaped as the inliner's serializer writes text (quotes stay as they are)."""
-    if type(value) is str:  # the same titles, sources and excerpts recur in digest after digest
-        return _escaped_text(value)
-    return _escaped_text(_plain(value))
-
-
-def _escape_attr(value: Any) -> Markup:
-    """A value in an attribute, escaped as the inliner's serializer writes attributes."""
-    if type(value) is str:
-        return _escaped_attr(value)
-    return _escaped_attr(_plain(value))
-
-
-@lru_cache(maxsize=_ESCAPE_CACHE)
-def _escaped_text(value: str) -> Markup:
-    text = _plain(value)
-    return Markup(
-        text.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
-    )
-
-
-@lru_cache(maxsize=_ESCAPE_CACHE)
-def _escaped_attr(value: str) -> Markup:
-    text = _plain(value)
-    return Markup(text.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;"))
-
-
-def _escaped_span(span: str, where: str) -> str:
-    """A jinja span as it goes back into the inlined template: expressions get our escaping."""
-    match = _EXPRESSION.fullmatch(span)
-    if match is None:
-        return span
-    before, expression, after = match.groups()
-    escape = _TEXT_FILTER if where == _IN_TEXT else _ATTR_FILTER
-    return f"{{{{{before} ({expression.strip()})|{escape} {after}}}}}"
-
-
-def _marker_contexts(skeleton: str, count: int) -> list[str] | None:
-    """Where each marker sits: in text, or inside a quoted attribute value. None when one sits
-    anywhere else (in a tag itself, an HTML comment, a <style> or <script>)."""
-    found: list[str | None] = [None] * count
-    state, quote, raw_tag = "text", "", ""
-    position, end = 0, len(skeleton)
-    while position < end:
-        char = skeleton[position]
-        if char == _MARK_START:
-            close = skeleton.index(_MARK_END, position)
-            number = int(skeleton[position + 1 : close])
-            found[number] = {"text": _IN_TEXT, "value": _IN_ATTRIBUTE}.get(state)
-            if found[number] is None:
-                return None
-            position = close + 1
-            continue
-        if state == "text":
-            if skeleton.startswith("<!--", position):
-                close = skeleton.find("-->", position + 4)
-                if close < 0 or _MARK_START in skeleton[position:close]:
-                    return None
-                position = close + 3
-                continue
-            tag = re.match(r"<(/?)([A-Za-z][A-Za-z0-9-]*)", skeleton[position : position + 40])
-            if tag is not None:
-                state = "tag"
-                raw_tag = tag.group(2).lower() if not tag.group(1) else ""
-                position += tag.end()
-                continue
-            if skeleton.startswith("<!", position) or skeleton.startswith("<?", position):
-                state, raw_tag = "tag", ""
-        elif state == "tag":
-            if char in "\"'":
-                state, quote = "value", char
-            elif char == ">":
-                state = "raw" if raw_tag in _RAW_TEXT_TAGS else "text"
-        elif state == "value":
-            if char == quote:
-                state = "tag"
-        elif state == "raw" and skeleton[position : position + 2 + len(raw_tag)].lower() == f"</{raw_tag}":
-            state = "tag"
-            raw_tag = ""
-            position += 2
-            continue
-        position += 1
-    if any(where is None for where in found) or state != "text":
-        return None
-    return [str(where) for where in found]
-
-
-_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
-_SIMPLE_SELECTOR = re.compile(r"[A-Za-z0-9_.#*-]+")
-
-
-def _simple_selectors(skeleton: str) -> bool:
-    """True when every rule that gets inlined selects by the element alone (tag, class, id): then
-    it matches the same elements in the skeleton as in any page, whatever loops and conditions
-    do around them. Markers must not be in class, id or style attributes, nor remote styles."""
-    if re.search(r"<link\b", skeleton, re.IGNORECASE):
-        return False
-    if re.search(r"\b(class|id|style)\s*=\s*[\"'][^\"']*" + _MARK_START, skeleton, re.IGNORECASE):
-        return False
-    for css in _STYLE.findall(skeleton):
-        css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-        position = 0
-        while True:
-            opening = css.find("{", position)
-            if opening < 0:
-                break
-            prelude = css[position:opening].strip()
-            if prelude.startswith("@"):  # kept in <style>, not inlined: skip its block
-                depth, position = 1, opening + 1
-                while depth and position < len(css):
-                    depth += {"{": 1, "}": -1}.get(css[position], 0)
-                    position += 1
-                continue
-            if not all(_SIMPLE_SELECTOR.fullmatch(part.strip()) for part in prelude.split(",")):
-                return False
-            closing = css.find("}", opening)
-            if closing < 0:
-                return False
-            position = closing + 1
-        if "@import" in css:
-            return False
-    return True
-
-
-def _sample_digests() -> tuple[DigestView, ...]:
-    """Digests that exercise every branch of a digest template and every escape (see
-    `DigestRenderer._same_as_inlining_each_page`)."""
-    now = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
-    hostile = 'Tom & Jerry\'s <b>"bold"</b> a\xa0b &amp; &lt;x&gt; → ünïcödé 🚀 ="\''
-
-    def item(number: int, **changes: Any) -> DigestItemView:
-        values: dict[str, Any] = {
-            "title": f"{hostile} story {number}",
-            "url": f'https://news.example.com/{number}?a=1&b="2"&c=<3>',
-            "source": f"Source & Co {number}",
-            "author": 'Ada "Countess" Lovelace',
-            "published": now - timedelta(hours=number + 1),
-            "excerpt": f"{hostile} " * 8,
-            "chip": "C++ & <Rust>",
-            "reason": 'because you follow Python & "AI"',
-            "also_covered_by": (("Other & Sons", "https://other.example.com/x?y=1&z=2"), ("No link", "")),
-            "image_url": "https://cdn.example.com/i.png?w=1&h=2",
-        }
-        return DigestItemView(**(values | changes))
-
-    items = (
-        item(0),
-        item(1, url="javascript:alert(1)", image_url=None, author=None, also_covered_by=()),
-        item(2, url="", excerpt="", image_url="data:x", chip=""),
-        item(30, title="", source="", reason=""),
-    )
-    full = DigestView(
-        subscriber_name=hostile,
-        subscriber_email="ada+x@example.com",
-        period="2026-11-27",
-        date=now.date(),
-        items=items,
-        preferences_url='https://flarestart.example.com/p/abc?x=1&y="2"',
-        unsubscribe_url="https://flarestart.example.com/u/abc?x=1&y=2",
-        now=now,
-    )
-    return (
-        full,
-        replace(full, items=items[:1], subscriber_name=""),
-        replace(full, items=(), quiet=True),
-        replace(full, items=items[1:], subscriber_name="Zoë"),
-    )
-
-
-def _sample_confirms() -> tuple[ConfirmView, ...]:
-    now = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
-    hostile = 'Tom & Jerry\'s <b>"bold"</b> a\xa0b &amp; → ü 🚀'
-    full = ConfirmView(
-        subscriber_name=hostile,
-        subscriber_email="ada+x@example.com",
-        confirm_url='https://flarestart.example.com/c/abc?x=1&y="2"',
-        topics=(hostile, "Python"),
-        expires_hours=48,
-        now=now,
-    )
-    return (full, replace(full, subscriber_name="", topics=(), expires_hours=None))
-
-
-_SAMPLE_DIGESTS = _sample_digests()
-_SAMPLE_CONFIRMS = _sample_confirms()
 
 
 def _cached_wordwrap(cache: dict[tuple[Any, ...], str]) -> Callable[..., str]:
@@ -863,8 +499,8 @@ def _preheader(items: tuple[ItemContext, ...]) -> str:
     if not items:
         return "Nothing new matched your topics since your last digest."
     if len(items) == 1:
-        return _shorten(items[0].excerpt or f"One story for you, via {items[0].source}.", PREHEADER_MAX)
+        return shorten(items[0].excerpt or f"One story for you, via {items[0].source}.", PREHEADER_MAX)
     rest = " · ".join(item.title for item in items[1:4])
     more = len(items) - 4
     text = f"Also today: {rest}" + (f" and {more} more" if more > 0 else "")
-    return _shorten(text, PREHEADER_MAX)
+    return shorten(text, PREHEADER_MAX)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bot.types import TopicMatch as TopicMatch  # its home: the store accepts it
+
 TopicKind = Literal["topic", "kind"]  # "kind" = FlareStart's article kinds: news, how-to, opinion
 
 
@@ -28,13 +30,6 @@ class ArticleText:
     excerpt: str
     tags: tuple[str, ...]
     published: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TopicMatch:
-    slug: str
-    weight: float  # 0 < weight ≤ 1: how strongly the article is about the topic
-    terms: tuple[str, ...]  # what matched: feed tags and phrases, as found
 
 
 @dataclass(frozen=True, slots=True)

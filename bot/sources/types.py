@@ -1,14 +1,17 @@
-"""Plain values that cross the steps of ingestion: fetch → parse → store."""
+"""Plain values that cross the steps of ingestion: fetch → parse → store.
+
+`ParsedEntry`, what the store accepts, lives in `bot/types.py`; it is imported here for the
+pipeline's callers.
+"""
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal, overload
 
-from bot.ranking.types import TopicMatch
+from bot.types import ParsedEntry as ParsedEntry  # its home: the store accepts it
 
 FetchOutcome = Literal["ok", "not_modified", "gone", "error"]
 
@@ -30,61 +33,6 @@ class FetchResult:
     retry_after: float | None = None  # seconds the server asks us to wait (429/503)
     error: str | None = None  # one line for people: what went wrong
     elapsed: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedEntry:
-    """One feed entry, normalized: plain text, absolute canonical link, UTC dates."""
-
-    key: str  # identity inside its source: "guid:…", else "link:…", else "hash:…"
-    guid: str | None
-    url: str | None
-    title: str
-    excerpt: str
-    author: str | None
-    published: datetime | None  # aware UTC: published, else updated; None when the feed has neither
-    tags: tuple[str, ...] = ()
-    image_url: str | None = None
-    content_hash: str = ""
-    topics: tuple[TopicMatch, ...] = ()  # filled by the tagger on ingest
-
-    def __reduce__(self) -> tuple[Callable[..., ParsedEntry], tuple[object, ...]]:
-        # Entries cross from the parse pool to ingest by the thousand, each with a dozen topics.
-        # A dataclass pickles field by field, looking its fields up again for every object;
-        # plain tuples, rebuilt through the constructors, cost a fraction of that.
-        topics = tuple((t.slug, t.weight, t.terms) for t in self.topics)
-        return _unpickle_entry, (
-            self.key,
-            self.guid,
-            self.url,
-            self.title,
-            self.excerpt,
-            self.author,
-            self.published,
-            self.tags,
-            self.image_url,
-            self.content_hash,
-            topics,
-        )
-
-
-def _unpickle_entry(
-    key: str,
-    guid: str | None,
-    url: str | None,
-    title: str,
-    excerpt: str,
-    author: str | None,
-    published: datetime | None,
-    tags: tuple[str, ...],
-    image_url: str | None,
-    content_hash: str,
-    topics: tuple[tuple[str, float, tuple[str, ...]], ...],
-) -> ParsedEntry:
-    matches = tuple(TopicMatch(slug, weight, terms) for slug, weight, terms in topics)
-    return ParsedEntry(
-        key, guid, url, title, excerpt, author, published, tags, image_url, content_hash, matches
-    )
 
 
 @dataclass(frozen=True, slots=True)

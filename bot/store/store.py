@@ -18,11 +18,10 @@ from sqlmodel import Session
 
 from bot.config import Settings
 from bot.errors import NotFoundError, SourceError
-from bot.ranking.types import TopicMatch
-from bot.sources.types import ParsedEntry
 from bot.store.engine import make_engine
 from bot.store.migrate import upgrade
 from bot.store.models import Article, Delivery, Meta, Source
+from bot.types import ParsedEntry, TopicMatch
 
 # Keys per IN (...) query: well under SQLite's 32k variable limit, few round trips.
 KEY_BATCH = 500

@@ -11,18 +11,18 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.errors import FlareStartError, NotFoundError
+from bot.errors import NotFoundError
+from bot.errors import StatusChangedError as StatusChangedError
+from bot.errors import SubscriberError as SubscriberError
 from bot.store.models import Subscriber
 from bot.store.types import utcnow
-
-if TYPE_CHECKING:
-    from bot.subscribers.files import SubscriberSpec
+from bot.types import SubscriberColumns
 
 SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
 STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
@@ -87,16 +87,8 @@ _RECORD_COLUMNS = [SUBSCRIBERS.c[name] for name in SubscriberRecord.__slots__]
 _RECORDS = select(*_RECORD_COLUMNS).where(SUBSCRIBERS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-class SubscriberError(FlareStartError):
-    """A subscriber cannot be added or changed as asked."""
-
-
 class DuplicateSubscriberError(SubscriberError):
     """A subscriber with this email already exists."""
-
-
-class StatusChangedError(SubscriberError):
-    """The subscriber's status is not one the change was meant for (another change came first)."""
 
 
 class SubscriberStore:
@@ -108,7 +100,7 @@ class SubscriberStore:
 
     def add(
         self,
-        spec_or_fields: SubscriberSpec | Mapping[str, Any],
+        spec_or_fields: SubscriberColumns | Mapping[str, Any],
         *,
         status: str = "active",
         now: datetime | None = None,
@@ -377,7 +369,7 @@ def _check_status(status: str) -> None:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
 
 
-def _values(spec_or_fields: SubscriberSpec | Mapping[str, Any]) -> dict[str, Any]:
+def _values(spec_or_fields: SubscriberColumns | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(spec_or_fields, Mapping):
         values = dict(spec_or_fields)
         unknown = set(values) - EDITABLE - {"confirmed_at"}

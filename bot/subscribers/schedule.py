@@ -186,3 +186,12 @@ def _nominal_length(frequency: str) -> timedelta:
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+
+
+def current_period(frequency: str, local_date: date) -> str | None:
+    """The period `local_date` falls in, whether or not it is a delivery day: the date for daily
+    and weekdays (None on a weekend for weekdays), the ISO week for weekly."""
+    if frequency.startswith("weekly"):
+        year, week, _ = local_date.isocalendar()
+        return f"{year}-W{week:02d}"
+    return period_for(frequency, local_date)

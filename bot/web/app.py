@@ -12,7 +12,7 @@
                            time"): topics, mutes, schedule, size; pause and resume
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
                            303 back to GET (?done=saved); invalid input 400 with the form again;
-                           a change the subscriber may not make here 409 (see bot.web.preferences)
+                           a change the subscriber may not make here 409 (see bot.app.preferences)
     GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
     GET  /metrics          aggregate figures in the Prometheus text format (bot.web.metrics); only
                            when web.metrics_token is set (else 404), and only with
@@ -29,14 +29,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -47,16 +46,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.config import Settings
-from bot.errors import NotFoundError
-from bot.ranking.setup import taxonomy_for
-from bot.ranking.topics import load_taxonomy
-from bot.resources import shipped_template_dir
-from bot.store import Store
-from bot.store.models import Subscriber
-from bot.store.subscribers import StatusChangedError, SubscriberStore
-from bot.web import metrics, preferences
-from bot.web.preferences import (
+from bot.app import FlareStart, preferences
+from bot.app.preferences import (
     NOTICES,
     Decision,
     FormError,
@@ -68,8 +59,10 @@ from bot.web.preferences import (
     SetStatus,
     Unchanged,
 )
-from bot.web.secret import resolve_secret
-from bot.web.tokens import (
+from bot.config import Settings
+from bot.errors import NotFoundError, StatusChangedError
+from bot.links.secret import resolve_secret
+from bot.links.tokens import (
     CONFIRM_PATH,
     MAX_AGE,
     PREFERENCES_PATH,
@@ -80,6 +73,14 @@ from bot.web.tokens import (
     make_token,
     read_token_claims,
 )
+from bot.resources import shipped_template_dir
+from bot.web import metrics
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from bot.app.core import SubscriberAccess
+    from bot.app.types import Subscriber
 
 TEMPLATE_DIR = shipped_template_dir("web")
 # A one-click body is 26 bytes; a multipart one a couple of hundred. Nothing more is needed.
@@ -91,19 +92,7 @@ STALE_SLACK = timedelta(minutes=5)
 log = logging.getLogger(__name__)
 
 
-class SubscriberAccess(Protocol):
-    """What the web needs from the subscriber store (SubscriberStore; tests may pass others)."""
-
-    def get(self, ref: str | int, /) -> Subscriber: ...
-
-    def set_status(
-        self, subscriber_id: int, status: str, /, *, now: datetime, expect: Collection[str] | None = None
-    ) -> Subscriber: ...
-
-    def update(self, subscriber_id: int, *, now: datetime | None = None, **values: Any) -> Subscriber: ...
-
-
-StoreFactory = Callable[[Engine], SubscriberAccess]
+StoreFactory = Callable[["Engine"], "SubscriberAccess"]
 
 
 class BodyTooLargeError(Exception):
@@ -113,11 +102,12 @@ class BodyTooLargeError(Exception):
 def create_app(settings: Settings, *, store_factory: StoreFactory | None = None) -> Starlette:
     """The web app. The store is opened (and migrated) when the server starts, closed when it stops.
 
-    `store_factory` builds the subscriber store from the engine (default: SubscriberStore).
+    `store_factory` builds the subscriber store from the engine (default: the application layer's).
     """
     pages = Pages(TEMPLATE_DIR)
-    editor = PreferencesEditor(taxonomy_for(settings), shipped=load_taxonomy().slugs)
-    web = _Web(settings, resolve_secret(settings), pages, store_factory or SubscriberStore, editor)
+    flarestart = FlareStart(settings, seed=False, subscriber_access=store_factory)
+    editor = flarestart.preferences_editor()
+    web = _Web(flarestart, resolve_secret(settings), pages, editor)
     routes = [
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
         Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
@@ -229,40 +219,35 @@ def mask_email(email: str | None) -> str | None:
 class _Web:
     def __init__(
         self,
-        settings: Settings,
+        flarestart: FlareStart,
         secret: bytes,
         pages: Pages,
-        factory: StoreFactory,
         editor: PreferencesEditor,
     ) -> None:
-        self.settings = settings
+        self.flarestart = flarestart
+        self.settings = flarestart.settings
         self.secret = secret
         self.pages = pages
-        self.factory = factory
         self.editor = editor
-        self.store: Store | None = None
-        self._subscribers: SubscriberAccess | None = None
-        self._metrics: metrics.StoreMetrics | None = None
+        self._open = False
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        store = await run_in_threadpool(Store.open, self.settings)
-        self.store, self._subscribers = store, self.factory(store.engine)
-        if self.settings.web.metrics_token:
-            self._metrics = metrics.StoreMetrics(store)
-        app.state.store = store
+        flarestart = await run_in_threadpool(self.flarestart.open)
+        self._open = True
+        app.state.store = flarestart.store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})
         try:
             yield
         finally:
-            self.store = self._subscribers = self._metrics = None
-            store.close()
+            self._open = False
+            flarestart.close()
 
     @property
-    def subscribers(self) -> SubscriberAccess:
-        if self._subscribers is None:
+    def app(self) -> FlareStart:
+        if not self._open:
             raise RuntimeError("the web app's store is not open: run the app with its lifespan")
-        return self._subscribers
+        return self.flarestart
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -367,31 +352,32 @@ class _Web:
     # -- the work, in a worker thread (the store is synchronous) -----------------------------
 
     def _find(self, claims: TokenClaims) -> Subscriber:
-        subscriber = self.subscribers.get(claims.subscriber_id)
+        subscriber = self.app.get_subscriber(claims.subscriber_id)
         if claims.issued_at + STALE_SLACK < subscriber.created_at:
             raise InvalidTokenError("stale", "the link was made for an earlier subscriber")
         return subscriber
 
     def _unsubscribe(self, claims: TokenClaims, via: str) -> Subscriber:
-        subscriber = self._find(claims)
-        if subscriber.status == "unsubscribed":
+        self._find(claims)
+        change = self.app.unsubscribe(claims.subscriber_id)
+        if not change.changed:
             log.info("unsubscribe again: already unsubscribed", extra={"subscriber": claims.subscriber_id})
-            return subscriber
-        previous = subscriber.status
-        subscriber = self.subscribers.set_status(claims.subscriber_id, "unsubscribed", now=_now())
-        log.info("unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": previous, "via": via})
-        return subscriber
+            return change.subscriber
+        log.info(
+            "unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": change.was, "via": via}
+        )
+        return change.subscriber
 
     def _confirm(self, claims: TokenClaims) -> tuple[Subscriber, str]:
-        subscriber = self._find(claims)
-        if subscriber.status == "unsubscribed":
+        self._find(claims)
+        change = self.app.confirm(claims.subscriber_id)
+        if change.changed:
+            log.info("confirmed", extra={"subscriber": claims.subscriber_id})
+            return change.subscriber, "confirmed"
+        if change.was == "unsubscribed":
             log.info("confirm refused: unsubscribed", extra={"subscriber": claims.subscriber_id})
-            return subscriber, "unsubscribed"
-        if subscriber.status != "pending":
-            return subscriber, "already"
-        subscriber = self.subscribers.set_status(claims.subscriber_id, "active", now=_now())
-        log.info("confirmed", extra={"subscriber": claims.subscriber_id})
-        return subscriber, "confirmed"
+            return change.subscriber, "unsubscribed"
+        return change.subscriber, "already"
 
     def _save_preferences(
         self, claims: TokenClaims, fields: Mapping[str, list[str]]
@@ -401,15 +387,13 @@ class _Web:
         who = {"subscriber": claims.subscriber_id}
         match decision:
             case Save(values=values) if values:
-                subscriber = self.subscribers.update(claims.subscriber_id, now=_now(), **values)
+                subscriber = self.app.update_preferences(claims.subscriber_id, values)
                 log.info("preferences saved", extra={**who, "changed": ",".join(values)})
             case Save():
                 log.info("preferences saved: nothing changed", extra=who)
             case SetStatus(status=status, expect=expect):
                 try:
-                    subscriber = self.subscribers.set_status(
-                        claims.subscriber_id, status, now=_now(), expect=(expect,)
-                    )
+                    subscriber = self.app.change_status(claims.subscriber_id, status, expect=expect)
                 except StatusChangedError:
                     subscriber = self._find(claims)
                     log.info(
@@ -459,15 +443,14 @@ class _Web:
         )
 
     def _collect_metrics(self) -> str:
-        if self._metrics is None:
+        if not self._open:
             raise RuntimeError("the web app's store is not open: run the app with its lifespan")
-        return metrics.render(self._metrics.collect())
+        return metrics.render(self.flarestart.metrics())
 
     def _ping(self) -> None:
-        if self.store is None:
+        if not self._open:
             raise RuntimeError("the web app's store is not open")
-        with self.store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        self.flarestart.ping()
 
     def _claims(self, request: Request, purpose: Purpose) -> TokenClaims:
         token = str(request.path_params["token"])

@@ -87,8 +87,8 @@ def test_a_typo_in_the_settings_file_is_one_line_naming_the_section(cli: Runner,
 def test_run_with_no_subscribers_says_how_to_add_one(cli: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[object] = []
 
-    async def daemon(store: object, settings: object) -> None:  # the loop itself is tested elsewhere
-        ran.append(store)
+    async def daemon(app: object) -> None:  # the loop itself is tested elsewhere
+        ran.append(app)
 
     monkeypatch.setattr(bot.daemon, "run_daemon", daemon)
     monkeypatch.setenv("FLARESTART_SUBSCRIBERS_DIR", "no-such-folder")

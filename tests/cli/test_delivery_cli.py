@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.delivery import current_period
+from bot.subscribers.schedule import current_period
 from bot.testing.httpserver import FixtureServer, static
 from tests.cli.conftest import Runner
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot import daemon
+from bot.app import FlareStart
 from bot.config import load_settings
-from bot.store import Store
 from bot.testing.httpserver import FixtureServer, static
 from tests.channels.smtp_server import SmtpServer
 from tests.cli.conftest import Runner
@@ -135,13 +135,13 @@ async def test_run_warns_at_start_while_placeholders_remain_with_smtp_set(
     warnings = {}
     for name, env in (("placeholders", base), ("real", real)):
         settings = load_settings(env)
-        store = Store.open(settings)
+        app = FlareStart(settings)
         stop = asyncio.Event()
         stop.set()  # start, say what it says at start, stop
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="bot.daemon"):
-            await daemon.run_daemon(store, settings, stop=stop, max_sleep=0.1, poll_interval=0.02)
-        store.close()
+            await daemon.run_daemon(app, stop=stop, max_sleep=0.1, poll_interval=0.02)
+        app.close()
         warnings[name] = [r.getMessage() for r in caplog.records if r.name == "bot.daemon"]
 
     assert len(warnings["placeholders"]) == 3

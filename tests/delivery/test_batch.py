@@ -158,7 +158,7 @@ async def test_a_draft_is_the_same_in_the_drafting_process(store: Store, smtp_se
     requests.append(
         DraftRequest(9, records[readers[0]], "2026-11-27", timedelta(days=1), frozenset(range(99)))
     )
-    process = DraftProcess(smtp_settings, "email")
+    process = DraftProcess(smtp_settings, {"email": "email"})
     try:
         elsewhere = await process.draft(requests, NOW)
     finally:

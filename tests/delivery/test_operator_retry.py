@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bot.channels.email import SmtpChannel
-from bot.cli.delivery import REQUEUED, SKIPPED, WOULD_REQUEUE, RetryOutcome, retry_failed
 from bot.config import Settings, load_settings
 from bot.delivery.ledger import DeliveryLedger
+from bot.delivery.retry import REQUEUED, SKIPPED, WOULD_REQUEUE, RetryOutcome, retry_failed
 from bot.delivery.service import SEND_TASK, DigestService, send_job, send_job_key
 from bot.jobs.queue import JobQueue, NewJob
 from bot.store import Store
@@ -79,7 +79,7 @@ def failed_delivery(service: DigestService, reader: Subscriber, *, days_ago: int
     assert reader.id is not None
     moment = NOW - timedelta(days=days_ago)
     period = period_at(service, reader, moment)
-    opened = service.ledger.begin(reader.id, period, service.channel.name, now=moment)
+    opened = service.ledger.begin(reader.id, period, service.channels.name_for("email"), now=moment)
     service.ledger.mark_failed(opened.id, error="550 5.1.1 no such user", permanent=True, now=moment)
     return service.ledger.get(opened.id)
 

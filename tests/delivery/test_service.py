@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels.base import OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
+from bot.channels.registry import ChannelRegistry
 from bot.config import Settings, load_settings
 from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
+from bot.links.secret import resolve_secret
+from bot.links.tokens import read_token
 from bot.store import NewSource, Store
 from bot.store.subscribers import SubscriberStore
 from bot.subscribers.files import make_spec
-from bot.web.secret import resolve_secret
-from bot.web.tokens import read_token
 from tests.channels.smtp_server import SmtpServer
 from tests.delivery.helpers import NOW, article
 
@@ -164,3 +166,31 @@ def test_plan_due_enqueues_exactly_one_job_per_due_subscriber_and_period(
             "window_end": period.window_end.isoformat(),
         }
     assert {job.payload["period"] for job in sends} == {"2026-11-27", "2026-W48"}
+
+
+async def test_each_send_goes_through_the_channel_the_registry_gives_for_the_destination(
+    store: Store, settings: Settings
+) -> None:
+    sent: list[str] = []
+
+    class Recording:
+        name = "recording"
+
+        async def send(self, message: OutgoingDigest) -> Receipt:
+            sent.append(message.to_address)
+            return Receipt(self.name, message.to_address, message.message_id)
+
+        async def aclose(self) -> None:
+            pass
+
+    reader = add_reader(store, "ada@example.com")
+    service = DigestService(store, settings, ChannelRegistry.serving(Recording()))
+    assert service.plan_due() == 1
+    period = NOW.strftime("%Y-%m-%d")
+
+    result = await service.send(reader, period)
+
+    assert result.status == "sent" and sent == ["ada@example.com"]
+    [row] = service.ledger.list()
+    assert (row.channel, row.status) == ("recording", "sent")
+    assert not settings.outbox_dir.exists()  # the outbox was never the channel

@@ -178,7 +178,7 @@ async def test_a_channel_crash_settles_the_row_instead_of_leaving_it_sending(
     async def broken_send(message: object) -> None:
         raise RuntimeError("channel bug")
 
-    monkeypatch.setattr(service.channel, "send", broken_send)
+    monkeypatch.setattr(service.channels.for_kind("email"), "send", broken_send)
     with pytest.raises(RuntimeError, match="channel bug"):
         await service.send(reader, "2026-12-04", last_attempt=False)
 

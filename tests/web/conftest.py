@@ -17,11 +17,11 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bot.config import Settings, WebSettings
+from bot.links.tokens import Purpose, make_token
 from bot.store.models import Subscriber
 from bot.store.subscribers import SubscriberStore
 from bot.web.app import create_app
 from bot.web.server import server_config
-from bot.web.tokens import Purpose, make_token
 
 SECRET = "a-test-secret-key-for-signed-links"
 

@@ -18,11 +18,11 @@ from starlette.applications import Starlette
 from bot.cli import web as web_cli
 from bot.cli.common import state
 from bot.config import Settings
+from bot.links.tokens import _PAYLOAD, _encode, _sign, make_token
 from bot.store.engine import make_engine
 from bot.store.models import Subscriber
 from bot.web.app import MAX_BODY_BYTES, create_app, mask_email
 from bot.web.server import GuardedH11Protocol
-from bot.web.tokens import _PAYLOAD, _encode, _sign, make_token
 from tests.web.conftest import SECRET, Web, assert_page, running
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}

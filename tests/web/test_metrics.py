@@ -303,7 +303,7 @@ def test_the_parser_refuses_what_the_format_does_not_allow() -> None:
 
 
 def test_render_writes_special_values_and_skips_empty_families() -> None:
-    from bot.web.metrics import gauge
+    from bot.app.metrics import gauge
 
     body = render(
         [

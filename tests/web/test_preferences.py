@@ -13,19 +13,19 @@ import httpx
 import lxml.html
 import pytest
 
+from bot.app import preferences
+from bot.app.preferences import topic_groups
 from bot.channels.outbox import OutboxChannel
 from bot.config import Settings, UserTopic
 from bot.delivery.service import DigestService
 from bot.errors import ConfigError
+from bot.links.tokens import make_token, read_token
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import load_taxonomy
 from bot.store import NewSource, Store
 from bot.store.models import Subscriber
 from bot.store.subscribers import StatusChangedError, SubscriberStore
 from bot.subscribers.files import make_spec
-from bot.web import preferences
-from bot.web.preferences import topic_groups
-from bot.web.tokens import make_token, read_token
 from tests.delivery.helpers import NOW, article
 from tests.delivery.test_service import add_reader, outbox_messages
 from tests.web.conftest import SECRET, Web, assert_page

@@ -13,8 +13,8 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import ConfigError, FlareStartError
-from bot.web.secret import SECRET_FILE_NAME, resolve_secret
-from bot.web.tokens import (
+from bot.links.secret import SECRET_FILE_NAME, resolve_secret
+from bot.links.tokens import (
     _PAYLOAD,
     CONFIRM_MAX_AGE,
     MAX_SUBSCRIBER_ID,

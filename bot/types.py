@@ -1,0 +1,102 @@
+"""Values that cross layers: the pipeline makes them, the store accepts them.
+
+They live here, below both, so the store learns the shapes it saves without importing the pipeline
+(sources, ranking, subscribers), and this module imports nothing of FlareStart's: the parser
+processes load it without the store's SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatch:
+    slug: str
+    weight: float  # 0 < weight ≤ 1: how strongly the article is about the topic
+    terms: tuple[str, ...]  # what matched: feed tags and phrases, as found
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One feed entry, normalized: plain text, absolute canonical link, UTC dates."""
+
+    key: str  # identity inside its source: "guid:…", else "link:…", else "hash:…"
+    guid: str | None
+    url: str | None
+    title: str
+    excerpt: str
+    author: str | None
+    published: datetime | None  # aware UTC: published, else updated; None when the feed has neither
+    tags: tuple[str, ...] = ()
+    image_url: str | None = None
+    content_hash: str = ""
+    topics: tuple[TopicMatch, ...] = ()  # filled by the tagger on ingest
+
+    def __reduce__(self) -> tuple[Callable[..., ParsedEntry], tuple[object, ...]]:
+        # Entries cross from the parse pool to ingest by the thousand, each with a dozen topics.
+        # A dataclass pickles field by field, looking its fields up again for every object;
+        # plain tuples, rebuilt through the constructors, cost a fraction of that.
+        topics = tuple((t.slug, t.weight, t.terms) for t in self.topics)
+        return _unpickle_entry, (
+            self.key,
+            self.guid,
+            self.url,
+            self.title,
+            self.excerpt,
+            self.author,
+            self.published,
+            self.tags,
+            self.image_url,
+            self.content_hash,
+            topics,
+        )
+
+
+def _unpickle_entry(
+    key: str,
+    guid: str | None,
+    url: str | None,
+    title: str,
+    excerpt: str,
+    author: str | None,
+    published: datetime | None,
+    tags: tuple[str, ...],
+    image_url: str | None,
+    content_hash: str,
+    topics: tuple[tuple[str, float, tuple[str, ...]], ...],
+) -> ParsedEntry:
+    matches = tuple(TopicMatch(slug, weight, terms) for slug, weight, terms in topics)
+    return ParsedEntry(
+        key, guid, url, title, excerpt, author, published, tags, image_url, content_hash, matches
+    )
+
+
+class SubscriberColumns(Protocol):
+    """What the subscriber store accepts besides a mapping: a validated spec (`SubscriberSpec`)."""
+
+    def column_values(self) -> dict[str, Any]:
+        """The subscribers table's columns it sets (never status or timestamps)."""
+        ...
+
+
+DestinationKind = Literal["email"]  # "slack" and "discord" come with their channels
+DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email",)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where one subscriber's digests go: an email address today (a Slack or Discord channel next)."""
+
+    kind: DestinationKind
+    address: str
+
+    def __str__(self) -> str:
+        return self.address if self.kind == "email" else f"{self.kind}:{self.address}"
+
+    @classmethod
+    def email(cls, address: str) -> Destination:
+        return cls("email", address)
