@@ -76,9 +76,9 @@ from bot.digest.text import (
     CACHE_LIMIT,
     NAME_MAX,
     ItemContext,
-    _item_context,
     clean_text,
     date_label,
+    item_context,
     item_parts,
     safe_link,
     short_date,
@@ -91,7 +91,7 @@ from bot.resources import shipped_template_dir
 
 log = logging.getLogger(__name__)
 
-# ItemContext, _item_context, clean_text, date_label and safe_link live in bot.digest.text (every
+# ItemContext, item_context, clean_text, date_label and safe_link live in bot.digest.text (every
 # renderer shapes feed text the same way); they stay importable from here.
 __all__ = [
     "DigestRenderer",
@@ -99,10 +99,10 @@ __all__ = [
     "ItemContext",
     "RenderError",
     "RenderedDigest",
-    "_item_context",
     "clean_text",
     "date_label",
     "default_template_dir",
+    "item_context",
     "safe_link",
     "should_send",
 ]

@@ -39,14 +39,8 @@ from typing import Any
 
 import jinja2
 
-from bot.digest.render import (
-    DigestTemplateError,
-    ItemContext,
-    _item_context,
-    clean_text,
-    date_label,
-    safe_link,
-)
+from bot.digest.render import DigestTemplateError
+from bot.digest.text import ItemContext, clean_text, date_label, item_context, safe_link
 from bot.digest.view import DigestView
 from bot.errors import ConfigError
 from bot.resources import shipped_template_dir
@@ -187,7 +181,7 @@ class SlackRenderer:
     def render(self, view: DigestView, *, thread: bool | None = None) -> tuple[SlackMessage, ...]:
         """The digest as one or more messages, in posting order. `thread` overrides the default."""
         threaded = self.thread if thread is None else thread
-        items = tuple(_item_context(number, item, view) for number, item in enumerate(view.items, 1))
+        items = tuple(item_context(number, item, view) for number, item in enumerate(view.items, 1))
         digest = _DigestContext(
             brand=BRAND,
             name=clean_text(view.subscriber_name, 80),

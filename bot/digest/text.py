@@ -109,7 +109,7 @@ def _sentence(reason: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _item_context(number: int, item: DigestItemView, view: DigestView) -> ItemContext:
+def item_context(number: int, item: DigestItemView, view: DigestView) -> ItemContext:
     return with_age(number, item_parts(item), item.published, view.now)
 
 
