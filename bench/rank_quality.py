@@ -5,6 +5,7 @@
     .venv/bin/python bench/rank_quality.py --json               # the same figures as JSON
     .venv/bin/python bench/rank_quality.py --write-csv own.csv  # export the own set as a CSV
     .venv/bin/python bench/rank_quality.py --timing 5000        # CPU for tagging and clustering
+    .venv/bin/python bench/rank_quality.py --csv … --show-duplicates  # the same-story pairs in digests
 
 The CSV has the columns title, summary, url, source, published, label, story (and optionally
 tags, comma-separated). `label` is a topic slug or a comma list of them (names and aliases of the
@@ -77,6 +78,8 @@ class Report:
     topics: dict[str, dict[str, float]] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
     unmapped_labels: dict[str, int] = field(default_factory=dict)
+    # each repeat of a labelled story in a digest: topic, story, the earlier pick and the repeat
+    duplicate_pairs: list[dict[str, str]] = field(default_factory=list)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -307,14 +310,26 @@ def evaluate(rows: Sequence[Row], dataset: str, *, corpus_idf: bool = True, use_
         digest = make_digest(topic)
         relevant = [topic in by_id[i].labels for i in digest]
         best = best_possible(rows, topic)
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         dupes = 0
         gains = []
         for i, hit in zip(digest, relevant, strict=True):
-            repeated = by_id[i].story in seen
+            story = by_id[i].story
+            repeated = story in seen
             dupes += repeated
             gains.append(hit and not repeated)  # a story shown twice earns once
-            seen.add(by_id[i].story)
+            if repeated:
+                first = by_id[seen[story]]
+                report.duplicate_pairs.append(
+                    {
+                        "topic": topic,
+                        "story": story,
+                        "first": f"{first.source}: {first.article.title}",
+                        "repeat": f"{by_id[i].source}: {by_id[i].article.title}",
+                    }
+                )
+            else:
+                seen[story] = i
         duplicates += dupes
         items += len(digest)
         top_source = max(Counter(by_id[i].source for i in digest).values(), default=0)
@@ -438,7 +453,7 @@ def measure(count: int, corpus: Path, runs: int = 3) -> dict[str, Any]:
 # -- output --------------------------------------------------------------------------------------
 
 
-def render(report: Report) -> str:
+def render(report: Report, *, show_duplicates: bool = False) -> str:
     lines = [
         f"dataset: {report.dataset} — {report.articles} articles, {report.sources} sources, "
         f"{report.labelled_stories} labelled stories",
@@ -472,6 +487,14 @@ def render(report: Report) -> str:
         f"time (CPU):               tagging {report.tag_seconds * 1000:.1f} ms, clustering "
         f"{report.cluster_seconds * 1000:.1f} ms",
     ]
+    if show_duplicates:
+        lines.append(f"same-story pairs in digests: {len(report.duplicate_pairs)}")
+        for pair in report.duplicate_pairs:
+            lines += [
+                f"  {pair['topic']} (story {pair['story']}):",
+                f"    picked  {pair['first']}",
+                f"    repeat  {pair['repeat']}",
+            ]
     if report.unmapped_labels:
         shown = ", ".join(f"{label} ({n})" for label, n in sorted(report.unmapped_labels.items())[:10])
         lines.append(f"labels not in the taxonomy (ignored): {shown}")
@@ -493,6 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-csv", type=Path, metavar="FILE", help="write the own set as a CSV and stop")
     parser.add_argument(
         "--timing", type=int, metavar="N", help="time tagging and clustering of N articles and stop"
+    )
+    parser.add_argument(
+        "--show-duplicates",
+        action="store_true",
+        help="list every repeat of a labelled story in a digest, with the pick it repeats",
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="feed folder for --timing")
     parser.add_argument(
@@ -534,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report.__dict__, indent=2, default=str))
     else:
-        print(render(report))
+        print(render(report, show_duplicates=args.show_duplicates))
     return 0
 
 
