@@ -119,30 +119,27 @@ class SubscriberVerbs(AppBase):
 
     def pause(self, ref: str | int) -> StatusChange:
         """Stop sending digests until `resume`."""
-        from bot.app.types import StatusChange
-        from bot.store.subscribers import SubscriberError
-
-        found = self.subscribers.get(ref)
-        if found.status == "paused":
-            return StatusChange(found, "paused", changed=False)
-        if found.status == "unsubscribed":
-            raise SubscriberError(f"{found.email} has unsubscribed; there is nothing to pause")
-        assert found.id is not None
-        changed = self.subscribers.set_status(found.id, "paused", now=self.now())
-        return StatusChange(changed, found.status, changed=True)
+        return self._set_status(ref, "paused", refusal="{email} has unsubscribed; there is nothing to pause")
 
     def resume(self, ref: str | int) -> StatusChange:
         """Send digests again (also clears a bouncing state); an unsubscribe only they undo."""
+        return self._set_status(
+            ref, "active", refusal="{email} unsubscribed themselves; only they can subscribe again"
+        )
+
+    def _set_status(self, ref: str | int, status: str, *, refusal: str) -> StatusChange:
+        """The operator's pause and resume: no change when already there, never over an
+        unsubscribe (`refusal` says so, with the address)."""
         from bot.app.types import StatusChange
         from bot.store.subscribers import SubscriberError
 
         found = self.subscribers.get(ref)
-        if found.status == "active":
-            return StatusChange(found, "active", changed=False)
+        if found.status == status:
+            return StatusChange(found, status, changed=False)
         if found.status == "unsubscribed":
-            raise SubscriberError(f"{found.email} unsubscribed themselves; only they can subscribe again")
+            raise SubscriberError(refusal.format(email=found.email))
         assert found.id is not None
-        changed = self.subscribers.set_status(found.id, "active", now=self.now())
+        changed = self.subscribers.set_status(found.id, status, now=self.now())
         return StatusChange(changed, found.status, changed=True)
 
     def get_subscriber(self, ref: str | int) -> Subscriber:

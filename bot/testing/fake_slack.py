@@ -57,6 +57,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.testing.served import ServedInThread
+
 # Slack's limits, kept apart from the renderer's on purpose: the fake checks what we send.
 BLOCKS_MAX = 50
 HEADER_MAX = 150
@@ -92,7 +94,9 @@ class _Drop(Exception):
     """Close the connection without an answer."""
 
 
-class FakeSlack:
+class FakeSlack(ServedInThread):
+    _server: _Server
+
     def __init__(
         self,
         *,
@@ -121,7 +125,6 @@ class FakeSlack:
         self._ts_base = time.time() - clock()
         self._last_ts = 0.0
         self._server = _Server((host, port), self._handler_class())
-        self._thread: threading.Thread | None = None
 
     # setup -------------------------------------------------------------------------------
 
@@ -167,23 +170,6 @@ class FakeSlack:
             if channel_id is not None:
                 return self.channels[channel_id].rate_limited
             return sum(channel.rate_limited for channel in self.channels.values())
-
-    def start(self) -> FakeSlack:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # the API -----------------------------------------------------------------------------
 

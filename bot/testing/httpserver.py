@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bot.testing.served import ServedInThread
+
 
 @dataclass
 class Request:
@@ -106,14 +108,15 @@ class _QuietHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class FixtureServer:
+class FixtureServer(ServedInThread):
+    _server: _QuietHTTPServer
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._server = _QuietHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -134,24 +137,6 @@ class FixtureServer:
     def hits(self, path: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.path == path]
-
-    def start(self) -> FixtureServer:
-        # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FixtureServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _respond(self, request: Request) -> Response:
         with self._lock:
