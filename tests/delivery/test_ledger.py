@@ -146,30 +146,35 @@ def test_a_row_being_sent_is_busy_until_its_lease_ends(
     assert ledger.get(first.id).lease_until is None
 
 
+def _race(engine: Engine, subscriber_id: int, senders: int) -> list[Any]:
+    """`senders` threads, each its own ledger, begin one row at the same moment."""
+    start, lock = threading.Barrier(senders), threading.Lock()
+    results: list[Any] = []
+
+    def claim() -> None:
+        ledger = DeliveryLedger(engine)
+        start.wait()
+        opened = ledger.begin(subscriber_id, "2026-11-27", "email", now=NOW)
+        with lock:
+            results.append(opened)
+
+    threads = [threading.Thread(target=claim) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_concurrent_begins_of_one_row_begin_it_once(engine: Engine, readers: list[int]) -> None:
-    """Senders racing on one row (new, then pending): exactly one begins each time, the others
-    hear busy. On PostgreSQL these are real concurrent transactions."""
+    """Senders racing on one row (new, then pending again): exactly one begins each time, the
+    others hear busy. On PostgreSQL these are real concurrent transactions."""
+    ledger = DeliveryLedger(engine)
     for _ in range(2):
-        start = threading.Barrier(4)
-        results: list[Any] = []
-        lock = threading.Lock()
-
-        def claim() -> None:
-            ledger = DeliveryLedger(engine)
-            start.wait()
-            opened = ledger.begin(readers[0], "2026-11-27", "email", now=NOW)
-            with lock:
-                results.append(opened)
-
-        threads = [threading.Thread(target=claim) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = _race(engine, readers[0], 4)
         assert sum(o.began for o in results) == 1, results
         assert sum(o.busy for o in results) == 3
-        ledger = DeliveryLedger(engine)
-        row = ledger.list(subscriber_id=readers[0])[0]
+        (row,) = ledger.list(subscriber_id=readers[0])
         assert ledger.mark_failed(row.id or 0, error="421", permanent=False, now=NOW)  # pending again
 
 
