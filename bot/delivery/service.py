@@ -332,9 +332,9 @@ class DigestService:
         return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
 
     def busy(self, who: str, period: str, lease_until: datetime | None) -> DeliveryBusyError:
-        """The error for a delivery another sender holds: nothing sent; retry once its lease ends."""
+        """The error for a delivery another sender holds: nothing sent; retry once its lease ends.
+        Not logged here: the door says it (the CLI's one line, the worker's "postponed")."""
         wait = (lease_until - self.clock()).total_seconds() if lease_until is not None else 0.0
-        log.info("not sending: already being sent", extra={"subscriber": who, "period": period})
         return DeliveryBusyError(
             f"{who}'s digest for {period} is already being sent by another process; nothing was sent",
             retry_after=max(wait, 0.0),

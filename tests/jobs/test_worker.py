@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from bot.config import DeliverySettings
 from bot.delivery.ledger import DeliveryLedger
-from bot.errors import DeliveryPermanentError, DeliveryTransientError
+from bot.errors import DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue
 from bot.jobs.worker import Handler, Worker, default_backoff
 from bot.store.engine import make_engine
@@ -66,6 +66,33 @@ def idle(queue: JobQueue) -> Callable[[], bool]:
         return counts["queued"] == counts["running"] == 0
 
     return check
+
+
+async def test_a_job_whose_delivery_is_busy_elsewhere_is_put_back_without_spending_attempts(
+    queue: JobQueue,
+) -> None:
+    # Another door holds the delivery each time: a job with one attempt is still never failed
+    # for it, and runs (and is done) once the door let go.
+    calls: list[ClaimedJob] = []
+
+    async def handle(job: ClaimedJob) -> None:
+        calls.append(job)
+        if len(calls) < 3:
+            raise DeliveryBusyError("ada@example.com's digest is already being sent", retry_after=0.05)
+
+    job_id = queue.enqueue("send", max_attempts=1)
+    worker = make_worker(queue, {"send": handle})
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    await wait_for(idle(queue))
+    stop.set()
+    stats = await asyncio.wait_for(runner, 5)
+
+    job = queue.get(job_id or 0)
+    assert job is not None and (job.status, job.attempts) == ("done", 1)
+    assert [c.attempts for c in calls] == [1, 1, 1]  # the busy claims were not counted
+    assert job.last_error is not None and "already being sent" in job.last_error
+    assert (stats.done, stats.retried, stats.failed) == (1, 2, 0)
 
 
 async def test_handlers_decide_done_retry_or_fail(queue: JobQueue, caplog: pytest.LogCaptureFixture) -> None:
