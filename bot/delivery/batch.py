@@ -590,7 +590,8 @@ class BatchSender:
             now=now,
         )
         assert row.id is not None
-        service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now)
+        # Never begun by us: a row another door is sending right now is left to it.
+        service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now, unheld=True)
 
     async def _settle_row(self, delivery_id: int, error: str, *, permanent: bool) -> None:
         """A begun row whose send broke in our code: never left 'sending'."""

@@ -329,14 +329,23 @@ class DeliveryLedger:
         error: str,
         permanent: bool,
         now: datetime,
+        unheld: bool = False,
         connection: Connection | None = None,
     ) -> bool:
         """A transient failure → pending again (error and attempts kept, the job retries);
-        a permanent one (or the last attempt) → failed, which `begin_send` refuses from then on."""
+        a permanent one (or the last attempt) → failed, which `begin_send` refuses from then on.
+
+        `unheld`: for a caller that never began the row (a digest that could not be drafted):
+        a row another sender holds (sending under a live lease) is theirs and is left alone."""
+        extra = None
+        if unheld:
+            d = DELIVERIES.c
+            extra = or_(d.status != SENDING, d.lease_until.is_(None), d.lease_until <= now)
         return self._move(
             delivery_id,
             OPEN,
             connection,
+            where=extra,
             status=FAILED if permanent else PENDING,
             last_error=_clip(error),
             updated_at=now,
@@ -369,7 +378,13 @@ class DeliveryLedger:
         return self._move(delivery_id, (FAILED,), connection, status=PENDING, updated_at=now)
 
     def _move(
-        self, delivery_id: int, allowed: Sequence[str], connection: Connection | None, **values: Any
+        self,
+        delivery_id: int,
+        allowed: Sequence[str],
+        connection: Connection | None,
+        *,
+        where: ColumnElement[bool] | None = None,
+        **values: Any,
     ) -> bool:
         query = (
             update(DELIVERIES)
@@ -377,6 +392,8 @@ class DeliveryLedger:
             .where(DELIVERIES.c.status.in_(list(allowed)))
             .values(**values)
         )
+        if where is not None:
+            query = query.where(where)
         with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
 

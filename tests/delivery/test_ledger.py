@@ -127,6 +127,10 @@ def test_a_row_being_sent_is_busy_until_its_lease_ends(
     first = ledger.begin(readers[0], "2026-11-27", "email", now=NOW, lease=lease)
     second = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + timedelta(seconds=29), lease=lease)
     assert not ledger.begin_send(first.id, now=NOW + timedelta(seconds=29), lease=lease)
+    # A sender that never began it (its draft failed) leaves a held row to its holder.
+    assert not ledger.mark_failed(
+        first.id, error="could not draft", permanent=True, now=NOW + timedelta(seconds=29), unheld=True
+    )
     taken_over = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + lease, lease=lease)
 
     assert (first.began, first.lease_until) == (True, NOW + lease)
