@@ -332,6 +332,7 @@ async def test_wake_runs_new_work_before_the_next_poll(queue: JobQueue) -> None:
 # -- a real crash ----------------------------------------------------------------------------
 
 DIGESTS = 120
+LEASE = timedelta(seconds=2)  # the worker's job lease and the delivery rows' lease
 ARTICLES_PER_DIGEST = 3
 PERIOD = "2026-11-27"
 
@@ -379,7 +380,13 @@ def _child(url: str, sink: str, worker_id: str) -> None:
 
     async def send_digest(job: ClaimedJob) -> None:
         delivery_id = int(str(job.payload["delivery"]))
-        if not await asyncio.to_thread(ledger.begin_send, delivery_id, now=utcnow()):
+        # The row is held as long as the job (as DigestService does): a killed sender's rows are
+        # taken over once that lease ends.
+        if not await asyncio.to_thread(ledger.begin_send, delivery_id, now=utcnow(), lease=LEASE):
+            delivery = await asyncio.to_thread(ledger.get, delivery_id)
+            if delivery.status == "sending" and delivery.lease_until is not None:  # held: come back
+                wait = (delivery.lease_until - utcnow()).total_seconds()
+                raise DeliveryBusyError("being sent by another worker", retry_after=wait)
             return  # sent already: do not send
         delivery = await asyncio.to_thread(ledger.get, delivery_id)
         message_id = _message_id(delivery.subscriber_id, delivery.period)
@@ -403,7 +410,7 @@ def _child(url: str, sink: str, worker_id: str) -> None:
             worker_id=worker_id,
             # Long enough that a loaded machine's stalls never let a live lease lapse (that would
             # re-run a send beside the kill's, beyond the bound below); short for the restart.
-            settings=DeliverySettings(workers=8, lease_seconds=2.0),
+            settings=DeliverySettings(workers=8, lease_seconds=LEASE.total_seconds()),
             poll_interval=0.05,
         )
         await worker.run(stop)
