@@ -29,12 +29,13 @@ How a send is made exactly-once, and where it honestly is only at-least-once:
    the article ledger cannot disagree.
 
 The window: a crash after the server accepted and before `mark_sent()` committed leaves the row
-in "sending" under a lease that runs out. The retry finds "sending" with its lease expired, which
-`begin_send()` accepts (the previous holder is gone), and sends again with the same Message-ID. So on the wire
-the guarantee is at-least-once, with duplicates that carry one Message-ID and can be dropped by
-it (mail clients and list archives do; our test receivers do). Keeping `mark_sent()` immediately
-after the accept, with nothing slow in between, keeps that window to milliseconds. No protocol
-can close it entirely: the server's "accepted" and our commit are two systems' writes.
+in "sending" under a lease that runs out. The retry finds "sending" with its lease expired,
+which `begin_send()` accepts (the previous holder is gone), and sends again with the same
+Message-ID. So on the wire the guarantee is at-least-once, with duplicates that carry one
+Message-ID and can be dropped by it (mail clients and list archives do; our test receivers
+do). Keeping `mark_sent()` immediately after the accept, with nothing slow in between, keeps
+that window to milliseconds. No protocol can close it entirely: the server's "accepted" and our
+commit are two systems' writes.
 """
 
 from __future__ import annotations
