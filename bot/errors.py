@@ -48,6 +48,15 @@ class DeliveryTransientError(FlareStartError):
         self.retry_after = retry_after
 
 
+class DeliveryBusyError(DeliveryTransientError):
+    """Another sender holds this delivery (it is being sent right now): nothing was sent.
+
+    `retry_after`: seconds until that sender's lease ends. A job is put back for then without
+    counting an attempt (the digest is never dropped for it); a person is told it is already
+    being sent.
+    """
+
+
 class DeliveryPermanentError(FlareStartError):
     """Delivery can never work as configured (5xx for the recipient, 404 webhook)."""
 

@@ -16,7 +16,7 @@ from bot.channels.registry import registry_for
 from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.service import DigestService, SendResult
-from bot.errors import DeliveryTransientError, FlareStartError
+from bot.errors import DeliveryBusyError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
 from bot.subscribers.schedule import current_period, next_delivery, parse_delivery_time
@@ -110,6 +110,8 @@ async def send_one(
         try:
             # Not the last attempt: a server that is down leaves the delivery pending, to retry.
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
+        except DeliveryBusyError:
+            raise  # another door is sending it now: said as is, nothing sent here
         except DeliveryTransientError as exc:
             raise DeliveryTransientError(
                 f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry",

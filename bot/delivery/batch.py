@@ -101,6 +101,7 @@ class _Commit:
     began: Opened | None = None  # the next job's ledger row, begun: send it
     closed: str | None = None  # or why the next job needs no send (it was finished here)
     closed_ours: bool = False
+    postponed: bool = False  # or its delivery is being sent by another door: queued for later
 
 
 class BatchSender:
@@ -415,7 +416,10 @@ class BatchSender:
             )
         if ready is not None and result.began is None:
             log.info("not sending: %s", result.closed, extra=_about(ready.job))
-            self._settled(ready.job, "skipped" if result.closed_ours else "lost")
+            if result.postponed:
+                self._settled(ready.job, "retried" if result.closed_ours else "lost")
+            else:
+                self._settled(ready.job, "skipped" if result.closed_ours else "lost")
         return result
 
     def _commit_groups(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -484,17 +488,31 @@ class BatchSender:
             ready.period,
             service.channels.name_for_subscriber(ready.subscriber),
             now=now,
+            lease=service.lease,
             connection=conn,
         )
         if opened.began and ready.outgoing is not None:
             result.began = opened
+            return result
+        job = ready.job
+        if opened.busy:
+            # Another door (`send --now`, another run) is sending it now: back in the queue until
+            # its lease ends, no attempt counted, so a send that crashed there is made here.
+            result.closed, result.postponed = "already being sent elsewhere", True
+            result.closed_ours = self.queue.postpone(
+                job.id,
+                self.worker_id,
+                run_at=opened.lease_until or now,
+                attempt=job.attempts,
+                reason="its delivery was being sent by another process",
+                connection=conn,
+            )
             return result
         if opened.began:  # a quiet period: nothing new matched
             result.closed = ready.draft.empty_reason or "nothing new matched"
             service.ledger.mark_skipped(opened.id, reason=result.closed, now=now, connection=conn)
         else:
             result.closed = f"delivery is {opened.status}"
-        job = ready.job
         result.closed_ours = self.queue.finish(
             job.id, self.worker_id, now=now, attempt=job.attempts, connection=conn
         )
@@ -572,7 +590,8 @@ class BatchSender:
             now=now,
         )
         assert row.id is not None
-        service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now)
+        # Never begun by us: a row another door is sending right now is left to it.
+        service.ledger.mark_failed(row.id, error=error, permanent=permanent, now=now, unheld=True)
 
     async def _settle_row(self, delivery_id: int, error: str, *, permanent: bool) -> None:
         """A begun row whose send broke in our code: never left 'sending'."""

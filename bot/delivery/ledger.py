@@ -9,13 +9,18 @@ How a send is made exactly-once, and where it honestly is only at-least-once:
 
 1. The planner calls `open()`: insert-or-get on the unique key. Any number of planners, retries
    or clocks get the same row; a period's digest cannot be created twice.
-2. The sending job calls `begin_send()`: pending → sending. It returns False for a row that is
-   already sent or failed for good, and the caller must then not send. A skipped row (a quiet
-   period: nothing to send then) may begin again, so a period skipped early is sent once
-   articles arrive; "sent" stays final, so that never makes a second digest. Mutual exclusion
-   between senders is the job lease (only the lease holder runs the job), not this row.
-   `begin()` does 1 and 2 in one statement (an upsert: inserted as sending, or moved to sending
-   if pending, sending or skipped), which is what a send job does.
+2. The sender calls `begin_send()`: pending → sending, with a lease (`lease_until`). It returns
+   False for a row that is already sent or failed for good, or that another sender holds (sending
+   under a live lease), and the caller must then not send. A skipped row (a quiet period:
+   nothing to send then) may begin again, so a period skipped early is sent once articles
+   arrive; "sent" stays final, so that never makes a second digest. The row's lease is what
+   keeps two doors apart (two `send --now`, the CLI and the worker, the batch sender and a
+   retry): one statement claims it, so exactly one of them begins; the others hear "busy" (a job
+   is put back until the lease ends, a person is told it is already being sent). The lease is
+   taken when the row's send starts and is as long as a job's (`delivery.lease_seconds`); a
+   send takes seconds. `begin()` does 1 and 2 in one statement (an upsert: inserted as sending,
+   or moved to sending if pending, skipped, or sending under an expired lease), which is what
+   every door does.
 3. The channel sends with a Message-ID that is deterministic per (subscriber, period), so every
    attempt of this digest carries the same id.
 4. Right after the server accepted (the SMTP DATA reply, the API's 2xx), the job calls
@@ -24,12 +29,13 @@ How a send is made exactly-once, and where it honestly is only at-least-once:
    the article ledger cannot disagree.
 
 The window: a crash after the server accepted and before `mark_sent()` committed leaves the row
-in "sending" and the job's lease to expire. The retry finds "sending", which `begin_send()`
-accepts (the previous holder is gone), and sends again with the same Message-ID. So on the wire
-the guarantee is at-least-once, with duplicates that carry one Message-ID and can be dropped by
-it (mail clients and list archives do; our test receivers do). Keeping `mark_sent()` immediately
-after the accept, with nothing slow in between, keeps that window to milliseconds. No protocol
-can close it entirely: the server's "accepted" and our commit are two systems' writes.
+in "sending" under a lease that runs out. The retry finds "sending" with its lease expired,
+which `begin_send()` accepts (the previous holder is gone), and sends again with the same
+Message-ID. So on the wire the guarantee is at-least-once, with duplicates that carry one
+Message-ID and can be dropped by it (mail clients and list archives do; our test receivers
+do). Keeping `mark_sent()` immediately after the accept, with nothing slow in between, keeps
+that window to milliseconds. No protocol can close it entirely: the server's "accepted" and our
+commit are two systems' writes.
 """
 
 from __future__ import annotations
@@ -37,10 +43,23 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Connection, Engine, Integer, Table, bindparam, func, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -57,20 +76,32 @@ ARTICLES: Table = Article.__table__  # type: ignore[attr-defined]
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED)
 OPEN = (PENDING, SENDING)  # states a delivery can still leave
-# States a send may (re)begin from: a quiet period that was skipped is sent once there is
-# something to send; sent and failed-for-good rows are final.
-BEGINNABLE = (PENDING, SENDING, SKIPPED)
+LEASE = timedelta(seconds=120)  # as DeliverySettings.lease_seconds: how long a sender holds a row
 ID_BATCH = 500  # ids per IN (...) query
 MAX_ERROR_CHARS = 4000
 MAX_MESSAGE_ID = 300  # the column size
 
 
 class Opened(NamedTuple):
-    """A delivery row after `begin()`: its id, its status, and whether this call began the send."""
+    """A delivery row after `begin()`: its id, its status, and whether this call began the send.
+    Not begun and still sending means busy: another sender holds it until `lease_until`."""
 
     id: int
     status: str
     began: bool
+    lease_until: datetime | None = None
+
+    @property
+    def busy(self) -> bool:
+        return not self.began and self.status == SENDING
+
+
+def _claimable(d: Any, now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """A row a send may (re)begin: pending, or skipped (a quiet period is sent once there is
+    something to send), or sending under no lease or an expired one (its sender crashed). Sent
+    and failed-for-good rows are final."""
+    expired = or_(d.lease_until.is_(None), d.lease_until <= now)
+    return or_(d.status.in_((PENDING, SKIPPED)), and_(d.status == SENDING, expired))
 
 
 class DeliveryLedger:
@@ -86,6 +117,7 @@ class DeliveryLedger:
         # database's time, not SQLAlchemy's statement construction.
         d = DELIVERIES.c
         now = bindparam("now", type_=UTCDateTime())
+        until = bindparam("lease_until", type_=UTCDateTime())
         key = [d.subscriber_id, d.period, d.channel]
         self._begin = (
             self._insert(DELIVERIES)
@@ -98,23 +130,24 @@ class DeliveryLedger:
                 article_ids=[],
                 created_at=now,
                 updated_at=now,
+                lease_until=until,
             )
             .on_conflict_do_update(
                 index_elements=key,
-                set_={"status": SENDING, "attempts": d.attempts + 1, "updated_at": now},
-                where=d.status.in_(BEGINNABLE),
+                set_={"status": SENDING, "attempts": d.attempts + 1, "updated_at": now, "lease_until": until},
+                where=_claimable(d, now),
             )
             .returning(d.id)
         )
-        self._find = select(d.id, d.status).where(
+        self._find = select(d.id, d.status, d.lease_until).where(
             d.subscriber_id == bindparam("subscriber_id"),
             d.period == bindparam("period"),
             d.channel == bindparam("channel"),
         )
         self._begin_send = (
             update(DELIVERIES)
-            .where(d.id == bindparam("delivery_id"), d.status.in_(BEGINNABLE))
-            .values(status=SENDING, attempts=d.attempts + 1, updated_at=now)
+            .where(d.id == bindparam("delivery_id"), _claimable(d, now))
+            .values(status=SENDING, attempts=d.attempts + 1, updated_at=now, lease_until=until)
         )
         self._mark_sent = (
             update(DELIVERIES)
@@ -126,6 +159,7 @@ class DeliveryLedger:
                 message_id=bindparam("message_id"),
                 article_ids=bindparam("article_ids", type_=DELIVERIES.c.article_ids.type),
                 last_error=None,
+                lease_until=None,
             )
             .returning(d.subscriber_id)
         )
@@ -213,18 +247,26 @@ class DeliveryLedger:
         channel: str,
         *,
         now: datetime,
+        lease: timedelta = LEASE,
         connection: Connection | None = None,
     ) -> Opened:
         """`open()` and `begin_send()` in one statement: the row is created as sending, or moved
-        pending/sending/skipped → sending (attempts + 1). `began` is False when the row is sent
-        or failed for good; the caller must then not send."""
-        params = {"subscriber_id": subscriber_id, "period": period, "channel": channel, "now": now}
+        pending/skipped/sending-under-an-expired-lease → sending (attempts + 1), held for `lease`.
+        `began` is False when the row is sent or failed for good, or busy (another sender holds
+        it: `Opened.busy`); the caller must then not send."""
+        params = {
+            "subscriber_id": subscriber_id,
+            "period": period,
+            "channel": channel,
+            "now": now,
+            "lease_until": now + lease,
+        }
         with self._transaction(connection) as conn:
             began = conn.execute(self._begin, params).scalar_one_or_none()
             if began is not None:
-                return Opened(int(began), SENDING, True)
+                return Opened(int(began), SENDING, True, now + lease)
             row = conn.execute(self._find, params).one()
-        return Opened(int(row.id), str(row.status), False)
+        return Opened(int(row.id), str(row.status), False, row.lease_until)
 
     def get(self, delivery_id: int) -> Delivery:
         with self._session() as session:
@@ -233,14 +275,23 @@ class DeliveryLedger:
             raise NotFoundError(f"no delivery with id {delivery_id}")
         return row
 
-    def begin_send(self, delivery_id: int, *, now: datetime, connection: Connection | None = None) -> bool:
-        """pending (new or after a transient failure), sending (a crashed attempt) or skipped (a
-        quiet period, tried again) → sending.
+    def begin_send(
+        self,
+        delivery_id: int,
+        *,
+        now: datetime,
+        lease: timedelta = LEASE,
+        connection: Connection | None = None,
+    ) -> bool:
+        """pending (new or after a transient failure), sending under an expired lease (a crashed
+        attempt) or skipped (a quiet period, tried again) → sending, held for `lease`.
 
-        False when the delivery is sent or failed for good: the caller must not send.
+        False when the delivery is sent or failed for good, or another sender holds it (sending,
+        lease not expired): the caller must not send.
         """
+        params = {"delivery_id": delivery_id, "now": now, "lease_until": now + lease}
         with self._transaction(connection) as conn:
-            return conn.execute(self._begin_send, {"delivery_id": delivery_id, "now": now}).rowcount == 1
+            return conn.execute(self._begin_send, params).rowcount == 1
 
     def mark_sent(
         self,
@@ -279,17 +330,27 @@ class DeliveryLedger:
         error: str,
         permanent: bool,
         now: datetime,
+        unheld: bool = False,
         connection: Connection | None = None,
     ) -> bool:
         """A transient failure → pending again (error and attempts kept, the job retries);
-        a permanent one (or the last attempt) → failed, which `begin_send` refuses from then on."""
+        a permanent one (or the last attempt) → failed, which `begin_send` refuses from then on.
+
+        `unheld`: for a caller that never began the row (a digest that could not be drafted):
+        a row another sender holds (sending under a live lease) is theirs and is left alone."""
+        extra = None
+        if unheld:
+            d = DELIVERIES.c
+            extra = or_(d.status != SENDING, d.lease_until.is_(None), d.lease_until <= now)
         return self._move(
             delivery_id,
             OPEN,
             connection,
+            where=extra,
             status=FAILED if permanent else PENDING,
             last_error=_clip(error),
             updated_at=now,
+            lease_until=None,
         )
 
     def mark_skipped(
@@ -308,6 +369,7 @@ class DeliveryLedger:
             status=SKIPPED,
             last_error=_clip(reason),
             updated_at=now or utcnow(),
+            lease_until=None,
         )
 
     def reopen(self, delivery_id: int, *, now: datetime, connection: Connection | None = None) -> bool:
@@ -317,7 +379,13 @@ class DeliveryLedger:
         return self._move(delivery_id, (FAILED,), connection, status=PENDING, updated_at=now)
 
     def _move(
-        self, delivery_id: int, allowed: Sequence[str], connection: Connection | None, **values: Any
+        self,
+        delivery_id: int,
+        allowed: Sequence[str],
+        connection: Connection | None,
+        *,
+        where: ColumnElement[bool] | None = None,
+        **values: Any,
     ) -> bool:
         query = (
             update(DELIVERIES)
@@ -325,6 +393,8 @@ class DeliveryLedger:
             .where(DELIVERIES.c.status.in_(list(allowed)))
             .values(**values)
         )
+        if where is not None:
+            query = query.where(where)
         with self._transaction(connection) as conn:
             return conn.execute(query).rowcount == 1
 

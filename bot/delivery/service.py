@@ -29,7 +29,7 @@ from bot.delivery.ledger import DeliveryLedger, Opened
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
-from bot.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
+from bot.errors import ConfigError, DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
 from bot.links.secret import resolve_secret
 from bot.links.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
@@ -136,6 +136,8 @@ class DigestService:
         self.clock = clock
         self.subscribers = SubscriberStore(store.engine)
         self.ledger = DeliveryLedger(store.engine)
+        # How long a sender holds a delivery row it began: as long as a job's lease.
+        self.lease = timedelta(seconds=settings.delivery.lease_seconds)
         self.queue = JobQueue(store.engine, clock=clock)
         self.taxonomy = taxonomy or taxonomy_for(settings)
         self.renderer = DigestRenderer(settings.email, base_url=settings.web.base_url)
@@ -293,6 +295,8 @@ class DigestService:
         if subscriber.status != "active" or not subscriber.email:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
+        if delivery is not None and delivery.busy:
+            raise self.busy(who, period, delivery.lease_until)
         if delivery is not None and not delivery.began:
             return SendResult("already-sent", who, period, 0, f"delivery is {delivery.status}")
         try:
@@ -326,6 +330,15 @@ class DigestService:
         )
         log.info("digest sent", extra={**extra, "items": len(article_ids), "message_id": outgoing.message_id})
         return SendResult("sent", who, period, len(article_ids), receipt.detail, receipt)
+
+    def busy(self, who: str, period: str, lease_until: datetime | None) -> DeliveryBusyError:
+        """The error for a delivery another sender holds: nothing sent; retry once its lease ends.
+        Not logged here: the door says it (the CLI's one line, the worker's "postponed")."""
+        wait = (lease_until - self.clock()).total_seconds() if lease_until is not None else 0.0
+        return DeliveryBusyError(
+            f"{who}'s digest for {period} is already being sent by another process; nothing was sent",
+            retry_after=max(wait, 0.0),
+        )
 
     def window(self, frequency: str, period_window: timedelta | None = None) -> timedelta:
         """How far back a digest looks: its period (since the previous delivery), and at least
@@ -373,6 +386,7 @@ class DigestService:
                 period,
                 self.channels.name_for_subscriber(subscriber),
                 now=self.clock(),
+                lease=self.lease,
                 connection=conn,
             )
             conn.commit()
@@ -475,7 +489,12 @@ class DigestService:
             article_ids=[],
         )
         assert delivery.id is not None
-        if not await asyncio.to_thread(self.ledger.begin_send, delivery.id, now=self.clock()):
+        if not await asyncio.to_thread(
+            self.ledger.begin_send, delivery.id, now=self.clock(), lease=self.lease
+        ):
+            row = await asyncio.to_thread(self.ledger.get, delivery.id)
+            if row.status == "sending":  # another sender holds it: the job comes back after its lease
+                raise self.busy(subscriber.email, CONFIRM_PERIOD, row.lease_until)
             return False
         topics = tuple(
             self.taxonomy.get(slug).name if slug in self.taxonomy else slug for slug in subscriber.topics

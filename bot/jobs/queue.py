@@ -364,6 +364,24 @@ class JobQueue:
                 released += conn.execute(self._release, params).rowcount
         return released
 
+    def postpone(
+        self,
+        job_id: int,
+        worker_id: str,
+        *,
+        run_at: datetime,
+        attempt: int,
+        reason: str,
+        connection: Connection | None = None,
+    ) -> bool:
+        """Queue again for `run_at` without counting this claim as an attempt: the job could not
+        start yet (its delivery is being sent by another door) and has not failed. Fenced by our
+        claim; False when the job is no longer ours."""
+        params = {"job_id": job_id, "worker_id": worker_id, "attempt": attempt}
+        statement = self._release.values(run_at=_moment(run_at), last_error=_clip(reason))
+        with _joined(self.engine, connection) as conn:
+            return conn.execute(statement, params).rowcount == 1
+
     def retry(
         self,
         job_id: int,

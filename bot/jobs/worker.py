@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import DeliverySettings
-from bot.errors import DeliveryPermanentError, DeliveryTransientError
+from bot.errors import DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, honour_retry_after, retry_delay
 from bot.store.types import utcnow
 
@@ -189,6 +189,9 @@ class Worker:
             except DeliveryPermanentError as exc:
                 state.settling = True
                 await self._fail(job, f"{type(exc).__name__}: {exc}", about)
+            except DeliveryBusyError as exc:
+                state.settling = True
+                await self._postpone(job, exc, about)
             except DeliveryTransientError as exc:
                 state.settling = True
                 await self._retry(job, f"{type(exc).__name__}: {exc}", about, retry_after=exc.retry_after)
@@ -241,6 +244,22 @@ class Worker:
                 "job will retry",
                 extra=about | {"retry_in_s": round(delay.total_seconds(), 1), "error": _summary(error)},
             )
+
+    async def _postpone(self, job: ClaimedJob, exc: DeliveryBusyError, about: dict[str, Any]) -> None:
+        """Another door is sending this delivery: back in the queue until its lease ends, with no
+        attempt counted, so a send that crashed there is still made here (never dropped)."""
+        run_at = self.clock() + timedelta(seconds=exc.retry_after or 0.0)
+        ours = await asyncio.to_thread(
+            self.queue.postpone, job.id, self.worker_id, run_at=run_at, attempt=job.attempts, reason=str(exc)
+        )
+        if ours:
+            self.stats.retried += 1
+            log.info(
+                "delivery is being sent elsewhere; job postponed", extra=about | {"until": run_at.isoformat()}
+            )
+        else:
+            self.stats.lost += 1
+            log.warning("job postponed after its lease was lost; not requeued by us", extra=about)
 
     async def _fail(self, job: ClaimedJob, error: str, about: dict[str, Any]) -> None:
         ours = await asyncio.to_thread(

@@ -130,6 +130,9 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_utc())
+    # While sending: until when the sender holds the row. Another door finds it busy until
+    # then; past it, the sender is taken for crashed and the row may be taken over.
+    lease_until: datetime | None = Field(default=None, sa_column=_utc())
 
 
 class SentArticle(SQLModel, table=True):

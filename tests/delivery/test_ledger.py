@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
-from bot.delivery.ledger import SENT_ARTICLES, DeliveryLedger
+from bot.delivery.ledger import LEASE, SENT_ARTICLES, DeliveryLedger
 from bot.errors import NotFoundError
 from bot.store.engine import make_engine
 from bot.store.models import Article, Source, Subscriber
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)
+EXPIRED = NOW + LEASE + timedelta(seconds=1)  # a sender that began at NOW and never finished is gone
 
 
 @pytest.fixture
@@ -113,8 +114,72 @@ def test_a_crashed_send_is_begun_again_and_keeps_counting_attempts(
     assert delivery.id is not None
     ledger.begin_send(delivery.id, now=NOW)  # ... and the worker died before mark_sent
 
-    assert ledger.begin_send(delivery.id, now=LATER)
-    assert ledger.get(delivery.id).attempts == 2
+    assert not ledger.begin_send(delivery.id, now=LATER)  # its lease still runs: busy
+    assert ledger.begin_send(delivery.id, now=EXPIRED)
+    row = ledger.get(delivery.id)
+    assert (row.status, row.attempts, row.lease_until) == ("sending", 2, EXPIRED + LEASE)
+
+
+def test_a_row_being_sent_is_busy_until_its_lease_ends(
+    ledger: DeliveryLedger, readers: list[int], articles: list[int]
+) -> None:
+    lease = timedelta(seconds=30)
+    first = ledger.begin(readers[0], "2026-11-27", "email", now=NOW, lease=lease)
+    second = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + timedelta(seconds=29), lease=lease)
+    assert not ledger.begin_send(first.id, now=NOW + timedelta(seconds=29), lease=lease)
+    # A sender that never began it (its draft failed) leaves a held row to its holder.
+    assert not ledger.mark_failed(
+        first.id, error="could not draft", permanent=True, now=NOW + timedelta(seconds=29), unheld=True
+    )
+    taken_over = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + lease, lease=lease)
+
+    assert (first.began, first.lease_until) == (True, NOW + lease)
+    assert (second.id, second.status, second.began, second.busy) == (first.id, "sending", False, True)
+    assert second.lease_until == NOW + lease  # whom to wait for, and how long
+    assert (taken_over.id, taken_over.began, taken_over.busy) == (first.id, True, False)
+    assert ledger.get(first.id).attempts == 2  # the busy calls changed nothing
+
+    # Settled rows hold no lease: a transient failure may be retried at once, a sent row is final.
+    assert ledger.mark_failed(first.id, error="421 busy", permanent=False, now=NOW + lease)
+    assert ledger.get(first.id).lease_until is None
+    again = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + lease, lease=lease)
+    assert again.began
+    assert ledger.mark_sent(first.id, message_id="<d@x>", article_ids=articles[:1], now=NOW + lease)
+    after = ledger.begin(readers[0], "2026-11-27", "email", now=NOW + 3 * lease, lease=lease)
+    assert (after.status, after.began, after.busy) == ("sent", False, False)
+    assert ledger.get(first.id).lease_until is None
+
+
+def _race(engine: Engine, subscriber_id: int, senders: int) -> list[Any]:
+    """`senders` threads, each its own ledger, begin one row at the same moment."""
+    start, lock = threading.Barrier(senders), threading.Lock()
+    results: list[Any] = []
+
+    def claim() -> None:
+        ledger = DeliveryLedger(engine)
+        start.wait()
+        opened = ledger.begin(subscriber_id, "2026-11-27", "email", now=NOW)
+        with lock:
+            results.append(opened)
+
+    threads = [threading.Thread(target=claim) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_begins_of_one_row_begin_it_once(engine: Engine, readers: list[int]) -> None:
+    """Senders racing on one row (new, then pending again): exactly one begins each time, the
+    others hear busy. On PostgreSQL these are real concurrent transactions."""
+    ledger = DeliveryLedger(engine)
+    for _ in range(2):
+        results = _race(engine, readers[0], 4)
+        assert sum(o.began for o in results) == 1, results
+        assert sum(o.busy for o in results) == 3
+        (row,) = ledger.list(subscriber_id=readers[0])
+        assert ledger.mark_failed(row.id or 0, error="421", permanent=False, now=NOW)  # pending again
 
 
 def test_mark_sent_records_the_articles_in_the_same_transaction(
@@ -225,7 +290,8 @@ def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_sent_row(
     ledger: DeliveryLedger, readers: list[int], articles: list[int]
 ) -> None:
     new = ledger.begin(readers[0], "2026-11-27", "email", now=NOW)
-    crashed = ledger.begin(readers[0], "2026-11-27", "email", now=LATER)  # the attempt died: again
+    busy = ledger.begin(readers[0], "2026-11-27", "email", now=LATER)  # it is being sent right now
+    crashed = ledger.begin(readers[0], "2026-11-27", "email", now=EXPIRED)  # the attempt died: again
     pending = ledger.open(readers[1], "2026-11-27", "email", article_ids=[], now=NOW)
     assert pending.id is not None
     from_pending = ledger.begin(readers[1], "2026-11-27", "email", now=LATER)
@@ -238,6 +304,7 @@ def test_begin_opens_and_begins_in_one_statement_and_never_reopens_a_sent_row(
     after_skip_sent = ledger.begin(readers[2], "2026-11-27", "email", now=LATER)
 
     assert (new.status, new.began) == ("sending", True)
+    assert (busy.id, busy.status, busy.began, busy.busy) == (new.id, "sending", False, True)
     assert (crashed.id, crashed.began) == (new.id, True)
     assert (from_pending.id, from_pending.began) == (pending.id, True)
     assert (after_sent.id, after_sent.status, after_sent.began) == (new.id, "sent", False)

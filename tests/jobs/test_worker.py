@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from bot.config import DeliverySettings
 from bot.delivery.ledger import DeliveryLedger
-from bot.errors import DeliveryPermanentError, DeliveryTransientError
+from bot.errors import DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue
 from bot.jobs.worker import Handler, Worker, default_backoff
 from bot.store.engine import make_engine
@@ -66,6 +66,33 @@ def idle(queue: JobQueue) -> Callable[[], bool]:
         return counts["queued"] == counts["running"] == 0
 
     return check
+
+
+async def test_a_job_whose_delivery_is_busy_elsewhere_is_put_back_without_spending_attempts(
+    queue: JobQueue,
+) -> None:
+    # Another door holds the delivery each time: a job with one attempt is still never failed
+    # for it, and runs (and is done) once the door let go.
+    calls: list[ClaimedJob] = []
+
+    async def handle(job: ClaimedJob) -> None:
+        calls.append(job)
+        if len(calls) < 3:
+            raise DeliveryBusyError("ada@example.com's digest is already being sent", retry_after=0.05)
+
+    job_id = queue.enqueue("send", max_attempts=1)
+    worker = make_worker(queue, {"send": handle})
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    await wait_for(idle(queue))
+    stop.set()
+    stats = await asyncio.wait_for(runner, 5)
+
+    job = queue.get(job_id or 0)
+    assert job is not None and (job.status, job.attempts) == ("done", 1)
+    assert [c.attempts for c in calls] == [1, 1, 1]  # the busy claims were not counted
+    assert job.last_error is not None and "already being sent" in job.last_error
+    assert (stats.done, stats.retried, stats.failed) == (1, 2, 0)
 
 
 async def test_handlers_decide_done_retry_or_fail(queue: JobQueue, caplog: pytest.LogCaptureFixture) -> None:
@@ -305,6 +332,7 @@ async def test_wake_runs_new_work_before_the_next_poll(queue: JobQueue) -> None:
 # -- a real crash ----------------------------------------------------------------------------
 
 DIGESTS = 120
+LEASE = timedelta(seconds=2)  # the worker's job lease and the delivery rows' lease
 ARTICLES_PER_DIGEST = 3
 PERIOD = "2026-11-27"
 
@@ -352,7 +380,13 @@ def _child(url: str, sink: str, worker_id: str) -> None:
 
     async def send_digest(job: ClaimedJob) -> None:
         delivery_id = int(str(job.payload["delivery"]))
-        if not await asyncio.to_thread(ledger.begin_send, delivery_id, now=utcnow()):
+        # The row is held as long as the job (as DigestService does): a killed sender's rows are
+        # taken over once that lease ends.
+        if not await asyncio.to_thread(ledger.begin_send, delivery_id, now=utcnow(), lease=LEASE):
+            delivery = await asyncio.to_thread(ledger.get, delivery_id)
+            if delivery.status == "sending" and delivery.lease_until is not None:  # held: come back
+                wait = (delivery.lease_until - utcnow()).total_seconds()
+                raise DeliveryBusyError("being sent by another worker", retry_after=wait)
             return  # sent already: do not send
         delivery = await asyncio.to_thread(ledger.get, delivery_id)
         message_id = _message_id(delivery.subscriber_id, delivery.period)
@@ -376,7 +410,7 @@ def _child(url: str, sink: str, worker_id: str) -> None:
             worker_id=worker_id,
             # Long enough that a loaded machine's stalls never let a live lease lapse (that would
             # re-run a send beside the kill's, beyond the bound below); short for the restart.
-            settings=DeliverySettings(workers=8, lease_seconds=2.0),
+            settings=DeliverySettings(workers=8, lease_seconds=LEASE.total_seconds()),
             poll_interval=0.05,
         )
         await worker.run(stop)
