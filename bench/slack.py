@@ -44,7 +44,8 @@ import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channels.slack import EVENT_TYPE, ChannelPacer, MemoryPartLog, SlackDestination, SlackPoster
+from bot.channels.parts import MemoryPartLog
+from bot.channels.slack import EVENT_TYPE, ChannelPacer, SlackDestination, SlackPoster
 from bot.digest.slack import SlackMessage, SlackRenderer
 from bot.digest.view import DigestItemView, DigestView
 

@@ -45,7 +45,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -53,6 +53,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.channels.base import Receipt
+from bot.channels.parts import PartLog
 from bot.digest.slack import SlackMessage
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
 
@@ -61,8 +62,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EVENT_TYPE",
     "ChannelPacer",
-    "MemoryPartLog",
-    "PartLog",
     "SlackDestination",
     "SlackPermanentError",
     "SlackPoster",
@@ -127,31 +126,6 @@ class SlackDestination:
             return self.channel
         assert self.webhook_url is not None
         return "webhook:" + hashlib.sha256(self.webhook_url.encode()).hexdigest()[:10]
-
-
-class PartLog(Protocol):
-    """Where each posted part's ts is kept (a table next session; `MemoryPartLog` for tests)."""
-
-    async def posted(self, key: str) -> dict[int, str]:
-        """The parts of delivery `key` already posted: part number → ts ("" for webhooks)."""
-        ...
-
-    async def record(self, key: str, part: int, ts: str) -> None:
-        """Remember that part `part` of `key` is in the channel; called as soon as Slack answers."""
-        ...
-
-
-class MemoryPartLog:
-    """A PartLog in memory: for tests, benchmarks and the demo."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, dict[int, str]] = {}
-
-    async def posted(self, key: str) -> dict[int, str]:
-        return dict(self.parts.get(key, {}))
-
-    async def record(self, key: str, part: int, ts: str) -> None:
-        self.parts.setdefault(key, {})[part] = ts
 
 
 class Turn:

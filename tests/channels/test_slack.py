@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels.parts import MemoryPartLog
 from bot.channels.slack import (
     EVENT_TYPE,
     ChannelPacer,
-    MemoryPartLog,
     SlackDestination,
     SlackPermanentError,
     SlackPoster,
