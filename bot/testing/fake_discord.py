@@ -489,13 +489,14 @@ class FakeDiscord(ServedInThread):
         now = self.clock()
         if now - window.started >= self.per:
             window.started, window.count = now, 0
-        reset_after = max(0.0, window.started + self.per - now)
+        # whole milliseconds, rounded up: a client that waits what it is told is never early
+        reset_after = math.ceil(max(0.0, window.started + self.per - now) * 1000) / 1000
         name = _bucket_hash(bucket)
         if not self.rate_limit:
             return {}
         if window.count >= self.limit:
             window.rate_limited += 1
-            retry = round(reset_after, 3)
+            retry = reset_after
             headers = {
                 "Retry-After": str(max(1, math.ceil(retry))),
                 "X-RateLimit-Limit": str(self.limit),
@@ -529,7 +530,7 @@ class FakeDiscord(ServedInThread):
                 window.count += 1
                 return None
             window.rate_limited += 1
-            retry = round(max(0.0, window.started + 1.0 - now), 3)
+            retry = math.ceil(max(0.0, window.started + 1.0 - now) * 1000) / 1000
         body = {"message": "You are being rate limited.", "retry_after": retry, "global": True}
         status, extra, data = _json(429, body)
         headers = {"Retry-After": str(max(1, math.ceil(retry))), "X-RateLimit-Global": "true"}
@@ -773,39 +774,40 @@ def _embed_size(embed: dict[str, Any]) -> int:
 
 # -- what a client shows ---------------------------------------------------------------------
 
-_ESCAPED = "\ue000"  # stands for an escaped character while patterns are matched
+_PRIVATE = 0xF0000  # an escaped character c is matched as chr(_PRIVATE + ord(c)), then put back
 _MENTION = re.compile(r"@everyone|@here|<@!?\d+>|<@&\d+>|<#\d+>")
 _MASKED = re.compile(r"\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?\s*\)")
 _BARE = re.compile(r"<?(https?://[^\s<>]+)>?")
+_FORMATTING = re.compile(r"\*\*|__|~~|\|\||[*_`]|^(?:-# |#{1,3} |> )", re.MULTILINE)
 
 
-def _active(text: str) -> tuple[str, str]:
-    """(what is shown, the same with every backslash-escaped character masked out)."""
-    shown: list[str] = []
+def _active(text: str) -> str:
+    """`text` with every backslash-escaped character masked (it acts on nothing) and its backslash gone."""
     active: list[str] = []
     position = 0
     while position < len(text):
         char = text[position]
         following = text[position + 1] if position + 1 < len(text) else ""
         if char == "\\" and following and not following.isalnum() and not following.isspace():
-            shown.append(following)
-            active.append(_ESCAPED)
+            active.append(chr(_PRIVATE + ord(following)))
             position += 2
             continue
-        shown.append(char)
         active.append(char)
         position += 1
-    return "".join(shown), "".join(active)
+    return "".join(active)
+
+
+def _unmask(text: str) -> str:
+    return "".join(chr(ord(char) - _PRIVATE) if ord(char) >= _PRIVATE else char for char in text)
 
 
 def _markdown(text: str, links: list[str], mentions: list[str]) -> str:
-    shown, active = _active(text)
-    for match in _MASKED.finditer(active):
-        links.append(match.group(2))
-    without_masked = _MASKED.sub("", active)
-    links.extend(match.group(1) for match in _BARE.finditer(without_masked))
+    active = _active(text)
+    links.extend(_unmask(match.group(2)) for match in _MASKED.finditer(active))
+    visible = _MASKED.sub(lambda match: match.group(1), active)
+    links.extend(_unmask(match.group(1)) for match in _BARE.finditer(_MASKED.sub("", active)))
     mentions.extend(match.group(0) for match in _MENTION.finditer(active))
-    return shown
+    return _unmask(_FORMATTING.sub("", visible))
 
 
 def seen(message: dict[str, Any]) -> Seen:
