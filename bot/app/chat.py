@@ -201,7 +201,7 @@ class ChatCommands:
         name = verb.strip().lower()
         known = self._by_name.get(name)
         if known is None:
-            return self._unknown_verb(name)
+            return self._unknown_verb(verb.strip())
         return _Call(known, words, self._ref(channel), channel, user, channel_name)
 
     def _ref(self, channel: str) -> str:
@@ -210,7 +210,7 @@ class ChatCommands:
         return str(Destination(self.prefix, channel))  # type: ignore[arg-type]
 
     def _unknown_verb(self, name: str) -> _Call:
-        close = difflib.get_close_matches(name, list(self._by_name), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name.lower(), list(self._by_name), n=1, cutoff=0.6)
         hint = f"did you mean `{self.command} {self.display(self._by_name[close[0]])}`?" if close else ""
         hint = hint or f"`{self.command} help` lists the commands"
         raise ChatUsageError(f"there is no command '{shorten(name, 30)}'; {hint}")

@@ -8,17 +8,16 @@ chat-agnostic: Slack and Discord adapters only change the prefix.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from bot.app import FlareStart
 from bot.app.chat import MAX_TEXT, ChatCommands
 from bot.config import Settings, load_settings
-from bot.ranking.types import TopicMatch
-from bot.sources.types import ParsedEntry
 from bot.store import NewSource
 from bot.testing.httpserver import FixtureServer
+from tests.chat.conftest import stock_python_story
 
 NOW = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday, 06:00 UTC
 CHANNEL = "team@example.com"
@@ -151,25 +150,7 @@ def test_help_and_hints_use_the_adapters_names(app: FlareStart) -> None:
 
 
 def test_preview_answers_at_once_and_finishes_later(chat: ChatCommands, app: FlareStart) -> None:
-    source = app.add_sources([NewSource("Py Weekly", "https://py.example/feed")])[0].id
-    assert source is not None
-    app.store.save_entries(
-        source,
-        [
-            ParsedEntry(
-                key="a1",
-                guid="a1",
-                url="https://py.example/a1",
-                title="Python 3.15 <!channel> released",
-                excerpt="About it.",
-                author=None,
-                published=NOW - timedelta(hours=2),
-                content_hash="a1",
-                topics=(TopicMatch("python", 0.9, ("python",)),),
-            )
-        ],
-        now=NOW,
-    )
+    stock_python_story(app, title="Python 3.15 <!channel> released")
     say(chat, "subscribe python")
     first = say(chat, "preview")
     assert first.later and not first.public and first.items == ()
