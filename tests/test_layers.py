@@ -39,6 +39,7 @@ EXTRA: dict[str, tuple[str, ...]] = {
     "bot/cli/slack.py": ("bot.chat",),  # `flarestart slack` starts the Socket Mode door
     "bot/web/app.py": ("bot.chat",),  # POST /slack/commands is the Slack adapter's HTTP door
     "bot/chat/slack.py": ("bot.digest.slack",),  # Slack's mrkdwn escaping and link check, shared
+    "bot/chat/discord.py": ("bot.digest.discord",),  # Discord's markdown escaping and link check, shared
 }
 
 

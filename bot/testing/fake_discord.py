@@ -265,7 +265,7 @@ class FakeDiscord(ServedInThread):
         if parts[:1] == ["webhooks"] and len(parts) >= 3:
             return self._webhook(method, parts, query, payload)
         if parts[:1] == ["interactions"] and len(parts) == 4 and parts[3] == "callback" and method == "POST":
-            return self._callback(parts[1], parts[2], payload)
+            return self._callback(parts[1], parts[2], payload, query)
         if headers.get("authorization", "") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
         limited = self._take_global()
@@ -274,7 +274,7 @@ class FakeDiscord(ServedInThread):
         if route == "/users/@me" and method == "GET":
             return _json(200, _bot_user())
         if route in ("/oauth2/applications/@me", "/applications/@me") and method == "GET":
-            return _json(200, {"id": self.application_id, "name": "FlareStart", "bot": _bot_user()})
+            return _json(200, self._application())
         if route == "/users/@me/channels" and method == "POST":
             return self._open_dm(payload)
         if parts[:1] == ["channels"] and len(parts) == 3 and parts[2] == "messages":
@@ -389,7 +389,7 @@ class FakeDiscord(ServedInThread):
 
     # interactions ------------------------------------------------------------------------
 
-    def _callback(self, interaction_id: str, token: str, payload: Any) -> Answer:
+    def _callback(self, interaction_id: str, token: str, payload: Any, query: dict[str, str]) -> Answer:
         with self._lock:
             if token not in self.interaction_tokens:
                 return _error(404, 10062, "Unknown interaction")
@@ -402,7 +402,23 @@ class FakeDiscord(ServedInThread):
             if problem is not None:
                 return problem
             self.callbacks.append({"id": interaction_id, "token": token, **(payload or {})})
-        return 204, {}, b""
+            message_id = self._snowflake()
+        if query.get("with_response", "").lower() not in ("1", "true"):
+            return 204, {}, b""
+        # discord.py ≥ 2.5 asks for the callback's result (the interaction and the message it made)
+        kind = int((payload or {}).get("type") or 0)
+        flags = int((data if isinstance(data, dict) else {}).get("flags") or 0)
+        resource: dict[str, Any] = {"type": kind}
+        if kind == 4:
+            resource["message"] = {**_message_shell(message_id, "0", _bot_user()), **data, "flags": flags}
+        interaction = {
+            "id": interaction_id,
+            "type": 2,
+            "response_message_id": message_id if kind in (4, 5) else None,
+            "response_message_loading": kind == 5,
+            "response_message_ephemeral": bool(flags & 64),
+        }
+        return _json(200, {"interaction": interaction, "resource": resource})
 
     def _interaction_webhook(self, method: str, token: str, rest: list[str], payload: Any) -> Answer:
         with self._lock:
@@ -423,6 +439,20 @@ class FakeDiscord(ServedInThread):
                 message_id = self._snowflake()
             return _json(200, {**_message_shell(message_id, "0", _bot_user()), **(payload or {})})
         return _error(404, 0, "404: Not Found")
+
+    def _application(self) -> dict[str, Any]:
+        return {
+            "id": self.application_id,
+            "name": "FlareStart",
+            "description": "Where developers start their day",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": {"id": "900000000000000009", "username": "owner", "discriminator": "0", "avatar": None},
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "bot": _bot_user(),
+        }
 
     def _original(self, token: str, payload: Any = None) -> dict[str, Any]:
         return {**_message_shell(f"1{abs(hash(token)) % 10**17}", "0", _bot_user()), **(payload or {})}
@@ -446,6 +476,12 @@ class FakeDiscord(ServedInThread):
                         "nsfw": False,
                         **({"guild_id": scope} if scope != "global" else {}),
                         **command,
+                        # Discord answers the permission bits as a string
+                        **(
+                            {"default_member_permissions": str(command["default_member_permissions"])}
+                            if command.get("default_member_permissions") is not None
+                            else {}
+                        ),
                     }
                     for command in payload
                 ]
