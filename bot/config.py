@@ -29,6 +29,7 @@ UNPREFIXED_ENV = {
     "secret_key": "SECRET_KEY",
     "email.smtp_url": "SMTP_URL",
     "web.port": "PORT",
+    "discord.bot_token": "DISCORD_BOT_TOKEN",
 }
 # Variables with our prefix that are not settings.
 OTHER_ENV = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "TEST_POSTGRES_URL"})
@@ -107,6 +108,18 @@ class DeliverySettings(_Section):
     bounce_limit: int = Field(3, ge=1, description="permanent failures in a row before bouncing")
 
 
+class DiscordSettings(_Section):
+    bot_token: str | None = Field(
+        None, description="the bot's token (DISCORD_BOT_TOKEN): channel and DM digests, `flarestart discord`"
+    )
+    api_url: str = Field(
+        "https://discord.com/api/v10",
+        pattern=r"^https?://",
+        description="Discord's REST API; a stand-in's for tests, benchmarks and staging",
+    )
+    template_dir: Path | None = Field(None, description="your own Discord templates, tried before ours")
+
+
 class WebSettings(_Section):
     base_url: str = Field("http://localhost:8000", description="public URL of `flarestart serve`")
     host: str = "127.0.0.1"
@@ -165,6 +178,7 @@ class Settings(_Section):
     digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
     sources: list[SourceSeed] | None = Field(
         None, description="sources to seed on first run (default: FlareStart's own list)"
     )

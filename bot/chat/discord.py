@@ -35,6 +35,7 @@ from functools import cache
 from typing import Any
 
 import discord
+import discord.http
 from discord import app_commands
 
 from bot.app.chat import ChatCommands, ChatReply
@@ -287,3 +288,24 @@ class DiscordCommands:
             await bot.answer(interaction, "sources", ["add", url])
 
         tree.add_command(sources)
+
+
+def make_client(core: ChatCommands, *, api_url: str, guild: int | None = None) -> discord.Client:
+    """A discord.py client whose tree carries the commands; on start it syncs them to `guild`
+    (at once, for development) or globally (Discord may take up to an hour to show them)."""
+    discord.http.Route.BASE = api_url.rstrip("/")
+    client = discord.Client(intents=discord.Intents.none())  # slash commands need no intents
+    tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
+    DiscordCommands(core).install(tree)
+
+    async def setup_hook() -> None:
+        if guild is not None:
+            target = discord.Object(id=guild)
+            tree.copy_global_to(guild=target)
+            synced = await tree.sync(guild=target)
+        else:
+            synced = await tree.sync()
+        log.info("discord commands synced", extra={"guild": guild or "global", "commands": len(synced)})
+
+    client.setup_hook = setup_hook  # type: ignore[method-assign]
+    return client
