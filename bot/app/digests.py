@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.app.base import AppBase
 from bot.errors import ConfigError
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.channels.base import Channel
     from bot.config import Settings
     from bot.delivery.retry import RetryOutcome
-    from bot.delivery.service import SendResult
+    from bot.delivery.service import DigestService, SendResult
 
 
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a preview of preferences
@@ -80,10 +80,27 @@ class DigestVerbs(AppBase):
     def render_preview(self, preview: Preview) -> RenderedPreview:
         """The preview's email exactly as DigestService sends it. A stand-in's links are signed
         with a throwaway key, so its unsubscribe link never works for whoever is subscriber #1."""
+        from bot.app.types import RenderedPreview
+
+        service, period = self._preview_service(preview)
+        rendered = service.outgoing(preview.reader, period, preview.plan).rendered
+        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+
+    def render_discord_preview(self, preview: Preview) -> tuple[dict[str, Any], ...]:
+        """The preview as the Discord messages a channel would get (bodies as posted, before the
+        poster adds its nonce and marker), through `discord.template_dir` like a real send."""
+        from bot.digest.discord import DiscordRenderer
+
+        service, period = self._preview_service(preview)
+        view = service.view(preview.reader, period, preview.plan, now=preview.now)
+        renderer = DiscordRenderer(template_dir=self.settings.discord.template_dir)
+        return tuple(message.payload() for message in renderer.render(view))
+
+    def _preview_service(self, preview: Preview) -> tuple[DigestService, str]:
+        """A DigestService that only renders, at the preview's moment, and the period it would send."""
         import secrets
         from zoneinfo import ZoneInfo
 
-        from bot.app.types import RenderedPreview
         from bot.delivery.service import DigestService
         from bot.subscribers.schedule import current_period
 
@@ -98,8 +115,7 @@ class DigestVerbs(AppBase):
         due = None if preview.stand_in else service.due(reader, preview.now)
         today = preview.now.astimezone(ZoneInfo(reader.timezone)).date()
         period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
-        rendered = service.outgoing(reader, period, preview.plan).rendered
-        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+        return service, period
 
     def send(self, ref: str | int, *, force: bool = False, dry_run: bool = False) -> SendOutcome:
         """Send one active subscriber's digest for the period due now (with `force`, the current

@@ -72,6 +72,10 @@ def preview(
             "--html", metavar="FILE", help="Also write the HTML email, exactly as it would be sent."
         ),
     ] = None,
+    discord_json: Annotated[
+        bool,
+        typer.Option("--discord-json", help="Print the Discord messages (content and embeds) as JSON."),
+    ] = False,
 ) -> None:
     """Show the digest that would be sent now, each item with its score and why it was picked.
 
@@ -86,6 +90,9 @@ def preview(
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
         written = _write_html(flarestart, found, html) if html is not None else None
+        if discord_json:
+            print_json({"messages": list(flarestart.render_discord_preview(found))})
+            return
     taxonomy, plan, account, label = found.taxonomy, found.plan, found.account, found.label
     schedule: str | None = None
     next_json: dict[str, Any] | None = None

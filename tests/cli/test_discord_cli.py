@@ -8,6 +8,7 @@ import pytest
 
 from bot.testing.fake_discord import FakeDiscord
 from tests.cli.conftest import Runner
+from tests.cli.test_delivery_cli import fetched  # noqa: F401  (a fixture: a fetched loopback source)
 
 
 def test_without_a_token_it_says_which_variable_to_set(cli: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,3 +40,15 @@ def test_config_show_masks_the_bot_token(cli: Runner, monkeypatch: pytest.Monkey
     result = cli("config", "show")
     assert result.code == 0
     assert "secret-bot-token" not in result.out and "discord.bot_token" in result.out
+
+
+@pytest.mark.usefixtures("fetched")
+def test_preview_discord_json_prints_the_messages_as_posted(cli: Runner) -> None:
+    result = cli("preview", "--topics", "python", "--discord-json")
+    assert result.code == 0, result.err
+    [message] = result.json()["messages"]
+    assert message["allowed_mentions"] == {"parse": []}
+    titles = [embed["title"] for embed in message["embeds"]]
+    assert "Faster builds with \\<cargo\\> & friends" in titles  # escaped for Discord markdown
+    assert all(embed["url"].startswith("https://loop.example/") for embed in message["embeds"])
+    assert message["content"].startswith("**FlareStart · ")
