@@ -564,6 +564,7 @@ class DigestService:
             message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret),
             unsubscribe_url=view.unsubscribe_url,
             period=period,
+            view=view,
         )
 
     def _item_view(self, item: PlannedItem) -> DigestItemView:

@@ -87,6 +87,7 @@ class Channel:
     access: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
     guild_id: str | None = "800000000000000001"
+    recipient: str | None = None  # a DM's user
 
 
 @dataclass
@@ -294,6 +295,8 @@ class FakeDiscord(ServedInThread):
                 return _error(404, 10003, "Unknown Channel")
             if not channel.access:
                 return _error(403, 50001, "Missing Access")
+            if channel.recipient in self.blocked_dms:
+                return _error(403, 50007, "Cannot send messages to this user")
         problem = _check_message(payload)
         if problem is not None:
             return problem
@@ -338,14 +341,12 @@ class FakeDiscord(ServedInThread):
         with self._lock:
             if recipient not in self.users:
                 return _error(400, 50035, "Invalid Form Body")
-            if recipient in self.blocked_dms:
-                # Discord opens the channel; posting to it answers 50007.
-                pass
             channel_id = self.dm_channels.get(recipient)
             if channel_id is None:
                 channel_id = self._snowflake()
                 self.dm_channels[recipient] = channel_id
-                self.channels[channel_id] = Channel(channel_id, kind=1, guild_id=None)
+                # Discord opens it even for a user who takes no DMs; posting to it answers 50007.
+                self.channels[channel_id] = Channel(channel_id, kind=1, guild_id=None, recipient=recipient)
         answer = {
             "id": channel_id,
             "type": 1,
