@@ -279,8 +279,18 @@ class ChatCommands:
 
     def _save(self, row: Subscriber, **changes: Any) -> Subscriber:
         """Validate the subscriber's preferences with `changes` applied (as files and the web do)
-        and store the columns that changed."""
+        and store the columns that changed. A channel declared in a subscribers file keeps the
+        file's preferences (the next sync would undo an edit made here), as on the web page."""
+        from bot.app.preferences import managed_file
         from bot.subscribers.files import parse_preferences
+
+        path = managed_file(row)
+        if path is not None:
+            raise ChatUsageError(
+                f"this channel's topics and schedule are kept in the subscribers file {path}: change "
+                "them there (the next sync would undo a change made here); pause, resume and "
+                "unsubscribe work here"
+            )
 
         data: dict[str, Any] = {
             "timezone": row.timezone,

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from bot.app.chat import ChatCommands, ChatReply
+from bot.config import Settings
 from bot.digest.slack import escape_mrkdwn, slack_url
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,30 @@ DEADLINE = 2.5  # seconds before the first answer must go (Slack gives up at 3)
 MAX_BODY_BYTES = 16 * 1024  # a slash command's form: a few fields and up to ~4,000 characters
 SLACK_RESPONSE_HOSTS = ("hooks.slack.com",)
 SECTION_MAX = 2_900  # Slack's section text limit is 3,000
+
+
+@dataclass(frozen=True, slots=True)
+class SlackOptions:
+    """What the Slack doors read of the settings."""
+
+    signing_secret: str | None  # SLACK_SIGNING_SECRET: /slack/commands is mounted only with it
+    app_token: str | None  # SLACK_APP_TOKEN: `flarestart slack` (Socket Mode)
+    api_url: str | None  # slack.api_url when it is not Slack's (a stand-in); None for Slack's
+    stand_in: str | None  # the same: whose origin may receive follow-ups besides Slack's
+
+
+def slack_options(settings: Settings) -> SlackOptions:
+    slack = getattr(settings, "slack", None)
+
+    def secret(name: str) -> str | None:
+        value = getattr(slack, name, None)
+        if value is not None and hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        return str(value) if value else None
+
+    api_url = getattr(slack, "api_url", None)
+    stand_in = None if not api_url or urlsplit(str(api_url)).hostname == "slack.com" else str(api_url)
+    return SlackOptions(secret("signing_secret"), secret("app_token"), stand_in, stand_in)
 
 
 class SlackAuthError(Exception):

@@ -67,7 +67,14 @@ from bot.app.preferences import (
     Unchanged,
 )
 from bot.chat.slack import MAX_BODY_BYTES as SLACK_BODY_BYTES
-from bot.chat.slack import SlackAuthError, SlackCommand, SlackCommandHandler, SlackVerifier, read_form
+from bot.chat.slack import (
+    SlackAuthError,
+    SlackCommand,
+    SlackCommandHandler,
+    SlackVerifier,
+    read_form,
+    slack_options,
+)
 from bot.config import Settings
 from bot.errors import NotFoundError, StatusChangedError
 from bot.links.secret import resolve_secret
@@ -131,7 +138,7 @@ def create_app(
     ]
     if settings.web.metrics_token:  # off unless an operator opts in: the figures are the business's
         routes.append(Route("/metrics", web.scrape, methods=["GET"]))
-    slack = slack_settings(settings)
+    slack = slack_options(settings)
     if slack.signing_secret:  # no secret, no way to tell Slack from anyone: no route
         now = (lambda: clock().timestamp()) if clock is not None else time.time
         web.slack = _SlackDoor(
@@ -245,22 +252,6 @@ def mask_email(email: str | None) -> str | None:
 class _SlackDoor:
     verifier: SlackVerifier
     handler: SlackCommandHandler
-
-
-@dataclass(frozen=True, slots=True)
-class SlackWebSettings:
-    signing_secret: str | None
-    stand_in: str | None  # slack.api_url when it is not Slack's: its origin gets follow-ups too
-
-
-def slack_settings(settings: Settings) -> SlackWebSettings:
-    slack = getattr(settings, "slack", None)
-    secret = getattr(slack, "signing_secret", None)
-    if secret is not None and hasattr(secret, "get_secret_value"):
-        secret = secret.get_secret_value()
-    api_url = getattr(slack, "api_url", None)
-    stand_in = None if not api_url or "slack.com" in str(api_url) else str(api_url)
-    return SlackWebSettings(str(secret) if secret else None, stand_in)
 
 
 class _Web:

@@ -173,3 +173,16 @@ def test_sources_add_is_untrusted_and_refuses_loopback(tmp_path, feed_server: Fi
         assert app.list_sources() == []
         listed = chat.run_text("sources", channel=CHANNEL, user="U1")
         assert "no sources yet" in listed.text
+
+
+def test_a_channel_kept_in_a_subscribers_file_keeps_the_files_preferences(
+    chat: ChatCommands, app: FlareStart
+) -> None:
+    say(chat, "subscribe python")
+    row = app.subscriber(CHANNEL).subscriber
+    assert row.id is not None
+    app.subscribers.update(row.id, origin="file:subscribers/team.toml")
+    refused = say(chat, "follow rust")
+    assert not refused.ok and "subscribers file subscribers/team.toml" in refused.text
+    assert say(chat, "pause").public  # status is the channel's own
+    assert app.subscriber(CHANNEL).subscriber.topics == {"python": 1.0}
