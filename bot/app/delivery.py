@@ -19,6 +19,7 @@ from bot.delivery.service import DigestService, SendResult
 from bot.errors import DeliveryBusyError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
+from bot.store.parts import DatabasePartLog
 from bot.subscribers.schedule import current_period, next_delivery, parse_delivery_time
 from bot.types import subscriber_ref
 
@@ -89,7 +90,7 @@ async def send_one(
 ) -> SendOutcome:
     assert subscriber.id is not None and subscriber.address
     who = subscriber_ref(subscriber)
-    channels = registry_for(settings)
+    channels = registry_for(settings, part_log=lambda: DatabasePartLog(store.engine))
     channel = channels.for_subscriber(subscriber)
     try:
         service = DigestService(store, settings, channels)

@@ -2,9 +2,10 @@
 
 A destination is a kind and an address. Email destinations are served by SMTP when
 `email.smtp_url` is set and by the outbox otherwise; Slack destinations by the Slack channel
-(bot/channels/slack_channel.py); Discord registers its own kind here. Channels are made on first use, so a command that only
-plans or lists opens no connection and writes no file, and the name a kind is served by is known
-without making its channel (delivery rows and job keys carry it).
+(bot/channels/slack_channel.py); Discord destinations by the Discord channel
+(bot/channels/discord_channel.py). Channels are made on first use, so a command that only plans or
+lists opens no connection and writes no file, and the name a kind is served by is known without
+making its channel (delivery rows and job keys carry it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
+from bot.channels.parts import PartLog
 from bot.errors import ConfigError
 from bot.types import DESTINATION_KINDS, DestinationKind
 from bot.types import destination_of as destination_of
@@ -100,9 +102,11 @@ def email_channel_name(settings: Settings) -> str:
     return "email" if settings.email.smtp_url else "outbox"
 
 
-def registry_for(settings: Settings) -> ChannelRegistry:
+def registry_for(settings: Settings, part_log: Callable[[], PartLog] | None = None) -> ChannelRegistry:
     """Email destinations: SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so
-    digests are real files. Nothing is made until a send needs it."""
+    digests are real files. Discord destinations: the Discord channel, its split digests' parts
+    kept in `part_log()` (the database's, from the application layer; in memory without one).
+    Nothing is made until a send needs it."""
 
     def make_email() -> Channel:
         if settings.email.smtp_url:
@@ -113,6 +117,13 @@ def registry_for(settings: Settings) -> ChannelRegistry:
 
         return OutboxChannel(settings.outbox_dir, settings=settings.email)
 
+    def make_discord() -> Channel:
+        from bot.channels.discord_channel import DiscordChannel
+        from bot.channels.parts import MemoryPartLog
+
+        return DiscordChannel(settings.discord, part_log=part_log() if part_log else MemoryPartLog())
+
     registry = ChannelRegistry()
     registry.register_lazy("email", email_channel_name(settings), make_email)
+    registry.register_lazy("discord", "discord", make_discord)
     return registry

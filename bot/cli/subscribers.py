@@ -246,7 +246,11 @@ def show(
     rows: list[tuple[str, str]] = [
         ("email", found.email or "-"),
         ("name", found.name or "-"),
-        ("status", f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]"),
+        (
+            "status",
+            f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]"
+            + (f" ({escape(found.status_reason)})" if found.status_reason else ""),
+        ),
         ("schedule", f"{found.frequency} at {found.delivery_time} {found.timezone}"),
         ("next delivery", describe_next(upcoming, found.timezone, now)),
         ("topics", _topics_text(found.topics) or "-"),

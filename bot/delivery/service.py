@@ -41,7 +41,7 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
-from bot.types import subscriber_ref
+from bot.types import destination_of, subscriber_ref
 
 log = logging.getLogger(__name__)
 
@@ -528,9 +528,16 @@ class DigestService:
         return True
 
     def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
-        """A send the server refused for good: the delivery failed, one more bounce counted."""
+        """A send the server refused for good: the delivery failed, one more bounce counted. A chat
+        destination that cannot work as it stands (a deleted webhook, lost access to the channel)
+        is paused at once with the reason, which status and `subscribers show` say: trying the
+        next digest would fail the same way, and a bounce count means nothing to a channel."""
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
+        if destination_of(subscriber).is_chat:
+            if self.subscribers.pause_for(subscriber.id, error, now=self.clock()):
+                log.warning("subscriber paused: %s", error, extra={"subscriber": subscriber_ref(subscriber)})
+            return
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
             log.warning(
                 "subscriber is bouncing; no more sends", extra={"subscriber": subscriber_ref(subscriber)}
@@ -566,7 +573,7 @@ class DigestService:
         view = self.view(subscriber, period, plan, now=now)
         return OutgoingDigest(
             to_name=subscriber.name or "",
-            to_address=subscriber.email or "",
+            to_address=destination_of(subscriber).address,  # an email, or a chat channel's address
             rendered=self.renderer.render(view),
             message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret),
             unsubscribe_url=view.unsubscribe_url,

@@ -3,10 +3,13 @@ never shows in `config show`, and the API URL points the bot at a stand-in."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import discord.http
 import pytest
 
-from bot.testing.fake_discord import FakeDiscord
+from bot.testing.fake_discord import FakeDiscord, seen
 from tests.cli.conftest import Runner
 from tests.cli.test_delivery_cli import fetched  # noqa: F401  (a fixture: a fetched loopback source)
 
@@ -52,3 +55,71 @@ def test_preview_discord_json_prints_the_messages_as_posted(cli: Runner) -> None
     assert "Faster builds with \\<cargo\\> & friends" in titles  # escaped for Discord markdown
     assert all(embed["url"].startswith("https://loop.example/") for embed in message["embeds"])
     assert message["content"].startswith("**FlareStart · ")
+
+
+CHANNEL = "760000000000000001"
+LOST = "760000000000000002"
+
+
+@pytest.fixture
+def discord_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDiscord]:
+    """A fake Discord the CLI's settings point at, with a channel, a webhook and the bot's token."""
+    with FakeDiscord(token="cli-bot-token") as fake:
+        fake.add_channel(CHANNEL)
+        fake.add_channel(LOST)
+        monkeypatch.setenv("DISCORD_BOT_TOKEN", "cli-bot-token")
+        monkeypatch.setenv("FLARESTART_DISCORD_API_URL", fake.api_url)
+        monkeypatch.setenv("COMMUNITY_WEBHOOK", fake.add_webhook("760000000000000003"))
+        yield fake
+
+
+def _discord_subscribers(cli: Runner, folder: Path) -> None:
+    folder.mkdir()
+    (folder / "discord.toml").write_text(
+        "\n".join(
+            f'[[subscriber]]\nname = "{name}"\ndiscord = {destination}\ntopics = ["python"]\n'
+            for name, destination in (
+                ("Community", f'{{ channel = "{CHANNEL}" }}'),
+                ("Hooked", '{ webhook_env = "COMMUNITY_WEBHOOK" }'),
+                ("Lost", f'{{ channel = "{LOST}" }}'),
+            )
+        ),
+        encoding="utf-8",
+    )
+    synced = cli("subscribers", "sync", str(folder))
+    assert synced.code == 0, synced.err
+
+
+@pytest.mark.usefixtures("fetched")
+def test_send_posts_a_discord_digest_once_and_deliveries_list_shows_it(
+    cli: Runner, discord_fake: FakeDiscord, tmp_path: Path
+) -> None:
+    _discord_subscribers(cli, tmp_path / "subscribers")
+    first = cli("send", f"discord:{CHANNEL}", "--now")
+    again = cli("send", f"discord:{CHANNEL}", "--now")
+    hooked = cli("send", "discord:webhook_env:COMMUNITY_WEBHOOK", "--now")
+    assert first.code == 0 and again.code == 0 and hooked.code == 0, (first.err, again.err, hooked.err)
+    [message] = discord_fake.history(CHANNEL)
+    assert len(message["embeds"]) == 3 and message["allowed_mentions"] == {"parse": []}
+    assert message["nonce"] and "Faster builds with" in seen(message).text
+    assert "Already sent" in again.out
+    assert len(discord_fake.history("760000000000000003")) == 1  # the webhook's channel
+    listed = cli("deliveries", "list", "--json")
+    assert listed.code == 0
+    rows = [row for row in listed.json() if row["channel"] == "discord"]
+    assert len(rows) == 2 and {row["status"] for row in rows} == {"sent"}
+
+
+@pytest.mark.usefixtures("fetched")
+def test_lost_access_fails_the_delivery_and_pauses_the_subscriber_with_the_reason(
+    cli: Runner, discord_fake: FakeDiscord, tmp_path: Path
+) -> None:
+    _discord_subscribers(cli, tmp_path / "subscribers")
+    discord_fake.revoke_access(LOST)
+    failed = cli("send", f"discord:{LOST}", "--now")
+    assert failed.code != 0 and "no access to Discord channel" in failed.err
+    shown = cli("subscribers", "show", f"discord:{LOST}", "--json")
+    assert shown.json()["status"] == "paused"
+    assert "no access to Discord channel" in shown.json()["status_reason"]
+    table = cli("subscribers", "show", f"discord:{LOST}")
+    assert "paused (the FlareStart bot has no access" in " ".join(table.out.split())
