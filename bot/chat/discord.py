@@ -9,8 +9,9 @@ Every command here only translates: its options become the core verb's words
 
 - Permission: commands that change the channel's digest, and `/sources add`, need the Manage
   Server permission in a server (checked on the member's permissions in the interaction; those
-  commands also carry it as their default permission, so Discord shows them to managers only).
-  In a DM the user is the subscriber and may do anything.
+  commands but /subscribe also carry it as their default permission, so Discord shows them to
+  managers only: any member may `/subscribe dm:True`). In a DM the user is the subscriber and
+  may do anything.
 - `/subscribe dm:True` subscribes the user's direct messages ("user:<id>") instead of the channel.
 - Answers: ephemeral unless the command changed the channel's digest (the core says `public`).
   Discord waits 3 seconds for the first answer: the core runs in a thread, and when it takes
@@ -120,7 +121,7 @@ class DiscordCommands:
         user = str(interaction.user.id)
         in_guild = interaction.guild_id is not None
         changes = self.core.changes_digest(verb) or (verb == "sources" and bool(args))
-        if in_guild and changes and not interaction.permissions.manage_guild:
+        if in_guild and changes and not dm and not interaction.permissions.manage_guild:
             log.info(
                 "discord command refused: no Manage Server",
                 extra={"channel": interaction.channel_id, "user": user, "verb": verb},
@@ -197,7 +198,6 @@ class DiscordCommands:
         @tree.command(name="subscribe", description="Send this channel (or your DMs) a FlareStart digest")
         @app_commands.describe(topics="Topics, comma-separated (optional)", dm="Send it to your DMs instead")
         @app_commands.autocomplete(topics=topics_autocomplete)
-        @manage
         async def subscribe(interaction: discord.Interaction, topics: str = "", dm: bool = False) -> None:
             await bot.answer(interaction, "subscribe", [topics] if topics.strip() else [], dm=dm)
 

@@ -173,7 +173,8 @@ async def test_the_commands_sync_to_one_guild(bot: Bot) -> None:
     assert names >= {"subscribe", "schedule", "digest", "sources", "help", "status", "topics"}
     assert "time" not in names and "preview" not in names  # Discord's names for the core's verbs
     by_name = {c["name"]: c for c in bot.fake.commands[GUILD]}
-    assert by_name["subscribe"]["default_member_permissions"] == str(MANAGE_GUILD)
+    assert by_name["follow"]["default_member_permissions"] == str(MANAGE_GUILD)
+    assert by_name["subscribe"]["default_member_permissions"] is None  # any member may subscribe their DMs
     assert by_name["status"]["default_member_permissions"] is None
 
 
@@ -271,3 +272,70 @@ async def test_the_digest_preview_is_deferred_and_only_the_member_sees_it(bot: B
     deferred, answer = await bot.send("digest")
     assert deferred["type"] == 5 and ephemeral(deferred) and ephemeral(answer)
     assert text(answer)
+
+
+def option(name: str, value: object, kind: int = 3) -> dict[str, Any]:
+    return {"name": name, "type": kind, "value": value}
+
+
+async def test_every_command_changes_the_channels_subscriber_in_the_store(bot: Bot, app: FlareStart) -> None:
+    [subscribed] = await bot.send("subscribe", [option("topics", "python,rust")])
+    assert not ephemeral(subscribed) and "now gets a FlareStart digest" in text(subscribed)
+    row = app.subscriber(f"discord:{CHANNEL}").subscriber
+    assert (row.topics, row.origin, row.name, row.status) == (
+        {"python": 1.0, "rust": 1.0},
+        "discord",
+        "team-news",
+        "active",
+    )
+
+    async def run(name: str, *options: dict[str, Any]) -> dict[str, Any]:
+        [answer] = await bot.send(name, list(options))
+        return answer
+
+    assert not ephemeral(await run("follow", option("topic", "Go")))  # a name resolves to its slug
+    assert not ephemeral(await run("unfollow", option("topic", "rust")))
+    await run("mute", option("what", "crypto scam"))
+    await run("schedule", option("time", "08:30"), option("timezone", "Europe/Berlin"))
+    await run("frequency", option("every", "weekdays"))
+    row = app.subscriber(f"discord:{CHANNEL}").subscriber
+    assert set(row.topics) == {"python", "go"} and "crypto scam" in row.muted_keywords
+    assert (row.delivery_time, row.timezone, row.frequency) == ("08:30", "Europe/Berlin", "weekdays")
+    await run("unmute", option("what", "crypto scam"))
+    assert app.subscriber(f"discord:{CHANNEL}").subscriber.muted_keywords == []
+
+    paused = await run("pause")
+    assert app.subscriber(f"discord:{CHANNEL}").subscriber.status == "paused" and not ephemeral(paused)
+    status = await run("status")
+    assert ephemeral(status) and "Status: paused" in text(status) and "08:30 (Europe/Berlin)" in text(status)
+    await run("resume")
+    assert app.subscriber(f"discord:{CHANNEL}").subscriber.status == "active"
+    topics = await run("topics")
+    assert ephemeral(topics) and "python (followed)" in text(topics)
+    listed = await run("sources", {"name": "list", "type": 1, "options": []})
+    assert ephemeral(listed) and "no sources yet" in text(listed)
+    gone = await run("unsubscribe")
+    assert not ephemeral(gone) and app.subscriber(f"discord:{CHANNEL}").subscriber.status == "unsubscribed"
+
+
+async def test_a_bad_time_zone_is_a_clear_refusal_and_changes_nothing(bot: Bot, app: FlareStart) -> None:
+    await bot.send("subscribe", [])
+    [answer] = await bot.send("schedule", [option("time", "08:30"), option("timezone", "Europe/Berln")])
+    assert ephemeral(answer) and "Europe/Berln" in text(answer)
+    assert app.subscriber(f"discord:{CHANNEL}").subscriber.timezone == "UTC"
+
+
+async def test_subscribe_dm_true_subscribes_the_members_direct_messages(bot: Bot, app: FlareStart) -> None:
+    [answer] = await bot.send("subscribe", [option("dm", True, kind=5)], permissions=0)
+    assert "now gets a FlareStart digest" in text(answer)
+    assert app.subscriber(f"discord:user:{ADA}").subscriber.destination_kind == "discord"
+    [status] = await bot.send("status", guild=False)  # in the DM with the bot: the same subscriber
+    assert "Topics:" in text(status)
+
+
+async def test_hostile_words_in_a_reply_stay_inert(bot: Bot) -> None:
+    [answer] = await bot.send("subscribe", [option("topics", "@everyone <@&123456789012345678>")])
+    shown = seen(
+        {"content": answer["data"]["content"], "allowed_mentions": answer["data"]["allowed_mentions"]}
+    )
+    assert shown.mentions == () and shown.pings == ()
