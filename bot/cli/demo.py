@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from bot.app.types import SendResult, SourceReport, Subscriber
     from bot.config import Settings
     from bot.demo import Preview
+    from bot.testing.fake_discord import FakeDiscord
 
 __all__ = ["demo"]
 
+DISCORD_TOKEN = "flarestart-demo-bot"  # the fake Discord's; no real token is ever used here
 INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
 # len(bot.demo.SAMPLE_SUBSCRIBERS), which `--help` must not import (tests/cli/test_demo_cli.py checks).
 SAMPLE_READERS = 5
@@ -65,7 +67,8 @@ def demo(
 
     Serves six feeds FlareStart writes itself (RSS, Atom, JSON Feed) on loopback, adds and fetches
     them, adds sample readers, starts a local SMTP server that files mail into a Maildir, sends each
-    reader's digest now, and tells you where to look. Your own database and settings for sources,
+    reader's digest now, posts a community's digest to a fake Discord on loopback (its messages
+    saved as JSON), and tells you where to look. Your own database and settings for sources,
     SMTP and storage are not touched: the demo keeps its own data folder.
 
     Example: flarestart demo --keep ./flarestart-demo
@@ -74,6 +77,7 @@ def demo(
 
     from bot.app import FlareStart
     from bot.demo import add_sample_subscribers, serve_demo_feeds
+    from bot.testing.fake_discord import FakeDiscord
     from bot.testing.httpserver import FixtureServer
 
     started = time.monotonic()
@@ -89,7 +93,11 @@ def demo(
         }
     )
     console.print(f"[bold]FlareStart demo[/] in {escape(str(folder))}", highlight=False, soft_wrap=True)
-    with _library_logs_quiet(), FixtureServer() as feeds:
+    with _library_logs_quiet(), FixtureServer() as feeds, FakeDiscord(token=DISCORD_TOKEN) as discord:
+        discord_settings = base.discord.model_copy(
+            update={"bot_token": DISCORD_TOKEN, "api_url": discord.api_url, "template_dir": None}
+        )
+        settings = settings.model_copy(update={"discord": discord_settings})
         app = FlareStart(settings, seed=False)
         try:
             app.mark_seeded()  # later commands in this folder must not add real feeds
@@ -111,8 +119,10 @@ def demo(
                 highlight=False,
             )
             sent = asyncio.run(_send_digests(app, folder / INBOX, readers))
+            posted = _post_to_discord(app, discord, folder / INBOX)
         finally:
             app.close()
+    console.print(posted, highlight=False, soft_wrap=True)
     _print_summary(folder, sent, keep is None, base, time.monotonic() - started)
 
 
@@ -197,6 +207,28 @@ async def _send_digests(app: FlareStart, inbox: Path, readers: list[Subscriber])
         finally:
             await channel.aclose()
     return sent
+
+
+def _post_to_discord(app: FlareStart, discord: FakeDiscord, inbox: Path) -> str:
+    """The community channel's digest through the real Discord channel, to the fake Discord;
+    its messages saved as JSON. Returns the line that says where to look."""
+    import json
+
+    from bot.demo import SAMPLE_CHANNEL, add_sample_channel
+
+    discord.add_channel(SAMPLE_CHANNEL)
+    channel = add_sample_channel(app.subscribers, validate_topics=app.validate_topics)
+    outcome = app.send(channel.id or 0, force=True)
+    messages = discord.history(SAMPLE_CHANNEL)
+    saved = inbox / "discord.json"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(messages, indent=2, ensure_ascii=False), encoding="utf-8")
+    embeds = sum(len(message["embeds"]) for message in messages)
+    return (
+        f"[green]✓[/] Discord: the Community channel's digest ({outcome.result.items} items) went to a "
+        f"fake Discord on loopback as {len(messages)} message(s) with {embeds} embeds; "
+        f"what Discord received: {escape(str(saved))}"
+    )
 
 
 def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import DEMO_FEEDS, SAMPLE_SUBSCRIBERS
+from bot.demo import DEMO_FEEDS, SAMPLE_CHANNEL, SAMPLE_SUBSCRIBERS
 from tests.cli.conftest import Runner
 
 DEMO_TITLES = {article.title for feed in DEMO_FEEDS for article in feed.articles}
@@ -73,7 +74,10 @@ def test_demo_delivers_one_digest_per_sample_reader_and_says_where(
     ledger = cli("deliveries", "list", "--json").json()
     assert {(row["subscriber"], row["status"], row["channel"]) for row in ledger} == {
         (email, "sent", "email") for email in readers
-    }
+    } | {(f"discord:{SAMPLE_CHANNEL}", "sent", "discord")}
+    posted = json.loads((folder / "inbox" / "discord.json").read_text(encoding="utf-8"))
+    assert posted and all(m["allowed_mentions"] == {"parse": []} and m["embeds"] for m in posted)
+    assert "fake Discord" in result.out and "discord.json" in result.out
     assert len(cli("articles", "list", "--json", "--limit", "100").json()) == len(DEMO_TITLES)
 
 
