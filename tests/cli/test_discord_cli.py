@@ -95,6 +95,9 @@ def test_send_posts_a_discord_digest_once_and_deliveries_list_shows_it(
     cli: Runner, discord_fake: FakeDiscord, tmp_path: Path
 ) -> None:
     _discord_subscribers(cli, tmp_path / "subscribers")
+    previewed = cli("preview", f"discord:{CHANNEL}", "--discord-json")
+    assert previewed.code == 0 and len(previewed.json()["messages"][0]["embeds"]) == 3
+    assert discord_fake.history(CHANNEL) == []  # a preview posts nothing
     first = cli("send", f"discord:{CHANNEL}", "--now")
     again = cli("send", f"discord:{CHANNEL}", "--now")
     hooked = cli("send", "discord:webhook_env:COMMUNITY_WEBHOOK", "--now")
