@@ -241,7 +241,7 @@ def _delivery_json(row: Delivery, email: str | None) -> dict[str, Any]:
 
 
 RETRY_SINCE = "48h"  # the default look-back: a typo in a filter never resends a month
-RETRY_CHANNELS = ("email", "outbox")
+RETRY_CHANNELS = ("email", "outbox", "discord")
 SKIPPED = "skipped"  # RetryOutcome.outcome: requeued | would-requeue | skipped
 OUTCOME_STYLE = {"requeued": "green", "would-requeue": "cyan", SKIPPED: "yellow"}
 _PERIOD = re.compile(r"^\d{4}-(?:\d{2}-\d{2}|W\d{2})$")

@@ -126,3 +126,22 @@ def test_lost_access_fails_the_delivery_and_pauses_the_subscriber_with_the_reaso
     assert "no access to Discord channel" in shown.json()["status_reason"]
     table = cli("subscribers", "show", f"discord:{LOST}")
     assert "paused (the FlareStart bot has no access" in " ".join(table.out.split())
+
+
+@pytest.mark.usefixtures("fetched")
+def test_once_access_is_back_the_operator_resumes_and_retries_the_failed_digest(
+    cli: Runner, discord_fake: FakeDiscord, tmp_path: Path
+) -> None:
+    _discord_subscribers(cli, tmp_path / "subscribers")
+    discord_fake.revoke_access(LOST)
+    assert cli("send", f"discord:{LOST}", "--now").code != 0
+    paused = cli("deliveries", "retry", "--channel", "discord", "--json").json()
+    assert [row["outcome"] for row in paused] == ["skipped"] and "paused" in paused[0]["detail"]
+    discord_fake.channels[LOST].access = True
+    assert cli("subscribers", "resume", f"discord:{LOST}").code == 0
+    [retried] = cli("deliveries", "retry", "--channel", "discord", "--json").json()
+    assert (retried["subscriber"], retried["channel"], retried["outcome"]) == (
+        f"discord:{LOST}",
+        "discord",
+        "requeued",
+    )
