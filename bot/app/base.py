@@ -123,8 +123,9 @@ class AppBase:
 
     def _channels(self, settings: Settings | None = None) -> ChannelRegistry:
         from bot.channels.registry import registry_for
+        from bot.store.parts import DatabasePartLog
 
-        return registry_for(settings or self.settings)
+        return registry_for(settings or self.settings, DatabasePartLog(self.store.engine))
 
     def open(self) -> Self:
         """Open (and migrate) the store now: a server opens it at start, not on its first request."""
