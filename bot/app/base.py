@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.ranking.topics import Taxonomy
     from bot.store import Store
-    from bot.store.parts import DatabasePartLog
     from bot.store.subscribers import SubscriberStore
 
 
@@ -124,14 +123,9 @@ class AppBase:
 
     def _channels(self, settings: Settings | None = None) -> ChannelRegistry:
         from bot.channels.registry import registry_for
-
-        return registry_for(settings or self.settings, part_log=self._part_log)
-
-    def _part_log(self) -> DatabasePartLog:
-        """Where chat channels record the parts of split digests they posted: the database."""
         from bot.store.parts import DatabasePartLog
 
-        return DatabasePartLog(self.store.engine)
+        return registry_for(settings or self.settings, DatabasePartLog(self.store.engine))
 
     def open(self) -> Self:
         """Open (and migrate) the store now: a server opens it at start, not on its first request."""

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
         RenderedPreview,
         Subscriber,
     )
-    from bot.channels.base import Channel
+    from bot.channels.base import Channel, OutgoingDigest
     from bot.config import Settings
     from bot.delivery.retry import RetryOutcome
-    from bot.delivery.service import DigestService, SendResult
+    from bot.delivery.service import SendResult
 
 
 PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a preview of preferences
@@ -48,7 +48,7 @@ class DigestVerbs(AppBase):
         plan = composer.plan(prefs, delivered=delivered)
         account = composer.account(prefs, plan, delivered=delivered)
         upcoming = self.upcoming_deliveries([row]).get(row.id or 0)
-        label = f"{row.name or row.email}"
+        label = row.name or subscriber_ref(row)
         return Preview(label, row, False, plan, account, self.taxonomy, upcoming, now)
 
     def preview_preferences(
@@ -83,22 +83,32 @@ class DigestVerbs(AppBase):
         with a throwaway key, so its unsubscribe link never works for whoever is subscriber #1."""
         from bot.app.types import RenderedPreview
 
-        service, period = self._preview_service(preview)
-        rendered = service.outgoing(preview.reader, period, preview.plan).rendered
+        rendered = self._preview_outgoing(preview).rendered
         return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
 
-    def render_discord_preview(self, preview: Preview) -> tuple[dict[str, Any], ...]:
-        """The preview as the Discord messages a channel would get (bodies as posted, before the
-        poster adds its nonce and marker), through `discord.template_dir` like a real send."""
+    def render_slack_preview(self, preview: Preview) -> list[dict[str, Any]]:
+        """The preview as the Slack messages it is posted as (each `chat.postMessage`'s Block Kit
+        payload, parts in order), with the slack.template_dir and slack.thread settings."""
+        from bot.digest.slack import SlackRenderer
+
+        view = self._preview_outgoing(preview).view
+        assert view is not None
+        renderer = SlackRenderer(
+            template_dir=self.settings.slack.template_dir, thread=self.settings.slack.thread
+        )
+        return [message.payload() for message in renderer.render(view)]
+
+    def render_discord_preview(self, preview: Preview) -> list[dict[str, Any]]:
+        """The preview as the Discord messages it is posted as (bodies in order, before the poster
+        adds its nonce and marker line), with the discord.template_dir setting."""
         from bot.digest.discord import DiscordRenderer
 
-        service, period = self._preview_service(preview)
-        view = service.view(preview.reader, period, preview.plan, now=preview.now)
+        view = self._preview_outgoing(preview).view
+        assert view is not None
         renderer = DiscordRenderer(template_dir=self.settings.discord.template_dir)
-        return tuple(message.payload() for message in renderer.render(view))
+        return [message.payload() for message in renderer.render(view)]
 
-    def _preview_service(self, preview: Preview) -> tuple[DigestService, str]:
-        """A DigestService that only renders, at the preview's moment, and the period it would send."""
+    def _preview_outgoing(self, preview: Preview) -> OutgoingDigest:
         import secrets
         from zoneinfo import ZoneInfo
 
@@ -116,7 +126,7 @@ class DigestVerbs(AppBase):
         due = None if preview.stand_in else service.due(reader, preview.now)
         today = preview.now.astimezone(ZoneInfo(reader.timezone)).date()
         period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
-        return service, period
+        return service.outgoing(reader, period, preview.plan)
 
     def send(self, ref: str | int, *, force: bool = False, dry_run: bool = False) -> SendOutcome:
         """Send one active subscriber's digest for the period due now (with `force`, the current
@@ -220,11 +230,22 @@ class DigestVerbs(AppBase):
         return current_period(subscriber.frequency, today) or today.isoformat()
 
     async def deliver(
-        self, subscriber_id: int, period: str, *, through: Channel, settings: Settings | None = None
+        self,
+        subscriber_id: int,
+        period: str,
+        *,
+        through: Channel | None = None,
+        settings: Settings | None = None,
     ) -> SendResult:
-        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP),
-        at most once, with `settings` in place of the layer's (its SMTP server)."""
+        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP)
+        or, without it, the channel serving their destination, at most once, with `settings` in
+        place of the layer's (the demo's SMTP server or Slack stand-in)."""
         from bot.delivery.service import DigestService
 
-        service = DigestService(self.store, settings or self.settings, through)
-        return await service.send(subscriber_id, period)
+        channels = through if through is not None else self._channels(settings)
+        service = DigestService(self.store, settings or self.settings, channels)
+        try:
+            return await service.send(subscriber_id, period)
+        finally:
+            if through is None:
+                await service.channels.aclose()

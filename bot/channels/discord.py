@@ -84,6 +84,23 @@ BY_STATUS: dict[int, tuple[str, str]] = {
     403: ("missing_access", "the FlareStart bot has no access to Discord channel {where}"),
     404: ("unknown_channel", "Discord channel {where} does not exist or the bot cannot see it"),
 }
+# Reasons that mean the destination cannot take digests until someone acts: the subscriber is
+# paused with the message as the reason (DeliveryPermanentError.pauses). A refused body is not
+# one of them: the next digest may well pass.
+PAUSING = frozenset(
+    {
+        "unknown_channel",
+        "unknown_webhook",
+        "unknown_user",
+        "missing_access",
+        "missing_permissions",
+        "cannot_dm",
+        "invalid_token",
+        "no_token",
+        "webhook_env_unset",
+        "no_address",
+    }
+)
 _MARKER = re.compile(r"(?:^|\n)-# fs·([0-9a-f]{12}) (\d+)/(\d+)$")
 
 
@@ -93,6 +110,7 @@ class DiscordPermanentError(DeliveryPermanentError):
     def __init__(self, *args: object, reason: str = "") -> None:
         super().__init__(*args)
         self.reason = reason  # an attribute: exceptions pickle their args and their __dict__
+        self.pauses = reason in PAUSING
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ class DiscordChannel:
                 raise DiscordPermanentError(
                     f"the environment variable {name} should hold the Discord webhook's URL"
                     + (" but is not set" if not url else " but does not hold a URL"),
-                    reason="webhook_env_missing",
+                    reason="webhook_env_unset",
                 )
             return DiscordDestination(webhook_url=url)
         if address.startswith(USER_PREFIX):

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
-from bot.channels.parts import PartLog
 from bot.errors import ConfigError
 from bot.types import DESTINATION_KINDS, DestinationKind
 from bot.types import destination_of as destination_of
 
 if TYPE_CHECKING:
+    from bot.channels.parts import PartLog
     from bot.config import Settings
 
 
@@ -102,11 +102,11 @@ def email_channel_name(settings: Settings) -> str:
     return "email" if settings.email.smtp_url else "outbox"
 
 
-def registry_for(settings: Settings, part_log: Callable[[], PartLog] | None = None) -> ChannelRegistry:
+def registry_for(settings: Settings, part_log: PartLog | None = None) -> ChannelRegistry:
     """Email destinations: SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so
-    digests are real files. Discord destinations: the Discord channel, its split digests' parts
-    kept in `part_log()` (the database's, from the application layer; in memory without one).
-    Nothing is made until a send needs it."""
+    digests are real files. Slack and Discord destinations: their channels, keeping the parts they
+    post in `part_log` (the database's `DatabasePartLog` in service; the callers that have the store pass
+    it, a memory log otherwise). Nothing is made until a send needs it."""
 
     def make_email() -> Channel:
         if settings.email.smtp_url:
@@ -117,13 +117,22 @@ def registry_for(settings: Settings, part_log: Callable[[], PartLog] | None = No
 
         return OutboxChannel(settings.outbox_dir, settings=settings.email)
 
+    def make_slack() -> Channel:
+        from bot.channels.parts import MemoryPartLog
+        from bot.channels.slack_channel import SlackChannel
+
+        return SlackChannel(settings.slack, part_log=part_log if part_log is not None else MemoryPartLog())
+
     def make_discord() -> Channel:
         from bot.channels.discord_channel import DiscordChannel
         from bot.channels.parts import MemoryPartLog
 
-        return DiscordChannel(settings.discord, part_log=part_log() if part_log else MemoryPartLog())
+        return DiscordChannel(
+            settings.discord, part_log=part_log if part_log is not None else MemoryPartLog()
+        )
 
     registry = ChannelRegistry()
     registry.register_lazy("email", email_channel_name(settings), make_email)
+    registry.register_lazy("slack", "slack", make_slack)
     registry.register_lazy("discord", "discord", make_discord)
     return registry

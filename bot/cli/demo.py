@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from bot.app.types import SendResult, SourceReport, Subscriber
     from bot.config import Settings
     from bot.demo import Preview
-    from bot.testing.fake_discord import FakeDiscord
 
 __all__ = ["demo"]
 
-DISCORD_TOKEN = "flarestart-demo-bot"  # the fake Discord's; no real token is ever used here
 INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
+SLACK_CHANNEL = "C0DEMOTEAM"  # the demo team's channel in the local fake Slack
+SLACK_TOKEN = "xoxb-flarestart-demo"
+DISCORD_CHANNEL = "100000000000000042"  # the demo community's channel in the local fake Discord
+DISCORD_TOKEN = "flarestart-demo-bot"  # the fake Discord's; no real token is ever used here
 # len(bot.demo.SAMPLE_SUBSCRIBERS), which `--help` must not import (tests/cli/test_demo_cli.py checks).
 SAMPLE_READERS = 5
 QUIET_LOGGERS = ("bot", "mail.log")  # FlareStart's own INFO lines and aiosmtpd's per-connection chatter
@@ -63,12 +65,14 @@ def demo(
         ),
     ] = 3,
 ) -> None:
-    """See FlareStart work end to end, offline: feeds → fetch → rank → render → SMTP → inbox.
+    """See FlareStart work end to end, offline: feeds → fetch → rank → render → SMTP → inbox, and
+    a team's Slack channel.
 
     Serves six feeds FlareStart writes itself (RSS, Atom, JSON Feed) on loopback, adds and fetches
     them, adds sample readers, starts a local SMTP server that files mail into a Maildir, sends each
-    reader's digest now, posts a community's digest to a fake Discord on loopback (its messages
-    saved as JSON), and tells you where to look. Your own database and settings for sources,
+    reader's digest now, posts a team digest to a local fake Slack (channel C0DEMOTEAM, saved as
+    inbox/slack-C0DEMOTEAM.json) and a community digest to a local fake Discord (saved as
+    inbox/discord-100000000000000042.json), and tells you where to look. Your own database and settings for sources,
     SMTP and storage are not touched: the demo keeps its own data folder.
 
     Example: flarestart demo --keep ./flarestart-demo
@@ -77,7 +81,6 @@ def demo(
 
     from bot.app import FlareStart
     from bot.demo import add_sample_subscribers, serve_demo_feeds
-    from bot.testing.fake_discord import FakeDiscord
     from bot.testing.httpserver import FixtureServer
 
     started = time.monotonic()
@@ -93,11 +96,7 @@ def demo(
         }
     )
     console.print(f"[bold]FlareStart demo[/] in {escape(str(folder))}", highlight=False, soft_wrap=True)
-    with _library_logs_quiet(), FixtureServer() as feeds, FakeDiscord(token=DISCORD_TOKEN) as discord:
-        discord_settings = base.discord.model_copy(
-            update={"bot_token": DISCORD_TOKEN, "api_url": discord.api_url, "template_dir": None}
-        )
-        settings = settings.model_copy(update={"discord": discord_settings})
+    with _library_logs_quiet(), FixtureServer() as feeds:
         app = FlareStart(settings, seed=False)
         try:
             app.mark_seeded()  # later commands in this folder must not add real feeds
@@ -119,11 +118,11 @@ def demo(
                 highlight=False,
             )
             sent = asyncio.run(_send_digests(app, folder / INBOX, readers))
-            posted = _post_to_discord(app, discord, folder / INBOX)
+            team = _post_slack_digest(app, folder / INBOX)
+            community = _post_discord_digest(app, folder / INBOX)
         finally:
             app.close()
-    console.print(posted, highlight=False, soft_wrap=True)
-    _print_summary(folder, sent, keep is None, base, time.monotonic() - started)
+    _print_summary(folder, sent, keep is None, base, time.monotonic() - started, team, community)
 
 
 def _demo_folder(keep: Path | None) -> Path:
@@ -209,29 +208,95 @@ async def _send_digests(app: FlareStart, inbox: Path, readers: list[Subscriber])
     return sent
 
 
-def _post_to_discord(app: FlareStart, discord: FakeDiscord, inbox: Path) -> str:
-    """The community channel's digest through the real Discord channel, to the fake Discord;
-    its messages saved as JSON. Returns the line that says where to look."""
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    result: SendResult
+    messages: int  # in the channel
+    saved: Path  # the channel's messages as JSON
+
+
+def _post_slack_digest(app: FlareStart, inbox: Path) -> _Posted:
+    """A team channel subscribed with the default topics gets its digest posted, by the real Slack
+    channel through slack-sdk, to a fake Slack on loopback; the channel's messages are saved."""
+    import asyncio
     import json
 
-    from bot.demo import SAMPLE_CHANNEL, add_sample_channel
+    from bot.app import Destination
+    from bot.testing.fake_slack import FakeSlack
 
-    discord.add_channel(SAMPLE_CHANNEL)
-    channel = add_sample_channel(app.subscribers, validate_topics=app.validate_topics)
-    outcome = app.send(channel.id or 0, force=True)
-    messages = discord.history(SAMPLE_CHANNEL)
-    saved = inbox / "discord.json"
-    saved.parent.mkdir(parents=True, exist_ok=True)
+    with FakeSlack(token=SLACK_TOKEN, rate_limit=False) as slack:
+        slack.add_channel(SLACK_CHANNEL)
+        team = app.subscribe(Destination("slack", SLACK_CHANNEL), name="Demo team", origin="demo").subscriber
+        assert team.id is not None
+        settings = app.settings.model_copy(
+            update={
+                "slack": app.settings.slack.model_copy(
+                    update={"bot_token": SLACK_TOKEN, "api_url": slack.api_url}
+                )
+            }
+        )
+        result = asyncio.run(app.deliver(team.id, app.current_period(team, app.now()), settings=settings))
+        messages = slack.history(SLACK_CHANNEL)
+    inbox.mkdir(parents=True, exist_ok=True)
+    saved = inbox / f"slack-{SLACK_CHANNEL}.json"
     saved.write_text(json.dumps(messages, indent=2, ensure_ascii=False), encoding="utf-8")
-    embeds = sum(len(message["embeds"]) for message in messages)
-    return (
-        f"[green]✓[/] Discord: the Community channel's digest ({outcome.result.items} items) went to a "
-        f"fake Discord on loopback as {len(messages)} message(s) with {embeds} embeds; "
-        f"what Discord received: {escape(str(saved))}"
+    status = "posted" if result.status == "sent" else f"{result.status}: {result.detail}"
+    console.print(
+        f"[green]✓[/] Slack digest for channel {SLACK_CHANNEL} ({result.items} items, {status}) "
+        f"through slack-sdk to a local fake Slack",
+        highlight=False,
+        soft_wrap=True,
     )
+    return _Posted(result, len(messages), saved)
 
 
-def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float) -> None:
+def _post_discord_digest(app: FlareStart, inbox: Path) -> _Posted:
+    """A community's Discord channel gets its digest posted, as embeds by the real Discord channel,
+    to a fake Discord on loopback; the channel's messages (as Discord received them) are saved."""
+    import asyncio
+    import json
+
+    from bot.app import Destination
+    from bot.testing.fake_discord import FakeDiscord
+
+    with FakeDiscord(token=DISCORD_TOKEN, rate_limit=False) as discord:
+        discord.add_channel(DISCORD_CHANNEL)
+        community = app.subscribe(
+            Destination("discord", DISCORD_CHANNEL), name="Demo community", origin="demo"
+        ).subscriber
+        assert community.id is not None
+        settings = app.settings.model_copy(
+            update={
+                "discord": app.settings.discord.model_copy(
+                    update={"bot_token": DISCORD_TOKEN, "api_url": discord.api_url}
+                )
+            }
+        )
+        period = app.current_period(community, app.now())
+        result = asyncio.run(app.deliver(community.id, period, settings=settings))
+        messages = discord.history(DISCORD_CHANNEL)
+    inbox.mkdir(parents=True, exist_ok=True)
+    saved = inbox / f"discord-{DISCORD_CHANNEL}.json"
+    saved.write_text(json.dumps(messages, indent=2, ensure_ascii=False), encoding="utf-8")
+    status = "posted" if result.status == "sent" else f"{result.status}: {result.detail}"
+    console.print(
+        f"[green]✓[/] Discord digest for channel {DISCORD_CHANNEL} ({result.items} items as embeds, {status}) "
+        "to a local fake Discord",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return _Posted(result, len(messages), saved)
+
+
+def _print_summary(
+    folder: Path,
+    sent: list[_Sent],
+    temporary: bool,
+    base: Settings,
+    elapsed: float,
+    team: _Posted,
+    community: _Posted,
+) -> None:
     import shlex
 
     from rich.table import Table
@@ -263,6 +328,12 @@ def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Setti
         f"    open it with a Maildir-aware mail client, e.g. mutt -f {escape(shlex.quote(str(maildir)))}",
         "  HTML previews, one per digest:",
         *(f"    {escape(str(item.preview.path))}" for item in sent if item.preview is not None),
+        f"  Slack channel {SLACK_CHANNEL} ({team.messages} message{'s' if team.messages != 1 else ''}, "
+        "the Block Kit as Slack stored it):",
+        f"    {escape(str(team.saved))}",
+        f"  Discord channel {DISCORD_CHANNEL} ({community.messages} message{'s' if community.messages != 1 else ''}, "
+        "the embeds as Discord received them):",
+        f"    {escape(str(community.saved))}",
         "  Explore the demo's data:",
         f"    {escape(prefix)} flarestart articles list",
         f"    {escape(prefix)} flarestart preview --topics python,ai --max 5",
@@ -274,6 +345,6 @@ def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Setti
             "    (your settings set database_url: unset it for these commands, or they read that database)"
         )
     gone = "delete the folder when you are done" if temporary else "the folder is yours to keep"
-    lines.append(f"Done in {elapsed:.1f}s; the feed and SMTP servers are stopped ({gone}).")
+    lines.append(f"Done in {elapsed:.1f}s; the feed, SMTP, Slack and Discord servers are stopped ({gone}).")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)

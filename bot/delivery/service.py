@@ -41,7 +41,7 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
-from bot.types import destination_of, subscriber_ref
+from bot.types import subscriber_ref
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +418,9 @@ class DigestService:
         try:
             receipt = await channel.send(outgoing)
         except DeliveryPermanentError as exc:
-            await asyncio.to_thread(self.record_permanent_failure, delivery_id, subscriber, str(exc))
+            await asyncio.to_thread(
+                self.record_permanent_failure, delivery_id, subscriber, str(exc), pauses=exc.pauses
+            )
             log.warning("delivery failed for good: %s", exc, extra=extra)
             raise
         except DeliveryTransientError as exc:
@@ -527,16 +529,21 @@ class DigestService:
         log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": channel})
         return True
 
-    def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
-        """A send the server refused for good: the delivery failed, one more bounce counted. A chat
-        destination that cannot work as it stands (a deleted webhook, lost access to the channel)
-        is paused at once with the reason, which status and `subscribers show` say: trying the
-        next digest would fail the same way, and a bounce count means nothing to a channel."""
+    def record_permanent_failure(
+        self, delivery_id: int, subscriber: Reader, error: str, *, pauses: bool = False
+    ) -> None:
+        """A send the server refused for good: the delivery failed, and one more bounce counted;
+        or, when the destination itself cannot take digests (`pauses`), the subscriber paused
+        with the error as the reason (`subscribers show` says it)."""
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
-        if destination_of(subscriber).is_chat:
+        if pauses:
             if self.subscribers.pause_for(subscriber.id, error, now=self.clock()):
-                log.warning("subscriber paused: %s", error, extra={"subscriber": subscriber_ref(subscriber)})
+                log.warning(
+                    "subscriber paused: %s",
+                    error,
+                    extra={"subscriber": subscriber_ref(subscriber), "reason": error},
+                )
             return
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
             log.warning(
@@ -573,7 +580,7 @@ class DigestService:
         view = self.view(subscriber, period, plan, now=now)
         return OutgoingDigest(
             to_name=subscriber.name or "",
-            to_address=destination_of(subscriber).address,  # an email, or a chat channel's address
+            to_address=subscriber.address or subscriber.email or "",
             rendered=self.renderer.render(view),
             message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret),
             unsubscribe_url=view.unsubscribe_url,

@@ -2,8 +2,7 @@
 
     content.py      six fictional publications and today's articles (three stories told twice)
     feeds.py        those articles as RSS 2.0, Atom and JSON Feed documents, dated from now
-    subscribers.py  sample readers with different topics, time zones and schedules, and a
-                    community's Discord channel (its digest goes to a fake Discord on loopback)
+    subscribers.py  sample readers with different topics, time zones and schedules
     inbox.py        an SMTP server on loopback that files mail into a Maildir, and a channel
                     wrapper that keeps an HTML preview of each digest
 
@@ -19,17 +18,10 @@ from bot.demo.inbox import (
     maildir_smtp_server,
     previewing_smtp_channel,
 )
-from bot.demo.subscribers import (
-    SAMPLE_CHANNEL,
-    SAMPLE_SUBSCRIBERS,
-    SampleSubscriber,
-    add_sample_channel,
-    add_sample_subscribers,
-)
+from bot.demo.subscribers import SAMPLE_SUBSCRIBERS, SampleSubscriber, add_sample_subscribers
 
 __all__ = [
     "DEMO_FEEDS",
-    "SAMPLE_CHANNEL",
     "SAMPLE_SUBSCRIBERS",
     "DemoArticle",
     "DemoFeed",
@@ -37,7 +29,6 @@ __all__ = [
     "Preview",
     "PreviewingChannel",
     "SampleSubscriber",
-    "add_sample_channel",
     "add_sample_subscribers",
     "content_type",
     "feed_path",

@@ -8,10 +8,6 @@ from dataclasses import dataclass
 from bot.store.models import Subscriber
 from bot.store.subscribers import SubscriberStore
 from bot.subscribers.files import make_spec
-from bot.types import Destination
-
-# The demo's Discord channel (a snowflake-shaped id): its digest goes to a fake Discord on loopback.
-SAMPLE_CHANNEL = "100000000000000042"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +74,3 @@ def add_sample_subscribers(
         )
         added.append(subscribers.add(spec, status="active"))
     return added
-
-
-def add_sample_channel(
-    subscribers: SubscriberStore, *, validate_topics: Callable[[Iterable[str]], None] | None = None
-) -> Subscriber:
-    """A community's Discord channel, as if `discord = { channel = … }` were in a subscriber file."""
-    spec = make_spec(
-        destination=Destination("discord", SAMPLE_CHANNEL),
-        name="Community",
-        topics=("python", "ai", "security"),
-        max_items=6,
-        origin="demo",
-        validate_topics=validate_topics,
-    )
-    return subscribers.add(spec, status="active")

@@ -86,7 +86,7 @@ async def test_a_webhook_is_read_from_its_variable_at_send_time(fake: FakeDiscor
         await channel.aclose()
     assert len(fake.history("740000000000000002")) == 1
     assert receipt.destination.startswith("webhook:") and url.split("/")[-1] not in receipt.destination
-    assert missing.value.reason == "webhook_env_missing"
+    assert missing.value.reason == "webhook_env_unset"
 
 
 async def test_a_dm_and_a_user_who_refuses_them(fake: FakeDiscord, clock: FakeClock) -> None:

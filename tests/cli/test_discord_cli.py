@@ -49,7 +49,7 @@ def test_config_show_masks_the_bot_token(cli: Runner, monkeypatch: pytest.Monkey
 def test_preview_discord_json_prints_the_messages_as_posted(cli: Runner) -> None:
     result = cli("preview", "--topics", "python", "--discord-json")
     assert result.code == 0, result.err
-    [message] = result.json()["messages"]
+    [message] = result.json()
     assert message["allowed_mentions"] == {"parse": []}
     titles = [embed["title"] for embed in message["embeds"]]
     assert "Faster builds with \\<cargo\\> & friends" in titles  # escaped for Discord markdown
@@ -96,7 +96,7 @@ def test_send_posts_a_discord_digest_once_and_deliveries_list_shows_it(
 ) -> None:
     _discord_subscribers(cli, tmp_path / "subscribers")
     previewed = cli("preview", f"discord:{CHANNEL}", "--discord-json")
-    assert previewed.code == 0 and len(previewed.json()["messages"][0]["embeds"]) == 3
+    assert previewed.code == 0 and len(previewed.json()[0]["embeds"]) == 3
     assert discord_fake.history(CHANNEL) == []  # a preview posts nothing
     first = cli("send", f"discord:{CHANNEL}", "--now")
     again = cli("send", f"discord:{CHANNEL}", "--now")
