@@ -275,7 +275,7 @@ class ChatCommands:
         }
 
     def _subscriber(self, call: _Call) -> Subscriber:
-        return self.app.subscriber(call.ref).subscriber
+        return self.app.get_subscriber(call.ref)
 
     def _save(self, row: Subscriber, **changes: Any) -> Subscriber:
         """Validate the subscriber's preferences with `changes` applied (as files and the web do)
