@@ -220,11 +220,22 @@ class DigestVerbs(AppBase):
         return current_period(subscriber.frequency, today) or today.isoformat()
 
     async def deliver(
-        self, subscriber_id: int, period: str, *, through: Channel, settings: Settings | None = None
+        self,
+        subscriber_id: int,
+        period: str,
+        *,
+        through: Channel | None = None,
+        settings: Settings | None = None,
     ) -> SendResult:
-        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP),
-        at most once, with `settings` in place of the layer's (its SMTP server)."""
+        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP)
+        or, without it, the channel serving their destination, at most once, with `settings` in
+        place of the layer's (the demo's SMTP server or Slack stand-in)."""
         from bot.delivery.service import DigestService
 
-        service = DigestService(self.store, settings or self.settings, through)
-        return await service.send(subscriber_id, period)
+        channels = through if through is not None else self._channels(settings)
+        service = DigestService(self.store, settings or self.settings, channels)
+        try:
+            return await service.send(subscriber_id, period)
+        finally:
+            if through is None:
+                await service.channels.aclose()
