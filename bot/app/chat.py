@@ -275,7 +275,7 @@ class ChatCommands:
         }
 
     def _subscriber(self, call: _Call) -> Subscriber:
-        return self.app.subscriber(call.ref).subscriber
+        return self.app.get_subscriber(call.ref)
 
     def _save(self, row: Subscriber, **changes: Any) -> Subscriber:
         """Validate the subscriber's preferences with `changes` applied (as files and the web do)
@@ -555,16 +555,22 @@ class ChatCommands:
     # -- words -------------------------------------------------------------------------------
 
     def _default_topics(self) -> list[str]:
-        from bot.app import types
+        from bot.app.types import DEFAULT_CHAT_TOPICS
 
-        defaults = getattr(types, "DEFAULT_CHAT_TOPICS", ())
-        known = [slug for slug in defaults if slug in self.app.taxonomy]
-        return known or [t.slug for t in self.app.topics() if t.kind != "kind"][:5]
+        return [slug for slug in DEFAULT_CHAT_TOPICS if slug in self.app.taxonomy]
 
     def _topics_line(self, row: Subscriber) -> str:
+        from bot.app.types import SubscriberView
+
+        if SubscriberView(row, None).default_topics:
+            return (
+                f"Topics: the default set ({', '.join(row.topics)}), as none were chosen; "
+                f"`{self.command} {self.display('follow')} <topic>` and "
+                f"`{self.command} {self.display('unfollow')} <topic>` change it."
+            )
         if row.topics:
             return f"Topics: {listing(list(row.topics))}."
-        return f"Topics: none chosen, so the default set applies ({', '.join(self._default_topics())})."
+        return "Topics: none, so the digest has the best of every topic."
 
     def _next_line(self, row: Subscriber) -> str:
         from bot.app.words import describe_next
@@ -584,7 +590,7 @@ class ChatCommands:
             f"up to {row.max_items} stories."
         )
         if row.status != "active":
-            reason = getattr(row, "status_reason", None)
+            reason = row.status_reason
             lines.append(f"Status: {row.status}{f' ({reason})' if reason else ''}.")
         lines.append(self._next_line(row))
         return lines

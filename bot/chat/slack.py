@@ -54,17 +54,10 @@ class SlackOptions:
 
 
 def slack_options(settings: Settings) -> SlackOptions:
-    slack = getattr(settings, "slack", None)
-
-    def secret(name: str) -> str | None:
-        value = getattr(slack, name, None)
-        if value is not None and hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        return str(value) if value else None
-
-    api_url = getattr(slack, "api_url", None)
-    stand_in = None if not api_url or urlsplit(str(api_url)).hostname == "slack.com" else str(api_url)
-    return SlackOptions(secret("signing_secret"), secret("app_token"), stand_in, stand_in)
+    slack = settings.slack
+    default = type(slack).model_fields["api_url"].default
+    stand_in = None if slack.api_url == default else slack.api_url
+    return SlackOptions(slack.signing_secret or None, slack.app_token or None, stand_in, stand_in)
 
 
 class SlackAuthError(Exception):
