@@ -284,11 +284,12 @@ class DiscordPoster:
         if not messages:
             raise ValueError("a digest has at least one message")
         done = await self.part_log.posted(key)
+        missing = [message.part for message in messages if message.part not in done]
         found = 0
         channel = destination.channel
-        if destination.user is not None and len(done) < len(messages):
+        if destination.user is not None and missing:
             channel = await self._dm_channel(destination.user)
-        if channel is not None and len(done) < len(messages) and (done or resume):
+        if channel is not None and missing and (done or resume):
             for part, message_id in (await self._find_posted(channel, key, destination.label)).items():
                 if part not in done:
                     await self.part_log.record(key, part, message_id)

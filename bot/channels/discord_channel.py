@@ -4,7 +4,10 @@ renders its view as embeds and posts every part once through `DiscordPoster`.
 A Discord destination's stored address is a channel id ("112233445566778899"), "user:<id>" (a DM)
 or "webhook_env:<NAME>": the webhook's URL is a secret, read from that environment variable when a
 digest is posted, never stored. The delivery key of the part log is the digest's Message-ID (one
-per subscriber and period), so a retried job finds the parts an earlier attempt posted.
+per subscriber and period), so a retried job finds the parts an earlier attempt posted. As the
+Slack channel does, part 0 is recorded as a "begun" mark before anything is posted: a later attempt
+that finds it searches the channel's history before posting (an earlier one may have died between
+Discord taking a part and the log recording it), and a first attempt costs no history request.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 
 WEBHOOK_PREFIX = "webhook_env:"
 USER_PREFIX = "user:"
+BEGUN = 0  # the part number of the "an attempt began" mark
 
 
 class DiscordChannel:
@@ -70,8 +74,11 @@ class DiscordChannel:
             )
         destination = self.destination(message.to_address)
         parts = self.renderer.render(message.view)
-        # resume: a retried job may have posted parts before it died; the history tells.
-        return await self.poster.post(destination, parts, key=message.message_id, resume=True)
+        key = message.message_id
+        earlier = await self.poster.part_log.posted(key)
+        if not earlier:
+            await self.poster.part_log.record(key, BEGUN, "")
+        return await self.poster.post(destination, parts, key=key, resume=bool(earlier))
 
     async def aclose(self) -> None:
         await self.poster.aclose()

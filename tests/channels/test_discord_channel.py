@@ -3,18 +3,25 @@ to the destination its stored address names (a channel, a DM, a webhook read fro
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from bot.channels.base import OutgoingDigest
-from bot.channels.discord import DiscordPermanentError, RouteLimits
+from bot.channels.discord import DiscordPermanentError, RouteLimits, part_marker
 from bot.channels.discord_channel import DiscordChannel
 from bot.channels.parts import MemoryPartLog
-from bot.config import DiscordSettings
+from bot.channels.registry import registry_for
+from bot.config import DiscordSettings, Settings
 from bot.digest.render import DigestTemplateError
 from bot.digest.view import RenderedDigest
+from bot.store.parts import DatabasePartLog
 from bot.testing.fake_discord import FakeDiscord, seen
 from tests.channels.test_slack import FakeClock
 from tests.digest.test_render import make_item, make_view
@@ -119,3 +126,70 @@ def test_a_broken_user_template_fails_when_the_channel_is_made(
     (tmp_path / "digest.j2").write_text("{% macro header(digest) %}{{ oops }")
     with pytest.raises(DigestTemplateError, match="discord template"):
         channel_for(fake, clock, template_dir=tmp_path)
+
+
+def test_the_registry_serves_discord_destinations_with_the_discord_channel(settings: Settings) -> None:
+    registry = registry_for(settings, MemoryPartLog())
+    assert registry.name_for("discord") == "discord"
+    assert isinstance(registry.for_kind("discord"), DiscordChannel)
+    asyncio.run(registry.aclose())
+
+
+CHILD = """
+import asyncio, os, signal, sys
+from bot.channels.discord_channel import DiscordChannel
+from bot.config import DiscordSettings
+from bot.store.engine import make_engine
+from bot.store.parts import DatabasePartLog
+from tests.channels.test_discord_channel import CHANNEL, TOKEN, outgoing
+
+api_url, database_url, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class Killed(DatabasePartLog):
+    async def record(self, key, part, ts):
+        if part == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # Discord has the part; the database never hears of it
+        await super().record(key, part, ts)
+
+async def main():
+    channel = DiscordChannel(DiscordSettings(bot_token=TOKEN, api_url=api_url), part_log=Killed(make_engine(database_url)))
+    await channel.send(outgoing(CHANNEL, items=25))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kill_at", [1, 2])
+def test_a_sigkill_between_posting_and_recording_never_doubles_a_part_with_the_database_log(
+    engine: Engine, database_url: str, kill_at: int
+) -> None:
+    """Killed right after Discord took part `kill_at` (the first: only the "begun" mark is
+    recorded; a later one: the parts before it too), long past Discord's nonce window: the
+    restarted sender finds the unrecorded part by its marker in the history and posts the rest."""
+    key = outgoing(CHANNEL).message_id
+    with FakeDiscord(token=TOKEN, rate_limit=False, nonce_window=0.0) as fake:
+        fake.add_channel(CHANNEL)
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, fake.api_url, database_url, str(kill_at)],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        assert len(fake.history(CHANNEL)) == kill_at
+        assert set(DatabasePartLog(engine).posted_now(key)) == set(range(kill_at))
+
+        async def restart() -> str:
+            channel = DiscordChannel(
+                DiscordSettings(bot_token=TOKEN, api_url=fake.api_url), part_log=DatabasePartLog(engine)
+            )
+            try:
+                return (await channel.send(outgoing(CHANNEL, items=25))).detail
+            finally:
+                await channel.aclose()
+
+        detail = asyncio.run(restart())
+        marks = [m["content"].rsplit("\n-# ", 1)[-1] for m in fake.history(CHANNEL)]
+        assert marks == [part_marker(key, part, 3) for part in (1, 2, 3)]
+        assert "1 found already in the channel" in detail
