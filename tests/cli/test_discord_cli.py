@@ -145,3 +145,18 @@ def test_once_access_is_back_the_operator_resumes_and_retries_the_failed_digest(
         "discord",
         "requeued",
     )
+
+
+def test_subscribers_add_takes_every_discord_form_and_checks_the_ids(cli: Runner) -> None:
+    for args, ref in (
+        (["--discord", "112233445566778899"], "discord:112233445566778899"),
+        (["--discord-webhook-env", "COMMUNITY_WEBHOOK"], "discord:webhook_env:COMMUNITY_WEBHOOK"),
+        (["--discord-user", "998877665544332211"], "discord:user:998877665544332211"),
+    ):
+        added = cli("subscribers", "add", *args, "--json")
+        assert added.code == 0, added.err
+        assert cli("subscribers", "show", ref, "--json").json()["destination_kind"] == "discord"
+    refused = cli("subscribers", "add", "--discord", "#general")
+    assert refused.code != 0 and "is not a Discord channel id" in refused.err
+    both = cli("subscribers", "add", "--discord", "112233445566778899", "--slack", "C0123ABCD")
+    assert both.code != 0 and "exactly one destination" in both.err
