@@ -175,3 +175,10 @@ def test_without_a_signing_secret_there_is_no_slack_route(tmp_path: Path, databa
         body = command_form("status", channel=CHANNEL)
         answer = httpx.post(f"{url}/slack/commands", content=body, headers=sign(body))
     assert answer.status_code == 404
+
+
+def test_slacks_certificate_check_is_answered_and_runs_nothing(slack_web: SlackWeb) -> None:
+    body = b"ssl_check=1&token=deprecated-verification-token"
+    answer = slack_web.client.post("/slack/commands", content=body, headers=sign(body))
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert slack_web.app.list_subscribers() == []
