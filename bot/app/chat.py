@@ -182,6 +182,12 @@ class ChatCommands:
         """Whether `verb` (or the adapter's name for it) changes the channel's digest."""
         return self._by_name.get(verb.lower(), verb) in CHANGES
 
+    def privileged(self, verb: str, args: Sequence[str] = ()) -> bool:
+        """Whether a chat that guards changes (Discord: Manage Server) should ask for its
+        permission first: the verbs that change the channel's digest, and adding a source."""
+        name = self._by_name.get(verb.lower(), verb)
+        return name in CHANGES or (name == "sources" and bool(args) and args[0].lower() == "add")
+
     def display(self, verb: str) -> str:
         """The adapter's name for a verb."""
         return self.names.get(verb, verb)

@@ -378,9 +378,12 @@ class _Web:
             log.warning("refused a slack request", extra={"reason": str(exc)})
             return PlainTextResponse("invalid signature", status_code=401)
         try:
-            command = SlackCommand.of(read_form(body))
+            fields = read_form(body)
         except ValueError:
             return PlainTextResponse("not a slash command", status_code=400)
+        if fields.get("ssl_check") == "1":  # Slack checking the certificate: nothing to run
+            return PlainTextResponse("ok")
+        command = SlackCommand.of(fields)
         answer = await self.slack.handler.handle(command)
         background = BackgroundTask(answer.follow_up) if answer.follow_up is not None else None
         return JSONResponse(answer.payload, background=background)

@@ -146,6 +146,7 @@ def test_help_and_hints_use_the_adapters_names(app: FlareStart) -> None:
     assert discord.run("schedule", ["09:15"], channel=CHANNEL, user="U1").public
     assert app.subscriber(CHANNEL).subscriber.delivery_time == "09:15"
     assert discord.changes_digest("schedule") and not discord.changes_digest("digest")
+    assert discord.privileged("sources", ["add", "https://x.example"]) and not discord.privileged("sources")
     assert ChatCommands(app, prefix="email").run_text("", channel=CHANNEL, user="U1").verb == "help"
 
 

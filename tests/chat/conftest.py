@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -12,6 +13,7 @@ from bot.ranking.types import TopicMatch
 from bot.sources.types import ParsedEntry
 from bot.store import NewSource
 
+_TRIGGERS = itertools.count(1)
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_772_431_200.0  # 2026-03-02 06:00 UTC, a Monday: the clock every chat test is given
 
@@ -38,7 +40,7 @@ def command_form(text: str, *, channel: str, response_url: str = "", user: str =
             "text": text,
             "api_app_id": "A0FAKE",
             "response_url": response_url,
-            "trigger_id": "1.2.3",
+            "trigger_id": f"{next(_TRIGGERS)}.42.abc",  # Slack's differ per command, so bodies do
         }
     ).encode()
 

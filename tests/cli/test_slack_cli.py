@@ -122,6 +122,12 @@ def test_an_archived_channel_fails_the_delivery_and_pauses_the_subscriber_with_t
     resumed = cli("subscribers", "resume", f"slack:{TEAM}")
     assert resumed.code == 0 and resumed.out.startswith(f"Resumed Slack channel {TEAM} (was paused)")
     assert cli("subscribers", "list", "--json").json()[0]["status_reason"] is None
+    [retried] = cli("deliveries", "retry", "--channel", "slack", "--json").json()
+    assert (retried["subscriber"], retried["channel"], retried["outcome"]) == (
+        f"slack:{TEAM}",
+        "slack",
+        "requeued",
+    )
 
 
 @pytest.mark.usefixtures("fetched")

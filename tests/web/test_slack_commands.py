@@ -103,9 +103,14 @@ def test_every_verb_over_http_changes_the_channels_subscriber(slack_web: SlackWe
 def test_a_channel_subscribed_without_topics_gets_the_default_set_and_status_says_so(
     slack_web: SlackWeb,
 ) -> None:
+    from bot.app.types import DEFAULT_CHAT_TOPICS
+
     slack_web.post("subscribe")
+    assert set(slack_web.row().topics) == set(DEFAULT_CHAT_TOPICS)
     status = seen(slack_web.post("status").json()).text
-    assert "default" in status
+    assert f"Topics: the default set ({', '.join(DEFAULT_CHAT_TOPICS)}), as none were chosen" in status
+    slack_web.post("follow rust")
+    assert "default set" not in seen(slack_web.post("status").json()).text
 
 
 def test_help_and_did_you_mean_answer_only_the_user(slack_web: SlackWeb) -> None:
@@ -170,3 +175,10 @@ def test_without_a_signing_secret_there_is_no_slack_route(tmp_path: Path, databa
         body = command_form("status", channel=CHANNEL)
         answer = httpx.post(f"{url}/slack/commands", content=body, headers=sign(body))
     assert answer.status_code == 404
+
+
+def test_slacks_certificate_check_is_answered_and_runs_nothing(slack_web: SlackWeb) -> None:
+    body = b"ssl_check=1&token=deprecated-verification-token"
+    answer = slack_web.client.post("/slack/commands", content=body, headers=sign(body))
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert slack_web.app.list_subscribers() == []
