@@ -120,6 +120,8 @@ def _outcome_line(outcome: SendOutcome) -> str:
         where = outcome.destination
         if receipt is not None and outcome.channel == "outbox":
             where += f" (HTML preview: {escape(receipt.destination)})"
+        elif receipt is not None and receipt.detail and outcome.channel == "slack":
+            where += f" ({escape(receipt.detail)})"
         elif receipt is not None and receipt.detail:
             where += f" (server: {escape(receipt.detail)})"
         return f"[green]Sent[/] {digest}: {result.items} items to {escape(where)}."
