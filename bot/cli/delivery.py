@@ -120,7 +120,7 @@ def _outcome_line(outcome: SendOutcome) -> str:
         where = outcome.destination
         if receipt is not None and outcome.channel == "outbox":
             where += f" (HTML preview: {escape(receipt.destination)})"
-        elif receipt is not None and receipt.detail and outcome.channel == "slack":
+        elif receipt is not None and receipt.detail and outcome.channel in ("slack", "discord"):
             where += f" ({escape(receipt.detail)})"
         elif receipt is not None and receipt.detail:
             where += f" (server: {escape(receipt.detail)})"

@@ -106,6 +106,7 @@ def test_send_posts_a_discord_digest_once_and_deliveries_list_shows_it(
     assert len(message["embeds"]) == 3 and message["allowed_mentions"] == {"parse": []}
     assert message["nonce"] and "Faster builds with" in seen(message).text
     assert "Already sent" in again.out
+    assert f"to Discord channel {CHANNEL} (1 part(s): 1 posted)" in " ".join(first.out.split())
     assert len(discord_fake.history("760000000000000003")) == 1  # the webhook's channel
     listed = cli("deliveries", "list", "--json")
     assert listed.code == 0
