@@ -21,7 +21,9 @@ machine (client, fake server and loopback together) whatever the limit.
 
 With `--db-part-log`, ours (and the ceiling) record every posted part in a fresh migrated SQLite
 database through `DatabasePartLog` (one committed transaction per part, plus the "begun" mark
-SlackChannel writes before a delivery's first part), as `flarestart run` does; without it, in memory.
+SlackChannel writes before a delivery's first part), as `flarestart run` does, and the same posts
+with the parts kept in memory run in the same rounds ("flarestart (memory log)"), so the cost of
+the database is read off one run; without it, ours keeps them in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from bot.store.parts import DatabasePartLog
 
 TOKEN = "xoxb-flarestart-bench"
 CEILING = "no rate limit (ceiling)"
+IN_MEMORY = "flarestart (memory log)"
 UNLIMITED = 1_000_000.0  # the fake's rate for the ceiling: never limits
 NOW = datetime(2026, 5, 7, 7, 0, tzinfo=UTC)
 
@@ -208,11 +211,13 @@ def one_round(
     unlimited = contender == CEILING
     process, api_url = start_fake(args.channels, UNLIMITED if unlimited else args.rate)
     try:
-        if contender in ("flarestart", CEILING):
+        if contender in ("flarestart", CEILING, IN_MEMORY):
             # The pacer counts from the previous answer, so 1/rate (+ float slack) keeps clear of 429.
             interval = 0.0 if unlimited else 1.0 / args.rate + 0.002
             with tempfile.TemporaryDirectory(prefix="flarestart-bench-") as folder:
-                database = f"sqlite:///{folder}/parts.db" if args.db_part_log else None
+                database = (
+                    f"sqlite:///{folder}/parts.db" if args.db_part_log and contender != IN_MEMORY else None
+                )
                 wall = asyncio.run(ours(api_url, channels, messages, interval, run, database=database))
             prefix = f"bench-{run}"
         else:
@@ -247,6 +252,8 @@ def main() -> None:
     rounds: list[Round] = []
     for run in range(args.runs):  # interleaved, so a noisy spell hits both alike
         rounds.append(one_round("flarestart", args, messages, run))
+        if args.db_part_log:
+            rounds.append(one_round(IN_MEMORY, args, messages, run))
         if not args.no_peer:
             rounds.append(one_round("slack-sdk retry handler", args, messages, run))
             rounds.append(one_round(CEILING, args, messages, run))

@@ -32,6 +32,7 @@ UNPREFIXED_ENV = {
     "slack.bot_token": "SLACK_BOT_TOKEN",
     "slack.signing_secret": "SLACK_SIGNING_SECRET",
     "slack.app_token": "SLACK_APP_TOKEN",
+    "discord.bot_token": "DISCORD_BOT_TOKEN",
 }
 # Variables with our prefix that are not settings.
 OTHER_ENV = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "TEST_POSTGRES_URL"})
@@ -108,6 +109,18 @@ class DeliverySettings(_Section):
     # keep every SMTP connection busy (measured: +12% digests/s over as many as connections).
     workers: int = Field(8, ge=1, le=64, description="jobs (sends) in flight at once in one process")
     bounce_limit: int = Field(3, ge=1, description="permanent failures in a row before bouncing")
+
+
+class DiscordSettings(_Section):
+    bot_token: str | None = Field(
+        None, description="the bot's token (DISCORD_BOT_TOKEN): channel and DM digests, `flarestart discord`"
+    )
+    api_url: str = Field(
+        "https://discord.com/api/v10",
+        pattern=r"^https?://",
+        description="Discord's REST API; a stand-in's for tests, benchmarks and staging",
+    )
+    template_dir: Path | None = Field(None, description="your own Discord templates, tried before ours")
 
 
 class WebSettings(_Section):
@@ -189,6 +202,7 @@ class Settings(_Section):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
     sources: list[SourceSeed] | None = Field(
         None, description="sources to seed on first run (default: FlareStart's own list)"
     )

@@ -136,3 +136,54 @@ def test_run_sends_a_slack_channels_digest_beside_the_email_one(
     with sqlite3.connect(tmp_path / "data" / "flarestart.db") as conn:
         rows = conn.execute("SELECT channel, status FROM deliveries ORDER BY channel").fetchall()
     assert rows == [("outbox", "sent"), ("slack", "sent")]
+
+
+def test_run_posts_a_discord_channels_digest_once_and_records_its_parts(
+    tmp_path: Path, feed_server: FixtureServer
+) -> None:
+    from bot.testing.fake_discord import FakeDiscord
+
+    url = feed_server.add("/feed.xml", static(FEED))
+    readers = tmp_path / "subscribers"
+    readers.mkdir()
+    due = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%H:%M")
+    (readers / "community.toml").write_text(
+        f'[[subscriber]]\nname = "Community"\ndiscord = {{ channel = "770000000000000001" }}\n'
+        f'timezone = "UTC"\ndelivery_time = "{due}"\ntopics = ["python"]\n',
+        encoding="utf-8",
+    )
+    config = tmp_path / "flarestart.toml"
+    config.write_text(
+        f'subscribers_dir = "{readers}"\n[[sources]]\nname = "Local"\nurl = "{url}"\n', encoding="utf-8"
+    )
+    with FakeDiscord(token="daemon-bot") as discord:
+        discord.add_channel("770000000000000001")
+        env = {
+            **os.environ,
+            "FLARESTART_CONFIG": str(config),
+            "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+            "DISCORD_BOT_TOKEN": "daemon-bot",
+            "FLARESTART_DISCORD_API_URL": discord.api_url,
+        }
+        env.pop("DATABASE_URL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert _wait_for(lambda: len(discord.history("770000000000000001")) == 1), "nothing posted"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=40)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        [message] = discord.history("770000000000000001")
+    assert process.returncode == 0, err
+    assert "Python 3.14 released" in message["embeds"][0]["title"].replace("\\", "")
+    with sqlite3.connect(tmp_path / "data" / "flarestart.db") as conn:
+        assert conn.execute("SELECT status, channel FROM deliveries").fetchall() == [("sent", "discord")]
+        parts = conn.execute("SELECT part, ref FROM delivery_parts ORDER BY part").fetchall()
+        assert parts == [(0, ""), (1, message["id"])]  # the "begun" mark, then the posted part

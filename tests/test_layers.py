@@ -36,9 +36,13 @@ DOORS: dict[str, tuple[str, ...]] = {
 EXTRA: dict[str, tuple[str, ...]] = {
     "bot/cli/web.py": ("bot.web",),  # `serve` starts the web door
     "bot/cli/demo.py": ("bot.demo", "bot.testing"),  # the demo's own feeds, inbox and feed host
-    "bot/cli/slack.py": ("bot.chat",),  # `flarestart slack` starts the Socket Mode door
+    "bot/cli/slack.py": ("bot.chat",),
+    "bot/cli/discord.py": (
+        "bot.chat",
+    ),  # `flarestart discord` starts the Discord bot  # `flarestart slack` starts the Socket Mode door
     "bot/web/app.py": ("bot.chat",),  # POST /slack/commands is the Slack adapter's HTTP door
     "bot/chat/slack.py": ("bot.digest.slack",),  # Slack's mrkdwn escaping and link check, shared
+    "bot/chat/discord.py": ("bot.digest.discord",),  # Discord's markdown escaping and link check, shared
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.app.types import subscriber_label
 from bot.app.words import describe_next
 from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import SmtpChannel
@@ -21,7 +22,7 @@ from bot.store import Store
 from bot.store.models import Delivery, Subscriber
 from bot.store.parts import DatabasePartLog
 from bot.subscribers.schedule import current_period, next_delivery, parse_delivery_time
-from bot.types import subscriber_ref
+from bot.types import destination_of, subscriber_ref
 
 RECENT_DELIVERIES = 20  # a subscriber's newest ledger rows, where the current period's row is
 
@@ -95,7 +96,11 @@ async def send_one(
     try:
         service = DigestService(store, settings, channels)
         period = _period_to_send(service, subscriber, service.clock(), force=force)
-        destination = describe_destination(channel, subscriber.address)
+        destination = (
+            subscriber_label(subscriber)
+            if destination_of(subscriber).is_chat
+            else describe_destination(channel, subscriber.address)
+        )
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
         if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
             result = await service.send(subscriber.id, period, dry_run=True)

@@ -98,6 +98,16 @@ class DigestVerbs(AppBase):
         )
         return [message.payload() for message in renderer.render(view)]
 
+    def render_discord_preview(self, preview: Preview) -> list[dict[str, Any]]:
+        """The preview as the Discord messages it is posted as (bodies in order, before the poster
+        adds its nonce and marker line), with the discord.template_dir setting."""
+        from bot.digest.discord import DiscordRenderer
+
+        view = self._preview_outgoing(preview).view
+        assert view is not None
+        renderer = DiscordRenderer(template_dir=self.settings.discord.template_dir)
+        return [message.payload() for message in renderer.render(view)]
+
     def _preview_outgoing(self, preview: Preview) -> OutgoingDigest:
         import secrets
         from zoneinfo import ZoneInfo

@@ -217,9 +217,12 @@ class SourceVerbs(AppBase):
         return [StoredArticle(article, name) for article, name in rows]
 
     def prune(self, *, older_than: timedelta | None = None) -> tuple[int, datetime]:
-        """Delete articles published before the age limit (default: prune_after_days); returns
-        (how many, the cutoff)."""
+        """Delete articles published before the age limit (default: prune_after_days), and the
+        records of chat digest parts posted before it; returns (articles deleted, the cutoff)."""
+        from bot.store.parts import DatabasePartLog
+
         cutoff = self.now() - (older_than or timedelta(days=self.settings.prune_after_days))
+        DatabasePartLog(self.store.engine).prune(posted_before=cutoff)
         return self.store.prune_articles(cutoff), cutoff
 
 

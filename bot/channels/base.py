@@ -29,8 +29,8 @@ class OutgoingDigest:
     # The message as the channel puts it on the wire, when it was made ahead (the drafting process
     # does, so the sender's event loop only sends); None: the channel makes it at send time.
     wire: bytes | None = None
-    # The digest as values, for channels that render it their own way (Slack's Block Kit);
-    # None for mails that are not digests (the confirmation).
+    # The digest as values, for channels that render it their own way (Slack's Block Kit,
+    # Discord's embeds); None for mails that are not digests (the confirmation).
     view: DigestView | None = None
 
 

@@ -228,8 +228,9 @@ MIME_CHANNELS = frozenset({"email", "outbox"})
 
 
 def with_wire(out: OutgoingDigest, settings: EmailSettings, *, now: datetime) -> OutgoingDigest:
-    """The digest with its wire bytes made now (Date = now: when it was complete, as RFC 5322 has it)."""
-    return dataclasses.replace(out, wire=message_bytes(out, settings, now=now))
+    """The digest with its wire bytes made now (Date = now: when it was complete, as RFC 5322 has it).
+    The view is dropped: the bytes say it all, and a draft crosses processes lighter without it."""
+    return dataclasses.replace(out, wire=message_bytes(out, settings, now=now), view=None)
 
 
 def _unstructured(name: str, value: str) -> str:

@@ -2,9 +2,10 @@
 
 A destination is a kind and an address. Email destinations are served by SMTP when
 `email.smtp_url` is set and by the outbox otherwise; Slack destinations by the Slack channel
-(bot/channels/slack_channel.py); Discord registers its own kind here. Channels are made on first use, so a command that only
-plans or lists opens no connection and writes no file, and the name a kind is served by is known
-without making its channel (delivery rows and job keys carry it).
+(bot/channels/slack_channel.py); Discord destinations by the Discord channel
+(bot/channels/discord_channel.py). Channels are made on first use, so a command that only plans or
+lists opens no connection and writes no file, and the name a kind is served by is known without
+making its channel (delivery rows and job keys carry it).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def email_channel_name(settings: Settings) -> str:
 
 def registry_for(settings: Settings, part_log: PartLog | None = None) -> ChannelRegistry:
     """Email destinations: SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so
-    digests are real files. Slack destinations: the Slack channel, keeping the parts it posts in
-    `part_log` (the database's `DatabasePartLog` in service; the callers that have the store pass
+    digests are real files. Slack and Discord destinations: their channels, keeping the parts they
+    post in `part_log` (the database's `DatabasePartLog` in service; the callers that have the store pass
     it, a memory log otherwise). Nothing is made until a send needs it."""
 
     def make_email() -> Channel:
@@ -122,7 +123,16 @@ def registry_for(settings: Settings, part_log: PartLog | None = None) -> Channel
 
         return SlackChannel(settings.slack, part_log=part_log if part_log is not None else MemoryPartLog())
 
+    def make_discord() -> Channel:
+        from bot.channels.discord_channel import DiscordChannel
+        from bot.channels.parts import MemoryPartLog
+
+        return DiscordChannel(
+            settings.discord, part_log=part_log if part_log is not None else MemoryPartLog()
+        )
+
     registry = ChannelRegistry()
     registry.register_lazy("email", email_channel_name(settings), make_email)
     registry.register_lazy("slack", "slack", make_slack)
+    registry.register_lazy("discord", "discord", make_discord)
     return registry

@@ -120,6 +120,8 @@ def _outcome_line(outcome: SendOutcome) -> str:
         where = outcome.destination
         if receipt is not None and outcome.channel == "outbox":
             where += f" (HTML preview: {escape(receipt.destination)})"
+        elif receipt is not None and receipt.detail and outcome.channel in ("slack", "discord"):
+            where += f" ({escape(receipt.detail)})"
         elif receipt is not None and receipt.detail:
             where += f" (server: {escape(receipt.detail)})"
         return f"[green]Sent[/] {digest}: {result.items} items to {escape(where)}."
@@ -241,7 +243,7 @@ def _delivery_json(row: Delivery, email: str | None) -> dict[str, Any]:
 
 
 RETRY_SINCE = "48h"  # the default look-back: a typo in a filter never resends a month
-RETRY_CHANNELS = ("email", "outbox", "slack")
+RETRY_CHANNELS = ("email", "outbox", "slack", "discord")
 SKIPPED = "skipped"  # RetryOutcome.outcome: requeued | would-requeue | skipped
 OUTCOME_STYLE = {"requeued": "green", "would-requeue": "cyan", SKIPPED: "yellow"}
 _PERIOD = re.compile(r"^\d{4}-(?:\d{2}-\d{2}|W\d{2})$")

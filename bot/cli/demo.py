@@ -32,6 +32,8 @@ __all__ = ["demo"]
 INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
 SLACK_CHANNEL = "C0DEMOTEAM"  # the demo team's channel in the local fake Slack
 SLACK_TOKEN = "xoxb-flarestart-demo"
+DISCORD_CHANNEL = "100000000000000042"  # the demo community's channel in the local fake Discord
+DISCORD_TOKEN = "flarestart-demo-bot"  # the fake Discord's; no real token is ever used here
 # len(bot.demo.SAMPLE_SUBSCRIBERS), which `--help` must not import (tests/cli/test_demo_cli.py checks).
 SAMPLE_READERS = 5
 QUIET_LOGGERS = ("bot", "mail.log")  # FlareStart's own INFO lines and aiosmtpd's per-connection chatter
@@ -69,7 +71,8 @@ def demo(
     Serves six feeds FlareStart writes itself (RSS, Atom, JSON Feed) on loopback, adds and fetches
     them, adds sample readers, starts a local SMTP server that files mail into a Maildir, sends each
     reader's digest now, posts a team digest to a local fake Slack (channel C0DEMOTEAM, saved as
-    inbox/slack-C0DEMOTEAM.json), and tells you where to look. Your own database and settings for sources,
+    inbox/slack-C0DEMOTEAM.json) and a community digest to a local fake Discord (saved as
+    inbox/discord-100000000000000042.json), and tells you where to look. Your own database and settings for sources,
     SMTP and storage are not touched: the demo keeps its own data folder.
 
     Example: flarestart demo --keep ./flarestart-demo
@@ -116,9 +119,10 @@ def demo(
             )
             sent = asyncio.run(_send_digests(app, folder / INBOX, readers))
             team = _post_slack_digest(app, folder / INBOX)
+            community = _post_discord_digest(app, folder / INBOX)
         finally:
             app.close()
-    _print_summary(folder, sent, keep is None, base, time.monotonic() - started, team)
+    _print_summary(folder, sent, keep is None, base, time.monotonic() - started, team, community)
 
 
 def _demo_folder(keep: Path | None) -> Path:
@@ -246,8 +250,52 @@ def _post_slack_digest(app: FlareStart, inbox: Path) -> _Posted:
     return _Posted(result, len(messages), saved)
 
 
+def _post_discord_digest(app: FlareStart, inbox: Path) -> _Posted:
+    """A community's Discord channel gets its digest posted, as embeds by the real Discord channel,
+    to a fake Discord on loopback; the channel's messages (as Discord received them) are saved."""
+    import asyncio
+    import json
+
+    from bot.app import Destination
+    from bot.testing.fake_discord import FakeDiscord
+
+    with FakeDiscord(token=DISCORD_TOKEN, rate_limit=False) as discord:
+        discord.add_channel(DISCORD_CHANNEL)
+        community = app.subscribe(
+            Destination("discord", DISCORD_CHANNEL), name="Demo community", origin="demo"
+        ).subscriber
+        assert community.id is not None
+        settings = app.settings.model_copy(
+            update={
+                "discord": app.settings.discord.model_copy(
+                    update={"bot_token": DISCORD_TOKEN, "api_url": discord.api_url}
+                )
+            }
+        )
+        period = app.current_period(community, app.now())
+        result = asyncio.run(app.deliver(community.id, period, settings=settings))
+        messages = discord.history(DISCORD_CHANNEL)
+    inbox.mkdir(parents=True, exist_ok=True)
+    saved = inbox / f"discord-{DISCORD_CHANNEL}.json"
+    saved.write_text(json.dumps(messages, indent=2, ensure_ascii=False), encoding="utf-8")
+    status = "posted" if result.status == "sent" else f"{result.status}: {result.detail}"
+    console.print(
+        f"[green]✓[/] Discord digest for channel {DISCORD_CHANNEL} ({result.items} items as embeds, {status}) "
+        "to a local fake Discord",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return _Posted(result, len(messages), saved)
+
+
 def _print_summary(
-    folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float, team: _Posted
+    folder: Path,
+    sent: list[_Sent],
+    temporary: bool,
+    base: Settings,
+    elapsed: float,
+    team: _Posted,
+    community: _Posted,
 ) -> None:
     import shlex
 
@@ -283,6 +331,9 @@ def _print_summary(
         f"  Slack channel {SLACK_CHANNEL} ({team.messages} message{'s' if team.messages != 1 else ''}, "
         "the Block Kit as Slack stored it):",
         f"    {escape(str(team.saved))}",
+        f"  Discord channel {DISCORD_CHANNEL} ({community.messages} message{'s' if community.messages != 1 else ''}, "
+        "the embeds as Discord received them):",
+        f"    {escape(str(community.saved))}",
         "  Explore the demo's data:",
         f"    {escape(prefix)} flarestart articles list",
         f"    {escape(prefix)} flarestart preview --topics python,ai --max 5",
@@ -294,6 +345,6 @@ def _print_summary(
             "    (your settings set database_url: unset it for these commands, or they read that database)"
         )
     gone = "delete the folder when you are done" if temporary else "the folder is yours to keep"
-    lines.append(f"Done in {elapsed:.1f}s; the feed, SMTP and Slack servers are stopped ({gone}).")
+    lines.append(f"Done in {elapsed:.1f}s; the feed, SMTP, Slack and Discord servers are stopped ({gone}).")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)

@@ -61,7 +61,7 @@ def _split(text: str | None) -> list[str]:
 def preview(
     subscriber: Annotated[
         str | None,
-        typer.Argument(help="A subscriber's email, id or slack:CHANNEL_ID (or use --topics)."),
+        typer.Argument(help="A subscriber's email, id, slack:CHANNEL_ID or discord:… (or use --topics)."),
     ] = None,
     topics: Annotated[str | None, typer.Option(help="Topics to follow, e.g. python,ai.")] = None,
     mute: Annotated[str | None, typer.Option(help="Topics or keywords to mute, e.g. crypto.")] = None,
@@ -79,12 +79,19 @@ def preview(
             "--slack-json", help="Print the Slack messages (Block Kit payloads) it is posted as, as JSON."
         ),
     ] = False,
+    discord_json: Annotated[
+        bool,
+        typer.Option(
+            "--discord-json", help="Print the Discord messages (content and embeds) it is posted as, as JSON."
+        ),
+    ] = False,
 ) -> None:
     """Show the digest that would be sent now, each item with its score and why it was picked.
 
     Example: flarestart preview --topics python,ai --mute crypto --max 5
     (or: flarestart preview ada@example.com --html ada.html;
-    flarestart preview slack:C0123ABCD --slack-json | jq '.[0].blocks')
+    flarestart preview slack:C0123ABCD --slack-json | jq '.[0].blocks';
+    flarestart preview discord:112233445566778899 --discord-json | jq '.[0].embeds')
     """
     with open_app() as flarestart:
         if subscriber is not None:
@@ -94,11 +101,15 @@ def preview(
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
         written = _write_html(flarestart, found, html) if html is not None else None
-        if slack_json:
-            if json:
-                raise ConfigError("--slack-json and --json both print JSON: give one of them")
-            payloads = flarestart.render_slack_preview(found)
-    if slack_json:
+        if slack_json or discord_json:
+            if json or (slack_json and discord_json):
+                raise ConfigError("--slack-json, --discord-json and --json each print JSON: give one of them")
+            payloads = (
+                flarestart.render_slack_preview(found)
+                if slack_json
+                else flarestart.render_discord_preview(found)
+            )
+    if slack_json or discord_json:
         if written is not None:
             err_console.print(written, highlight=False, soft_wrap=True)
         print_json(payloads)

@@ -157,6 +157,22 @@ def add(
             help="The environment variable holding a Slack incoming webhook URL.",
         ),
     ] = None,
+    discord: Annotated[
+        str | None,
+        typer.Option("--discord", metavar="CHANNEL_ID", help="A Discord channel id, posted by the bot."),
+    ] = None,
+    discord_webhook_env: Annotated[
+        str | None,
+        typer.Option(
+            "--discord-webhook-env",
+            metavar="NAME",
+            help="The environment variable holding a Discord webhook URL.",
+        ),
+    ] = None,
+    discord_user: Annotated[
+        str | None,
+        typer.Option("--discord-user", metavar="USER_ID", help="A Discord user id: the digest as a DM."),
+    ] = None,
     name: Annotated[str, typer.Option(help="How the digest greets them.")] = "",
     topics: Annotated[
         str | None, typer.Option(help="Comma-separated topic slugs, optionally weighted: python:2,ai.")
@@ -168,20 +184,34 @@ def add(
     json: Annotated[bool, typer.Option("--json", help="Print the new subscriber as JSON.")] = False,
 ) -> None:
     """Add an active subscriber (no confirmation email: you vouch for them): an email address,
-    or a Slack channel (a channel without --topics gets a default set).
+    a Slack channel, or a Discord channel, webhook or user (a channel without --topics gets a
+    default set).
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
 
     Example: flarestart subscribers add --slack C0123ABCD --name "Platform team" --time 09:00
+
+    Example: flarestart subscribers add --discord 112233445566778899 --name Community
     """
     from bot.app import Destination
 
-    given = [v for v in (email, slack, slack_webhook_env) if v is not None]
+    given = [
+        v
+        for v in (email, slack, slack_webhook_env, discord, discord_webhook_env, discord_user)
+        if v is not None
+    ]
     if len(given) != 1:
         raise ConfigError(
-            "give exactly one destination: an EMAIL, --slack CHANNEL_ID or --slack-webhook-env NAME"
+            "give exactly one destination: an EMAIL, --slack CHANNEL_ID, --slack-webhook-env NAME, "
+            "--discord CHANNEL_ID, --discord-webhook-env NAME or --discord-user USER_ID"
         )
-    if slack is not None:
+    if discord is not None:
+        destination = Destination("discord", discord)
+    elif discord_webhook_env is not None:
+        destination = Destination("discord", "webhook_env:" + discord_webhook_env)
+    elif discord_user is not None:
+        destination = Destination("discord", "user:" + discord_user)
+    elif slack is not None:
         destination = Destination("slack", slack)
     elif slack_webhook_env is not None:
         destination = Destination("slack", "webhook_env:" + slack_webhook_env)

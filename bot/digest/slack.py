@@ -32,18 +32,15 @@ header its own message and the items replies to it (`SlackMessage.in_thread`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from bot.digest.chat_template import LINE_MAX, TEMPLATE, ChatTemplate
 from bot.digest.render import DigestTemplateError
 from bot.digest.text import ItemContext, clean_text, date_label, item_context, safe_link
 from bot.digest.view import DigestView
-from bot.errors import ConfigError
-from bot.resources import shipped_template_dir
 
 __all__ = [
     "BLOCKS_MAX",
@@ -58,14 +55,12 @@ __all__ = [
 ]
 
 BRAND = "FlareStart"
-TEMPLATE = "digest.j2"
 BLOCKS_MAX = 50
 HEADER_MAX = 150
 SECTION_MAX = 3_000
 TEXT_MAX = 40_000
 BLOCKS_TEXT_MAX = 12_000  # under the ~13,000 where Slack answers msg_blocks_too_long
 FALLBACK_MAX = 3_000  # a notification shows a line or two; the rest is for clients without blocks
-LINE_MAX = 300  # one line of our own words (byline, reason, intro)
 MACROS = (
     "header",
     "continued",
@@ -132,49 +127,9 @@ class SlackRenderer:
     digests into `SlackMessage` parts."""
 
     def __init__(self, *, template_dir: Path | None = None, thread: bool = False) -> None:
-        folders: list[Path] = []
-        if template_dir is not None:
-            template_dir = template_dir.expanduser()
-            if not template_dir.is_dir():
-                raise ConfigError(f"slack.template_dir {template_dir} is not a folder")
-            folders.append(template_dir)
-        folders.append(shipped_template_dir("slack"))
-        self.search_path: tuple[Path, ...] = tuple(folders)
+        self.words = ChatTemplate("slack", MACROS, template_dir=template_dir)
+        self.search_path: tuple[Path, ...] = self.words.search_path
         self.thread = thread
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(folder) for folder in folders]),
-            autoescape=False,  # the output is plain text placed into JSON by Python, never markup
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        try:
-            template = env.get_template(TEMPLATE)
-            module = template.module
-        except jinja2.TemplateSyntaxError as exc:
-            where = exc.filename or exc.name or TEMPLATE
-            raise DigestTemplateError(
-                f"slack template {where}, line {exc.lineno}: {exc.message}", template=where, line=exc.lineno
-            ) from None
-        except jinja2.TemplateNotFound:
-            places = ", ".join(str(folder) for folder in folders)
-            raise DigestTemplateError(
-                f"slack template {TEMPLATE} not found in {places}", template=TEMPLATE, line=None
-            ) from None
-        except Exception as exc:  # a user template's top level may fail in any way
-            raise DigestTemplateError(
-                f"slack template {TEMPLATE}: {exc}", template=TEMPLATE, line=None
-            ) from None
-        missing = [name for name in MACROS if not callable(getattr(module, name, None))]
-        if missing:
-            raise DigestTemplateError(
-                f"slack template {template.filename} lacks the macro(s) {', '.join(missing)}",
-                template=str(template.filename),
-                line=None,
-            )
-        self._filename = str(template.filename)
-        self._macros: dict[str, Callable[..., Any]] = {name: getattr(module, name) for name in MACROS}
 
     # public ------------------------------------------------------------------------------
 
@@ -309,17 +264,10 @@ class SlackRenderer:
     # template calls ----------------------------------------------------------------------
 
     def _line(self, macro: str, *args: Any) -> str:
-        return clean_text(self._call(macro, *args), LINE_MAX)
+        return self.words.line(macro, *args)
 
     def _call(self, macro: str, *args: Any) -> str:
-        try:
-            return str(self._macros[macro](*args))
-        except Exception as exc:  # user templates may fail in any way; say which macro
-            line = _template_line(exc, self._filename)
-            where = f"{self._filename}, line {line}" if line else self._filename
-            raise DigestTemplateError(
-                f"slack template {where} (macro {macro}): {exc}", template=self._filename, line=line
-            ) from exc
+        return self.words.call(macro, *args)
 
 
 Unit = tuple[ItemContext, list[dict[str, Any]]]
@@ -376,13 +324,3 @@ def _strings(value: Any) -> Iterator[str]:
 def _text_size(blocks: list[dict[str, Any]]) -> int:
     """The characters of text the blocks carry, as Slack counts toward msg_blocks_too_long."""
     return sum(len(text) for text in _strings(blocks))
-
-
-def _template_line(exc: BaseException, filename: str) -> int | None:
-    traceback = exc.__traceback__
-    line = None
-    while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename == filename:
-            line = traceback.tb_lineno
-        traceback = traceback.tb_next
-    return line

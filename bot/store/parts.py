@@ -97,6 +97,13 @@ class DatabasePartLog:
         with self.engine.begin() as conn:
             conn.execute(statement, values)
 
+    def prune(self, *, posted_before: datetime) -> int:
+        """Drop the parts posted before `posted_before` (their deliveries settled long ago: a
+        retry comes within days); how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(PARTS).where(PARTS.c.posted_at < posted_before))
+            return int(result.rowcount)
+
     def forget(self, key: str) -> int:
         """Drop the parts of `key` (a delivery that will be posted afresh); how many there were."""
         with self.engine.begin() as conn:

@@ -75,11 +75,14 @@ def test_demo_delivers_one_digest_per_sample_reader_and_says_where(
     ledger = cli("deliveries", "list", "--json").json()
     assert {(row["subscriber"], row["status"], row["channel"]) for row in ledger} == {
         (email, "sent", "email") for email in readers
-    } | {("slack:C0DEMOTEAM", "sent", "slack")}
+    } | {("slack:C0DEMOTEAM", "sent", "slack"), ("discord:100000000000000042", "sent", "discord")}
     posted = json.loads((folder / "inbox" / "slack-C0DEMOTEAM.json").read_text(encoding="utf-8"))
     assert posted and posted[0]["blocks"][0]["type"] == "header"
     assert sum(title in seen(message).text for message in posted for title in DEMO_TITLES) >= 3
     assert str(folder / "inbox" / "slack-C0DEMOTEAM.json") in result.out
+    embeds = json.loads((folder / "inbox" / "discord-100000000000000042.json").read_text(encoding="utf-8"))
+    assert embeds and all(m["allowed_mentions"] == {"parse": []} and m["embeds"] for m in embeds)
+    assert str(folder / "inbox" / "discord-100000000000000042.json") in result.out
     assert len(cli("articles", "list", "--json", "--limit", "100").json()) == len(DEMO_TITLES)
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
 
 import pytest
 
-from bot.testing.fake_slack import FakeSlack, seen
+from bot.testing.fake_slack import FakeSlack, seen, seen_text
+from bot.testing.httpserver import FixtureServer, static
 from tests.cli.conftest import Runner
 from tests.cli.test_delivery_cli import TITLES, fetched  # noqa: F401  (the loopback source, fetched)
 
@@ -45,7 +48,10 @@ def test_a_slack_channel_gets_its_digest_once_and_the_ledger_names_the_channel(
     sent = cli("send", f"slack:{TEAM}")
 
     assert sent.code == 0, sent.err
-    assert f"slack:{TEAM}" in sent.out
+    assert (
+        sent.out.startswith(f"Sent slack:{TEAM}'s digest for ")
+        and f"items to Slack channel {TEAM} (1 part(s): 1 posted)." in sent.out
+    )
     [message] = slack.history(TEAM)
     shown = seen(message)
     assert all(title in shown.text for title in TITLES)  # "<cargo> & friends" shown as written
@@ -165,3 +171,41 @@ def test_a_webhook_variable_that_is_not_set_pauses_the_subscriber_saying_which(
     assert unset.code == 1 and "the environment variable TEAM_HOOK holds no Slack webhook URL" in unset.err
     [hook] = cli("subscribers", "list", "--json").json()
     assert hook["status"] == "paused" and "TEAM_HOOK" in hook["status_reason"]
+
+
+HOSTILE = (
+    "<!channel> Python 3.14 is out",
+    "Click <https://evil.example|here> for Python tips",
+    "*bold* _claims_ about Python `packaging`",
+)
+
+
+def test_hostile_feed_text_arrives_inert_in_the_channel(
+    cli: Runner, slack: FakeSlack, feed_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    items = "".join(
+        f"<item><title>{escape(title)}</title><link>https://safe.example/{n}</link><guid>h-{n}</guid>"
+        f"<pubDate>{format_datetime(now - timedelta(hours=n + 1), usegmt=True)}</pubDate>"
+        f"<category>Python</category><description>{escape(title)} &lt;@U0ADMIN&gt;</description></item>"
+        for n, title in enumerate(HOSTILE)
+    )
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Hostile</title>{items}</channel></rss>'
+    monkeypatch.setenv("FLARESTART_RANKING_MAX_PER_SOURCE", "3")
+    url = feed_server.add("/hostile.xml", static(feed.encode(), "application/rss+xml"))
+    assert cli("sources", "add", url, "--name", "Hostile", "--topics", "python").code == 0
+    assert cli("fetch", "--all").code == 0
+    _add_team(cli, "--topics", "python")
+
+    assert cli("send", f"slack:{TEAM}").code == 0
+
+    [message] = slack.history(TEAM)
+    for shown in (seen(message), seen_text(message)):
+        assert shown.mentions == ()
+        # Our own bold titles aside, the feed's markup formats nothing.
+        assert not {("bold", "bold"), ("italic", "claims"), ("code", "packaging")} & set(shown.formatted)
+        assert all(
+            url.startswith("https://safe.example/") or "flarestart" in url or "localhost" in url
+            for url, _ in shown.links
+        ), shown.links
+    assert all(title in seen(message).text for title in HOSTILE)

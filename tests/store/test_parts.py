@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -73,3 +73,12 @@ def test_parts_recorded_at_once_share_transactions_and_each_returns_once_committ
 
     assert all(asyncio.run(scenario()))
     assert sum(log.transactions) == 200 and len(log.transactions) < 50
+
+
+def test_prune_drops_only_parts_posted_before_the_cutoff(migrated: Engine) -> None:
+    old = DatabasePartLog(migrated, clock=lambda: NOW - timedelta(days=40))
+    new = DatabasePartLog(migrated, clock=lambda: NOW)
+    old.record_now("<old@flarestart>", 1, "1.0")
+    new.record_now("<new@flarestart>", 1, "2.0")
+    assert new.prune(posted_before=NOW - timedelta(days=30)) == 1
+    assert (new.posted_now("<old@flarestart>"), new.posted_now("<new@flarestart>")) == ({}, {1: "2.0"})
