@@ -266,7 +266,7 @@ def measure_fetch(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 
 def phases_main() -> int:
-    """`flarestart fetch --all`, step by step as bot/cli/fetching.py does it, with a stamp after
+    """`flarestart fetch --all`, step by step as bot/cli/fetching.py and FlareStart.fetch do it, with a stamp after
     each; the stamps go to stderr as one JSON line (stdout gets the command's own output)."""
     entered = time.time()
     stamps: dict[str, float] = {}
@@ -290,12 +290,13 @@ def phases_main() -> int:
 
     pool = start_parse_pool(settings)  # as the command: the parser processes start meanwhile
     stamp("start the parse pool (it loads on the other core)")
-    from bot.cli.common import open_store
+    from bot.app import FlareStart
     from bot.cli.fetching import _print_reports, fetch_progress
     from bot.sources.ingest import ingest_sources
 
     stamp("imports of fetch (store, ingest, parser)")
-    with open_store() as store:
+    with FlareStart(settings) as flarestart:  # as `open_app`: the store opens on first use
+        store = flarestart.store
         stamp("open store: engine, migrations check, seed check")
         with fetch_progress() as (started, advanced):
             reports = asyncio.run(
@@ -303,7 +304,7 @@ def phases_main() -> int:
             )
         stamp("ingest")
         store.next_due_at()
-    pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
     stamp("next due, close store, stop the pool")
     _print_reports(reports)
     stamp("summary table")

@@ -73,12 +73,17 @@ def test_commands_without_a_database_do_not_import_the_store(tmp_path: Path, arg
     assert modules.isdisjoint(PIPELINE + STORE), sorted(modules & {*PIPELINE, *STORE})
 
 
-def test_sources_list_imports_the_store_but_not_the_pipeline(tmp_path: Path) -> None:
-    first = imported(tmp_path, "sources", "list")  # creates the database: alembic migrates it
+ORM = ["sqlmodel", "sqlalchemy.orm", "bot.store.models", "bot.store.store"]
+
+
+def test_sources_list_reads_a_ready_database_without_the_orm_or_the_pipeline(tmp_path: Path) -> None:
+    first = imported(tmp_path, "sources", "list")  # creates the database: alembic migrates, the Store seeds
     again = imported(tmp_path, "sources", "list")
 
-    assert "alembic" in first and "sqlalchemy" in again
-    assert "alembic" not in again  # a database at the head needs no migration machinery
+    assert {"alembic", "sqlmodel", "bot.store.store"} <= first
+    assert "sqlalchemy" in again and "bot.store.listing" in again
+    # a database at the head and seeded needs neither the migration machinery nor the ORM
+    assert again.isdisjoint(["alembic", *ORM]), sorted(again & {"alembic", *ORM})
     assert again.isdisjoint(PIPELINE), sorted(again & set(PIPELINE))
 
 
