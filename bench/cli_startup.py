@@ -228,7 +228,8 @@ def measure_fetch(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                 raise SystemExit(
                     f"flarestart fetch --all exited {done.returncode}: {done.stderr.decode()[-2000:]}"
                 )
-            summary = done.stdout.decode().strip().splitlines()[-1]
+            lines = done.stdout.decode().strip().splitlines()
+            summary = next((line for line in lines if " sources: " in line), lines[-1])
 
             # The same steps in one process, stamped, to see where the time goes.
             env = fetch_env(scratch / f"phases-{round_}", args.per_host)
@@ -283,6 +284,7 @@ def phases_main() -> int:
     import bot.cli  # noqa: F401 - what every command imports
     from bot.cli.common import state
 
+    state.one_shot = True  # as in the flarestart script: the process ends with the command
     stamp("import bot.cli")
     settings = state.get_settings()
     stamp("settings (pydantic) + logging")
@@ -291,7 +293,7 @@ def phases_main() -> int:
     pool = start_parse_pool(settings)  # as the command: the parser processes start meanwhile
     stamp("start the parse pool (it loads on the other core)")
     from bot.app import FlareStart
-    from bot.cli.fetching import _print_reports, fetch_progress
+    from bot.cli.fetching import _print_reports, fetch_progress, freeze_heap_then
     from bot.sources.ingest import ingest_sources
 
     stamp("imports of fetch (store, ingest, parser)")
@@ -300,7 +302,14 @@ def phases_main() -> int:
         stamp("open store: engine, migrations check, seed check")
         with fetch_progress() as (started, advanced):
             reports = asyncio.run(
-                ingest_sources(store, settings, force=True, on_start=started, on_progress=advanced, pool=pool)
+                ingest_sources(
+                    store,
+                    settings,
+                    force=True,
+                    on_start=freeze_heap_then(started),
+                    on_progress=advanced,
+                    pool=pool,
+                )
             )
         stamp("ingest")
         store.next_due_at()
