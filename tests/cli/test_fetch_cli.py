@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
-from bot.cli.fetching import TABLE_ROWS_MAX
+from bot.cli.common import state
+from bot.cli.fetching import TABLE_ROWS_MAX, freeze_heap_then
 from bot.testing.httpserver import FixtureServer, Response, static
 from tests.cli.conftest import Runner
 
@@ -122,3 +124,17 @@ def test_a_long_run_lists_only_the_sources_that_need_a_look(
     assert f"{count} sources: {2 * (count - 1)} new articles" in result.out and "1 failed" in result.out
     assert f"{count - 1} sources fetched without a problem are not listed" in result.out
     assert len(cli("fetch", "--all", "--json").json()) == count  # scripts still get every report
+
+
+def test_the_command_freezes_its_heap_when_ingest_starts_and_a_caller_of_main_keeps_its_own() -> None:
+    seen: list[int] = []
+    begin = freeze_heap_then(lambda sources: seen.append(gc.get_freeze_count()))
+    assert gc.get_freeze_count() == 0
+    try:
+        begin([])  # a test, or a program calling main: its garbage must stay collectable
+        state.one_shot = True  # the flarestart script: the process ends with the command
+        begin([])
+    finally:
+        state.one_shot = False
+        gc.unfreeze()
+    assert seen[0] == 0 and seen[1] > 1000
