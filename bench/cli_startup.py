@@ -371,7 +371,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also time another checkout's `flarestart` script, e.g. ../main/.venv/bin/flarestart",
     )
     parser.add_argument("--fetch", action="store_true", help="also time `fetch --all` over the corpus")
-    parser.add_argument("--fetch-runs", type=int, default=3, help="rounds of --fetch (default 3)")
+    # Five: on the shared 2-core machine one round's command swings by ±0.5 s; three medians lied.
+    parser.add_argument("--fetch-runs", type=int, default=5, help="rounds of --fetch (default 5)")
     parser.add_argument(
         "--corpus", type=Path, help=f"feed folder for --fetch (default {ingest.DEFAULT_CORPUS})"
     )
