@@ -109,3 +109,11 @@ def test_the_script_exits_with_the_commands_code_and_keeps_its_output(tmp_path: 
     assert typo.returncode == 2 and "Did you mean 'fetch'" in typo.stderr and typo.stdout == ""
     assert listing.returncode == 0
     assert {row["key"] for row in json.loads(listing.stdout)} >= {"data_dir", "secret_key"}
+
+
+def test_fetch_leaves_parsing_and_tagging_to_the_parser_processes(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "fetch", "--all")  # no sources: the whole path, nothing fetched
+
+    assert {"bot.sources.ingest", "bot.sources.parse_pool", "httpx"} <= modules
+    parsing = ["lxml", "feedparser", "bot.sources.parse", "bot.ranking.setup", "bot.ranking.topics"]
+    assert modules.isdisjoint(parsing), sorted(modules & set(parsing))
