@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from bot.ranking.types import Topic
     from bot.sources.types import PackedEntries, ParsedFeed
 
-# The parser processes import this module and nothing heavier (it imports parsing and tagging).
-PARSE_PRELOAD = ["bot.ranking.setup"]
+# The parser processes import these and nothing heavier: parsing and tagging, and this module,
+# whose `parse_job` is what they run.
+PARSE_PRELOAD = ["bot.ranking.setup", "bot.sources.parse_pool"]
 
 
 def parse_job(
