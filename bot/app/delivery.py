@@ -16,9 +16,10 @@ from bot.channels.registry import registry_for
 from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.service import DigestService, SendResult
-from bot.errors import DeliveryBusyError, DeliveryTransientError, FlareStartError
+from bot.errors import DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
+from bot.store.parts import DatabasePartLog
 from bot.subscribers.schedule import current_period, next_delivery, parse_delivery_time
 from bot.types import subscriber_ref
 
@@ -89,7 +90,7 @@ async def send_one(
 ) -> SendOutcome:
     assert subscriber.id is not None and subscriber.address
     who = subscriber_ref(subscriber)
-    channels = registry_for(settings)
+    channels = registry_for(settings, DatabasePartLog(store.engine))
     channel = channels.for_subscriber(subscriber)
     try:
         service = DigestService(store, settings, channels)
@@ -114,6 +115,12 @@ async def send_one(
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
         except DeliveryBusyError:
             raise  # another door is sending it now: said as is, nothing sent here
+        except DeliveryPermanentError as exc:
+            if not exc.pauses:
+                raise
+            raise DeliveryPermanentError(
+                f"{exc}; {who} is paused until `flarestart subscribers resume {who}`"
+            ) from None
         except DeliveryTransientError as exc:
             raise DeliveryTransientError(
                 f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry",

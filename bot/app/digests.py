@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.app.base import AppBase
 from bot.errors import ConfigError
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         RenderedPreview,
         Subscriber,
     )
-    from bot.channels.base import Channel
+    from bot.channels.base import Channel, OutgoingDigest
     from bot.config import Settings
     from bot.delivery.retry import RetryOutcome
     from bot.delivery.service import SendResult
@@ -48,7 +48,7 @@ class DigestVerbs(AppBase):
         plan = composer.plan(prefs, delivered=delivered)
         account = composer.account(prefs, plan, delivered=delivered)
         upcoming = self.upcoming_deliveries([row]).get(row.id or 0)
-        label = f"{row.name or row.email}"
+        label = row.name or subscriber_ref(row)
         return Preview(label, row, False, plan, account, self.taxonomy, upcoming, now)
 
     def preview_preferences(
@@ -81,10 +81,27 @@ class DigestVerbs(AppBase):
     def render_preview(self, preview: Preview) -> RenderedPreview:
         """The preview's email exactly as DigestService sends it. A stand-in's links are signed
         with a throwaway key, so its unsubscribe link never works for whoever is subscriber #1."""
+        from bot.app.types import RenderedPreview
+
+        rendered = self._preview_outgoing(preview).rendered
+        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+
+    def render_slack_preview(self, preview: Preview) -> list[dict[str, Any]]:
+        """The preview as the Slack messages it is posted as (each `chat.postMessage`'s Block Kit
+        payload, parts in order), with the slack.template_dir and slack.thread settings."""
+        from bot.digest.slack import SlackRenderer
+
+        view = self._preview_outgoing(preview).view
+        assert view is not None
+        renderer = SlackRenderer(
+            template_dir=self.settings.slack.template_dir, thread=self.settings.slack.thread
+        )
+        return [message.payload() for message in renderer.render(view)]
+
+    def _preview_outgoing(self, preview: Preview) -> OutgoingDigest:
         import secrets
         from zoneinfo import ZoneInfo
 
-        from bot.app.types import RenderedPreview
         from bot.delivery.service import DigestService
         from bot.subscribers.schedule import current_period
 
@@ -99,8 +116,7 @@ class DigestVerbs(AppBase):
         due = None if preview.stand_in else service.due(reader, preview.now)
         today = preview.now.astimezone(ZoneInfo(reader.timezone)).date()
         period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
-        rendered = service.outgoing(reader, period, preview.plan).rendered
-        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+        return service.outgoing(reader, period, preview.plan)
 
     def send(self, ref: str | int, *, force: bool = False, dry_run: bool = False) -> SendOutcome:
         """Send one active subscriber's digest for the period due now (with `force`, the current
@@ -204,11 +220,22 @@ class DigestVerbs(AppBase):
         return current_period(subscriber.frequency, today) or today.isoformat()
 
     async def deliver(
-        self, subscriber_id: int, period: str, *, through: Channel, settings: Settings | None = None
+        self,
+        subscriber_id: int,
+        period: str,
+        *,
+        through: Channel | None = None,
+        settings: Settings | None = None,
     ) -> SendResult:
-        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP),
-        at most once, with `settings` in place of the layer's (its SMTP server)."""
+        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP)
+        or, without it, the channel serving their destination, at most once, with `settings` in
+        place of the layer's (the demo's SMTP server or Slack stand-in)."""
         from bot.delivery.service import DigestService
 
-        service = DigestService(self.store, settings or self.settings, through)
-        return await service.send(subscriber_id, period)
+        channels = through if through is not None else self._channels(settings)
+        service = DigestService(self.store, settings or self.settings, channels)
+        try:
+            return await service.send(subscriber_id, period)
+        finally:
+            if through is None:
+                await service.channels.aclose()

@@ -18,6 +18,7 @@ from bot.types import DESTINATION_KINDS, DestinationKind
 from bot.types import destination_of as destination_of
 
 if TYPE_CHECKING:
+    from bot.channels.parts import PartLog
     from bot.config import Settings
 
 
@@ -100,9 +101,11 @@ def email_channel_name(settings: Settings) -> str:
     return "email" if settings.email.smtp_url else "outbox"
 
 
-def registry_for(settings: Settings) -> ChannelRegistry:
+def registry_for(settings: Settings, part_log: PartLog | None = None) -> ChannelRegistry:
     """Email destinations: SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so
-    digests are real files. Nothing is made until a send needs it."""
+    digests are real files. Slack destinations: the Slack channel, keeping the parts it posts in
+    `part_log` (the database's `DatabasePartLog` in service; the callers that have the store pass
+    it, a memory log otherwise). Nothing is made until a send needs it."""
 
     def make_email() -> Channel:
         if settings.email.smtp_url:
@@ -113,6 +116,13 @@ def registry_for(settings: Settings) -> ChannelRegistry:
 
         return OutboxChannel(settings.outbox_dir, settings=settings.email)
 
+    def make_slack() -> Channel:
+        from bot.channels.parts import MemoryPartLog
+        from bot.channels.slack_channel import SlackChannel
+
+        return SlackChannel(settings.slack, part_log=part_log if part_log is not None else MemoryPartLog())
+
     registry = ChannelRegistry()
     registry.register_lazy("email", email_channel_name(settings), make_email)
+    registry.register_lazy("slack", "slack", make_slack)
     return registry

@@ -529,7 +529,10 @@ class BatchSender:
         extra = _about(job) | {"subscriber": subscriber_ref(ready.subscriber)}
         try:
             if permanent:
-                await self._db(service.record_permanent_failure, delivery_id, ready.subscriber, str(exc))
+                pauses = isinstance(exc, DeliveryPermanentError) and exc.pauses
+                await self._db(
+                    service.record_permanent_failure, delivery_id, ready.subscriber, str(exc), pauses=pauses
+                )
                 log.warning("delivery failed for good: %s", exc, extra=extra)
                 ours = await self._db(
                     self.queue.fail,

@@ -49,7 +49,8 @@ def retry_failed(
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id)
         who = subscriber_ref(subscriber) if subscriber is not None else f"#{row.subscriber_id}"
-        reason = _not_retried(row, subscriber, service.channels.name_for("email"))
+        serving = service.channels.name_for_subscriber(subscriber) if subscriber is not None else ""
+        reason = _not_retried(row, subscriber, serving)
         if reason is not None or subscriber is None:
             outcomes.append(RetryOutcome(row, who, SKIPPED, reason or "the subscriber is gone"))
             continue

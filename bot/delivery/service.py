@@ -418,7 +418,9 @@ class DigestService:
         try:
             receipt = await channel.send(outgoing)
         except DeliveryPermanentError as exc:
-            await asyncio.to_thread(self.record_permanent_failure, delivery_id, subscriber, str(exc))
+            await asyncio.to_thread(
+                self.record_permanent_failure, delivery_id, subscriber, str(exc), pauses=exc.pauses
+            )
             log.warning("delivery failed for good: %s", exc, extra=extra)
             raise
         except DeliveryTransientError as exc:
@@ -527,10 +529,22 @@ class DigestService:
         log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": channel})
         return True
 
-    def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
-        """A send the server refused for good: the delivery failed, one more bounce counted."""
+    def record_permanent_failure(
+        self, delivery_id: int, subscriber: Reader, error: str, *, pauses: bool = False
+    ) -> None:
+        """A send the server refused for good: the delivery failed, and one more bounce counted;
+        or, when the destination itself cannot take digests (`pauses`), the subscriber paused
+        with the error as the reason (`subscribers show` says it)."""
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
+        if pauses:
+            if self.subscribers.pause_for(subscriber.id, error, now=self.clock()):
+                log.warning(
+                    "subscriber paused: %s",
+                    error,
+                    extra={"subscriber": subscriber_ref(subscriber), "reason": error},
+                )
+            return
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
             log.warning(
                 "subscriber is bouncing; no more sends", extra={"subscriber": subscriber_ref(subscriber)}
@@ -566,11 +580,12 @@ class DigestService:
         view = self.view(subscriber, period, plan, now=now)
         return OutgoingDigest(
             to_name=subscriber.name or "",
-            to_address=subscriber.email or "",
+            to_address=subscriber.address or subscriber.email or "",
             rendered=self.renderer.render(view),
             message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret),
             unsubscribe_url=view.unsubscribe_url,
             period=period,
+            view=view,
         )
 
     def _item_view(self, item: PlannedItem) -> DigestItemView:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -44,3 +44,32 @@ def test_parts_are_recorded_once_and_read_back_by_another_log(migrated: Engine) 
     assert (second, none) == ({1: ""}, {})
     assert DatabasePartLog(migrated).forget("<d1@flarestart>") == 2
     assert DatabasePartLog(migrated).posted_now("<d1@flarestart>") == {}
+
+
+class CountingLog(DatabasePartLog):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.transactions: list[int] = []
+
+    def record_many_now(self, rows: Sequence[tuple[str, int, str]]) -> None:
+        self.transactions.append(len(rows))
+        super().record_many_now(rows)
+
+
+def test_parts_recorded_at_once_share_transactions_and_each_returns_once_committed(
+    migrated: Engine,
+) -> None:
+    """200 channels' parts accepted at the same tick: a few commits, not 200, and every record
+    has returned only when its row can be read back."""
+    log = CountingLog(migrated)
+
+    async def one(channel: int) -> bool:
+        key = f"<d{channel}@flarestart>"
+        await log.record(key, 1, f"17333800{channel:02d}.000100")
+        return (await DatabasePartLog(migrated).posted(key)) == {1: f"17333800{channel:02d}.000100"}
+
+    async def scenario() -> list[bool]:
+        return list(await asyncio.gather(*(one(n) for n in range(200))))
+
+    assert all(asyncio.run(scenario()))
+    assert sum(log.transactions) == 200 and len(log.transactions) < 50

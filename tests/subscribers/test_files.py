@@ -108,8 +108,9 @@ def test_several_files_load_in_name_order_and_the_example_is_skipped(tmp_path: P
 
 def test_the_shipped_example_is_valid_and_shows_every_option() -> None:
     specs = load_subscriber_files(REPO / "subscribers", include_examples=True)
-    assert len(specs) == 3
-    assert all(spec.email.endswith("@example.com") for spec in specs)
+    assert len(specs) == 4
+    assert [spec.ref for spec in specs if spec.email is None] == ["slack:C0123ABCD"]
+    assert all(spec.email.endswith("@example.com") for spec in specs if spec.email is not None)
     assert {s.frequency for s in specs} == {"daily", "weekdays", "weekly:sun"}
     assert any(s.muted_topics and s.muted_keywords and s.muted_sources and s.source_weights for s in specs)
     assert any(s.topics and len(set(s.topics.values())) > 1 for s in specs)  # weighted topics
@@ -137,6 +138,7 @@ def test_the_shipped_example_is_valid_and_shows_every_option() -> None:
         ("topics = { python = -1 }", 4, "above 0"),
         ('mute = { topic = ["x"] }', 4, "did you mean 'topics'?"),
         ('timezon = "UTC"', 4, "unknown key 'timezon' (did you mean 'timezone'?)"),
+        ('slack = { channel = "general" }', 4, "exactly one destination, got email and slack"),
     ],
 )
 def test_each_mistake_names_file_and_line(tmp_path: Path, body: str, line: int, message: str) -> None:
