@@ -52,6 +52,7 @@ class AppBase:
         self._seed = seed
         self._clock = clock
         self._store: Store | None = None
+        self._bare_engine: Engine | None = None  # read_engine's, when the store was not needed
         self._taxonomy: Taxonomy | None = None
         self._metrics: StoreMetrics | None = None
         self._registry: ChannelRegistry | None = None
@@ -72,6 +73,21 @@ class AppBase:
                     raise
             self._store = store
         return self._store
+
+    def read_engine(self) -> Engine:
+        """An engine for reads through SQLAlchemy Core: the store's once it is open; before that,
+        when the database is at the schema head (and seeded, unless built with seed=False), a bare
+        engine that spares importing the ORM (the start of `sources list`); else the store's,
+        opened, which migrates and seeds first."""
+        if self._store is not None:
+            return self._store.engine
+        if self._bare_engine is None:
+            from bot.store.listing import open_ready
+
+            self._bare_engine = open_ready(self.settings.effective_database_url, seeded=self._seed)
+            if self._bare_engine is None:
+                return self.store.engine
+        return self._bare_engine
 
     @property
     def subscribers(self) -> SubscriberStore:
@@ -104,6 +120,9 @@ class AppBase:
 
     def close(self) -> None:
         self._access = self._metrics = None  # both hold the store's engine
+        if self._bare_engine is not None:
+            self._bare_engine.dispose()
+            self._bare_engine = None
         if self._store is not None:
             self._store.close()
             self._store = None

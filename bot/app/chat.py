@@ -502,8 +502,7 @@ class ChatCommands:
             if call.args[0].lower() == "add" and len(call.args) != 2:
                 raise ChatUsageError(f"usage: `{self.command} sources add <url>`")
             raise ChatUsageError(f"usage: `{self.command} sources` or `{self.command} sources add <url>`")
-        statuses = [s for s in self.app.list_sources() if s.source.enabled]
-        names = [s.source.name for s in statuses]
+        names = [s.name for s in self.app.list_sources() if s.enabled]
         if not names:
             return ChatReply((f"There are no sources yet; `{self.command} sources add <url>` adds one.",))
         return ChatReply((f"Sources ({len(names)}): {listing(names)}",))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         FetchRun,
         ImportedSources,
         Source,
-        SourceStatus,
+        SourceListing,
         StoredArticle,
     )
     from bot.sources.ingest import ProgressHook
@@ -95,12 +95,12 @@ class SourceVerbs(AppBase):
 
         self.store.set_meta(SEEDED_FLAG, "1")
 
-    def list_sources(self) -> list[SourceStatus]:
-        from bot.app.types import SourceStatus
+    def list_sources(self) -> list[SourceListing]:
+        """Every source by name with its stored article count; read without the ORM when the
+        database needs nothing first (see `read_engine`)."""
+        from bot.store.listing import read_source_listing
 
-        sources = self.store.list_sources()
-        counts = self.store.article_counts()
-        return [SourceStatus(s, counts.get(s.id or 0, 0)) for s in sources]
+        return read_source_listing(self.read_engine())
 
     def remove_source(self, ref: str) -> Source:
         """Remove a source (name, URL or id) and its articles."""

@@ -26,18 +26,13 @@ if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modu
     from bot.digest.compose import PlannedItem as PlannedItem
     from bot.ranking.topics import Taxonomy as Taxonomy
     from bot.sources.ingest import SourceReport as SourceReport
+    from bot.store.listing import SourceListing as SourceListing
     from bot.store.models import Article as Article
     from bot.store.models import Delivery as Delivery
     from bot.store.models import Source as Source
     from bot.store.models import Subscriber as Subscriber
     from bot.subscribers.schedule import NextDelivery as NextDelivery
     from bot.subscribers.sync import SyncReport as SyncReport
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
-    source: Source
-    articles: int  # stored articles of the source
 
 
 @dataclass(frozen=True, slots=True)

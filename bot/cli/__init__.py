@@ -188,6 +188,7 @@ def entry() -> None:
     import os
 
     code = 0
+    state.one_shot = True
     try:
         main()
     except SystemExit as exc:

@@ -38,6 +38,9 @@ def feed_text(text: str, *, link: str | None = None, style: str = "") -> Text:
 @dataclass
 class AppState:
     settings: Settings | None = None
+    # True when this process is the command and ends with it (the script, `python -m bot`), not
+    # a test or a program that calls `main`: what it builds lives until the process exits.
+    one_shot: bool = False
 
     def get_settings(self) -> Settings:
         if self.settings is None:

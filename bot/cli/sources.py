@@ -12,7 +12,7 @@ from bot.cli.common import ago, console, err_console, open_app, print_json
 from bot.errors import OPMLError, SourceError
 
 if TYPE_CHECKING:
-    from bot.app.types import Source
+    from bot.app.types import SourceListing
 
 app = typer.Typer(help="Manage the feeds FlareStart reads.", no_args_is_help=True)
 NAME_WIDTH_MAX = 24  # `sources list` cuts longer names with an ellipsis
@@ -45,7 +45,7 @@ def add(
     )
 
 
-def _status(source: Source) -> str:
+def _status(source: SourceListing) -> str:
     if not source.enabled:
         return "[red]gone[/]" if source.disabled_reason else "[dim]disabled[/]"
     if source.error_count:
@@ -53,9 +53,8 @@ def _status(source: Source) -> str:
     return "[green]ok[/]" if source.last_success_at else "[cyan]new[/]"
 
 
-def _source_dict(source: Source, articles: int) -> dict[str, object]:
-    data = source.model_dump()
-    data["articles"] = articles
+def _source_dict(source: SourceListing) -> dict[str, object]:
+    data = source.as_dict()
     data["status"] = (
         "disabled"
         if not source.enabled
@@ -79,11 +78,9 @@ def list_(
     from rich.table import Table
 
     with open_app() as flarestart:
-        listed = flarestart.list_sources()
-    sources = [row.source for row in listed]
-    counts = {row.source.id or 0: row.articles for row in listed}
+        sources = flarestart.list_sources()
     if json:
-        print_json([_source_dict(row.source, row.articles) for row in listed])
+        print_json([_source_dict(s) for s in sources])
         return
     if not sources:
         console.print("No sources yet. Add one: [bold]flarestart sources add URL[/]")
@@ -102,7 +99,7 @@ def list_(
         table.add_row(
             s.name,
             _status(s),
-            str(counts.get(s.id or 0, 0)),
+            str(s.articles),
             ago(s.last_fetch_at),
             ago(s.next_fetch_at) if s.enabled else "-",
             (s.disabled_reason or s.last_error or "")[:80],

@@ -2,6 +2,7 @@
 
 from bot.config import Settings
 from bot.store import NewSource, Store
+from bot.store.listing import SEEDED_FLAG as SEEDED_FLAG
 from bot.store.models import Source
 
 DEFAULT_SOURCES: tuple[NewSource, ...] = (
@@ -41,9 +42,6 @@ DEFAULT_SOURCES: tuple[NewSource, ...] = (
         category="Tutorials",
     ),
 )
-
-
-SEEDED_FLAG = "sources_seeded"
 
 
 def seed_sources(store: Store, settings: Settings) -> list[Source]:

@@ -20,22 +20,24 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.errors import FeedParseError
 from bot.futures import settle
-from bot.ranking.setup import parse_and_pack, user_topics
 from bot.sources.fetch import Fetcher
-from bot.sources.parse_pool import make_parse_pool, parse_workers
+from bot.sources.parse_pool import make_parse_pool, parse_job, parse_workers
 from bot.sources.schedule import next_fetch_at
 from bot.sources.types import FetchResult, PackedEntries, ParsedFeed
 from bot.store import SaveCounts, Store
 from bot.store.models import Source
 from bot.store.store import FetchRecord
 from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.ranking.types import Topic
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class Ingestor:
         self._pool: Executor = pool or make_parse_pool(settings)
         # One writer thread: SQLite sees a single writer, and writes never block the event loop.
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
-        self._topics = user_topics(settings)
+        self._topics = _user_topics(settings)
         # Enough lanes to keep `concurrency` fetches in flight while a few bodies wait for the
         # parse pool (so it never starves); more would only hold more bodies in memory.
         self._lanes = settings.fetch.concurrency + 2 * parse_workers(settings)
@@ -190,7 +192,7 @@ class Ingestor:
             loop = asyncio.get_running_loop()
             parsed = await loop.run_in_executor(
                 self._pool,
-                parse_and_pack,
+                parse_job,
                 body,
                 result.final_url or source.url,
                 result.content_type,
@@ -363,6 +365,16 @@ def _log_report(report: SourceReport) -> None:
         if report.warning:
             log.info("feed recovered with warnings: %s", report.warning, extra=extra)
         log.debug("fetched", extra=extra)
+
+
+def _user_topics(settings: Settings) -> tuple[Topic, ...]:
+    """The settings' own topics for the tagger; with none (the usual case) the tagging modules
+    stay in the parser processes (see `parse_job`)."""
+    if not settings.topics:
+        return ()
+    from bot.ranking.setup import user_topics
+
+    return user_topics(settings)
 
 
 async def ingest_sources(

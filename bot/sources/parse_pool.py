@@ -18,9 +18,23 @@ from bot.lifeline import watch_owner
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.ranking.types import Topic
+    from bot.sources.types import PackedEntries, ParsedFeed
 
-# The parser processes import this module and nothing heavier (it imports parsing and tagging).
-PARSE_PRELOAD = ["bot.ranking.setup"]
+# The parser processes import these and nothing heavier: parsing and tagging, and this module,
+# whose `parse_job` is what they run.
+PARSE_PRELOAD = ["bot.ranking.setup", "bot.sources.parse_pool"]
+
+
+def parse_job(
+    body: bytes, url: str, content_type: str | None, extra: tuple[Topic, ...]
+) -> tuple[ParsedFeed, PackedEntries]:
+    """What ingest sends to the pool: `parse_and_pack`, imported where it runs. The parser
+    processes have it preloaded; the process that only submits (the `fetch` command's) never
+    imports lxml, feedparser and the tagger."""
+    from bot.ranking.setup import parse_and_pack
+
+    return parse_and_pack(body, url, content_type, extra)
 
 
 def parse_workers(settings: Settings) -> int:

@@ -57,7 +57,7 @@ def shipped_head() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def _stored_revision(engine: Engine) -> str | None:
+def stored_revision(engine: Engine) -> str | None:
     """The database's revision by one query; None when there is none (or no table yet)."""
     try:
         with engine.connect() as connection:
@@ -78,7 +78,7 @@ def _config_for_scripts() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the schema to `revision`; returns (before, after) revisions."""
     if revision == "head":
-        stored = _stored_revision(engine)
+        stored = stored_revision(engine)
         if stored is not None and stored == shipped_head():
             return stored, stored  # the usual start: nothing to do, and no alembic to import
     from alembic import command

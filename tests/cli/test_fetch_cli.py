@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
+from bot.cli.common import state
+from bot.cli.fetching import TABLE_ROWS_MAX, freeze_heap_then
 from bot.testing.httpserver import FixtureServer, Response, static
 from tests.cli.conftest import Runner
 
@@ -95,3 +99,42 @@ def test_fetch_with_some_failed_exits_zero_and_counts_them(cli: Runner, feed_ser
 
     assert result.code == 0, result.err
     assert "2 sources: 2 new articles" in result.out and "1 failed" in result.out
+
+
+def test_a_long_run_lists_only_the_sources_that_need_a_look(
+    cli: Runner, feed_server: FixtureServer, tmp_path: Path
+) -> None:
+    count = TABLE_ROWS_MAX + 5
+    for i in range(count):
+        feed_server.add(f"/f{i}.xml", static(FEED, "application/rss+xml"))
+    outlines = "".join(
+        f'<outline type="rss" text="Feed {i:02d}" xmlUrl="{feed_server.url(f"/f{i}.xml")}"/>'
+        for i in range(count)
+    )
+    opml = tmp_path / "many.opml"
+    opml.write_text(f'<opml version="2.0"><head/><body>{outlines}</body></opml>', encoding="utf-8")
+    assert cli("sources", "import", str(opml)).code == 0, "import"
+    feed_server.add("/f7.xml", Response(500, b"down"))
+
+    result = cli("fetch", "--all")
+
+    assert result.code == 0, result.err
+    assert f"the 1 of {count} sources that need a look" in result.out
+    assert "Feed 07" in result.out and "Feed 08" not in result.out
+    assert f"{count} sources: {2 * (count - 1)} new articles" in result.out and "1 failed" in result.out
+    assert f"{count - 1} sources fetched without a problem are not listed" in result.out
+    assert len(cli("fetch", "--all", "--json").json()) == count  # scripts still get every report
+
+
+def test_the_command_freezes_its_heap_when_ingest_starts_and_a_caller_of_main_keeps_its_own() -> None:
+    seen: list[int] = []
+    begin = freeze_heap_then(lambda sources: seen.append(gc.get_freeze_count()))
+    assert gc.get_freeze_count() == 0
+    try:
+        begin([])  # a test, or a program calling main: its garbage must stay collectable
+        state.one_shot = True  # the flarestart script: the process ends with the command
+        begin([])
+    finally:
+        state.one_shot = False
+        gc.unfreeze()
+    assert seen[0] == 0 and seen[1] > 1000

@@ -73,12 +73,17 @@ def test_commands_without_a_database_do_not_import_the_store(tmp_path: Path, arg
     assert modules.isdisjoint(PIPELINE + STORE), sorted(modules & {*PIPELINE, *STORE})
 
 
-def test_sources_list_imports_the_store_but_not_the_pipeline(tmp_path: Path) -> None:
-    first = imported(tmp_path, "sources", "list")  # creates the database: alembic migrates it
+ORM = ["sqlmodel", "sqlalchemy.orm", "bot.store.models", "bot.store.store"]
+
+
+def test_sources_list_reads_a_ready_database_without_the_orm_or_the_pipeline(tmp_path: Path) -> None:
+    first = imported(tmp_path, "sources", "list")  # creates the database: alembic migrates, the Store seeds
     again = imported(tmp_path, "sources", "list")
 
-    assert "alembic" in first and "sqlalchemy" in again
-    assert "alembic" not in again  # a database at the head needs no migration machinery
+    assert {"alembic", "sqlmodel", "bot.store.store"} <= first
+    assert "sqlalchemy" in again and "bot.store.listing" in again
+    # a database at the head and seeded needs neither the migration machinery nor the ORM
+    assert again.isdisjoint(["alembic", *ORM]), sorted(again & {"alembic", *ORM})
     assert again.isdisjoint(PIPELINE), sorted(again & set(PIPELINE))
 
 
@@ -104,3 +109,11 @@ def test_the_script_exits_with_the_commands_code_and_keeps_its_output(tmp_path: 
     assert typo.returncode == 2 and "Did you mean 'fetch'" in typo.stderr and typo.stdout == ""
     assert listing.returncode == 0
     assert {row["key"] for row in json.loads(listing.stdout)} >= {"data_dir", "secret_key"}
+
+
+def test_fetch_leaves_parsing_and_tagging_to_the_parser_processes(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "fetch", "--all")  # no sources: the whole path, nothing fetched
+
+    assert {"bot.sources.ingest", "bot.sources.parse_pool", "httpx"} <= modules
+    parsing = ["lxml", "feedparser", "bot.sources.parse", "bot.ranking.setup", "bot.ranking.topics"]
+    assert modules.isdisjoint(parsing), sorted(modules & set(parsing))

@@ -22,7 +22,7 @@ import bot.store.store as store_module
 from bot.config import Settings, load_settings
 from bot.ranking.setup import parse_and_pack, parse_and_tag
 from bot.sources.ingest import Ingestor, SourceReport, _Writer
-from bot.sources.parse_pool import PARSE_PRELOAD
+from bot.sources.parse_pool import PARSE_PRELOAD, parse_job
 from bot.sources.types import PackedEntries
 from bot.store import NewSource, SaveCounts, Store
 from bot.store.models import Source
@@ -180,12 +180,13 @@ async def test_retry_after_is_honoured(
 
 
 def test_parse_pool_job_is_picklable_and_imports_nothing_heavy() -> None:
-    """Parser processes import bot.ranking.setup (the forkserver preload) and nothing else:
-    no store, SQLAlchemy, HTTP client or settings, which cost each of them tens of MB."""
+    """Parser processes import bot.ranking.setup and the pool's job (the forkserver preload) and
+    nothing else: no store, SQLAlchemy, HTTP client or settings, which cost each of them tens of MB."""
     assert pickle.loads(pickle.dumps(parse_and_tag)) is parse_and_tag
-    assert PARSE_PRELOAD == ["bot.ranking.setup"]
+    assert pickle.loads(pickle.dumps(parse_job)) is parse_job
+    assert PARSE_PRELOAD == ["bot.ranking.setup", "bot.sources.parse_pool"]
     code = (
-        "import sys, bot.ranking.setup\n"
+        "import sys, bot.ranking.setup, bot.sources.parse_pool\n"
         "heavy = ('sqlalchemy', 'sqlmodel', 'alembic', 'pydantic', 'httpx', 'numpy', 'scipy', 'bot.config',"
         " 'bot.store', 'bot.sources.fetch', 'bot.sources.ingest')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
