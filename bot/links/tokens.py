@@ -237,6 +237,9 @@ def read_view_token(secret: bytes, token: str) -> tuple[int, str]:
 
 
 def view_url(base_url: str, secret: bytes, subscriber_id: int, period: str) -> str:
-    """The digest's "View in browser" link."""
+    """The digest's "View in browser" link; "" for a period no digest page can show (none of ours:
+    a day, a week, a test send), so a digest is never held up by its link."""
+    if not _PERIOD_SHAPE.fullmatch(period):
+        return ""
     token = make_view_token(secret, subscriber_id=subscriber_id, period=period)
     return base_url.rstrip("/") + VIEW_PATH.format(token=token)

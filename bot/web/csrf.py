@@ -67,7 +67,9 @@ class CsrfGuard:
     def foreign_origin(self, request: Request) -> str | None:
         """The Origin of a cross-site request that is neither ours nor listed; None otherwise."""
         origin = request.headers.get("origin")
-        if origin is None:
+        # "null": the browser withholds the origin (our pages' Referrer-Policy: no-referrer makes
+        # Chromium send it for their own forms). It says nothing, so the token has to.
+        if origin is None or origin == "null":
             return None
         origin = origin.lower()
         if origin in (self.own, self._request_origin(request)) or origin in self.embed:

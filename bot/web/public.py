@@ -133,6 +133,8 @@ class PublicPages:
         response.headers["Content-Security-Policy"] = policy.replace(
             "default-src 'none';", "default-src 'none'; script-src 'self';"
         )
+        # No token in this page's address: its own origin may go with its form (Origin header).
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     def preflight(self, request: Request) -> Response:

@@ -173,6 +173,19 @@ def test_a_form_without_its_csrf_token_or_from_another_site_is_refused(public: P
     assert public.subscribers.list() == []
 
 
+def test_a_withheld_origin_needs_the_token_like_no_origin(public: Public) -> None:
+    # Chromium sends "Origin: null" for a form on a page with Referrer-Policy: no-referrer.
+    null = {"Origin": "null"}
+    with_token = public.client.post("/subscribe", data=public.form(email="ada@example.com"), headers=null)
+    without = public.client.post(
+        "/subscribe", data={**public.form(email="eve@example.com"), "csrf": ""}, headers=null
+    )
+
+    assert_page(with_token, 200, "Check your inbox")
+    assert_page(without, 403, "This form had expired")
+    assert [s.email for s in public.subscribers.list()] == ["ada@example.com"]
+
+
 def test_an_embedded_form_posts_from_a_listed_site_with_cors(public: Public) -> None:
     origin = {"Origin": "https://blog.example.org"}
     bare = httpx.Client(base_url=public.url, timeout=10)  # no cookie: a page of the blog
