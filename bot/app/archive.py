@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # The FlareStart site's filters: Home (everything), News, How-To.
 FILTERS: dict[str, str | None] = {"home": None, "news": "news", "how-to": "how-to"}
 KIND_NAMES = {"news": "News", "how-to": "How-To", "opinion": "Opinion"}
-DAY_TTL = 300.0  # seconds a computed day is served from memory
+DAY_TTL = 300.0  # seconds today's page is served from memory
+PAST_DAY_TTL = 3600.0  # an earlier day changes only when a late article arrives
 DAY = timedelta(days=1)
 
 
@@ -93,6 +94,9 @@ class Archive:
         self._monotonic = monotonic
         self._days: dict[date, tuple[float, ArchiveDay]] = {}
         self._lock = threading.Lock()
+        # One thread composes while the others wait for its result: when a day expires under load,
+        # it is composed once, not once per waiting request.
+        self._composing = threading.Lock()
 
     # -- the public daily ------------------------------------------------------------------------
 
@@ -110,17 +114,27 @@ class Archive:
 
     def day(self, day: date) -> ArchiveDay:
         """One day of the public daily (from the cache when fresh)."""
-        now = self._monotonic()
+        fresh = self._cached(day)
+        if fresh is not None:
+            return fresh
+        with self._composing:
+            fresh = self._cached(day)  # composed by the thread this one waited for
+            if fresh is not None:
+                return fresh
+            computed = self._compose(day)
+            with self._lock:
+                self._days[day] = (self._monotonic(), computed)
+                for old in [d for d in self._days if not self.covers(d)]:
+                    del self._days[old]
+        return computed
+
+    def _cached(self, day: date) -> ArchiveDay | None:
+        ttl = self.ttl if day >= self.today() else max(self.ttl, PAST_DAY_TTL)
         with self._lock:
             cached = self._days.get(day)
-            if cached is not None and now - cached[0] < self.ttl:
-                return cached[1]
-        computed = self._compose(day)
-        with self._lock:
-            self._days[day] = (now, computed)
-            for old in [d for d in self._days if not self.covers(d)]:
-                del self._days[old]
-        return computed
+        if cached is not None and self._monotonic() - cached[0] < ttl:
+            return cached[1]
+        return None
 
     def latest(self) -> ArchiveDay:
         """The newest day with articles (today, else the day before, …); today's when none has."""
@@ -130,6 +144,22 @@ class Archive:
             if found.items:
                 return found
         return self.day(dates[0])
+
+    def peek(self, day: date) -> ArchiveDay | None:
+        """The day when it is fresh in the cache, else None (no database work: a door may call
+        this on its event loop and go to a thread only for a miss)."""
+        return self._cached(day)
+
+    def peek_latest(self) -> ArchiveDay | None:
+        """`latest()` when every day it looks at is fresh in the cache, else None."""
+        dates = self.dates()
+        for day in dates[:3]:
+            found = self._cached(day)
+            if found is None:
+                return None
+            if found.items:
+                return found
+        return self._cached(dates[0])
 
     def recent(self, count: int) -> list[ArchiveDay]:
         """The newest `count` days that have articles (the Atom feed's entries)."""

@@ -296,7 +296,20 @@ class _Web:
     async def confirm_page(self, request: Request) -> Response:
         subscriber = await run_in_threadpool(self._find, self._claims(request, "confirm"))
         outcome = {"pending": "ask", "unsubscribed": "unsubscribed"}.get(subscriber.status, "already")
-        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+        return self._confirm_page(subscriber, outcome)
+
+    def _confirm_page(self, subscriber: Subscriber, outcome: str) -> Response:
+        # A known reader who signed up again gets this link by mail: it leads on to their page.
+        preferences_url = None
+        if outcome == "already" and subscriber.id is not None:
+            token = make_token(self.secret, purpose="preferences", subscriber_id=subscriber.id)
+            preferences_url = PREFERENCES_PATH.format(token=token)
+        return self.pages.render(
+            "confirm.html.j2",
+            outcome=outcome,
+            address=mask_email(subscriber.email),
+            preferences_url=preferences_url,
+        )
 
     async def confirm(self, request: Request) -> Response:
         claims = self._claims(request, "confirm")
@@ -308,7 +321,7 @@ class _Web:
             # Double opt-in done: straight on to the page where they choose what they get.
             token = make_token(self.secret, purpose="preferences", subscriber_id=subscriber.id)
             return RedirectResponse(PREFERENCES_PATH.format(token=token) + "?done=confirmed", status_code=303)
-        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+        return self._confirm_page(subscriber, outcome)
 
     def _foreign(self, request: Request) -> Response | None:
         """A page of another site posting to a signed link: refused (a CSRF guard besides the link)."""

@@ -278,7 +278,9 @@ class PublicPages:
         kind = request.query_params.get("filter", "home")
         if kind not in FILTERS:
             kind = "home"
-        day = await run_in_threadpool(self.archive.latest)
+        day = self.archive.peek_latest()
+        if day is None:  # not in the cache: composing reads the database, in a thread
+            day = await run_in_threadpool(self.archive.latest)
         return self._archive_page(day, kind, latest=True)
 
     async def archive_day(self, request: Request) -> Response:
@@ -288,7 +290,9 @@ class PublicPages:
         kind = request.query_params.get("filter", "home")
         if kind not in FILTERS:
             kind = "home"
-        found = await run_in_threadpool(self.archive.day, day)
+        found = self.archive.peek(day)
+        if found is None:
+            found = await run_in_threadpool(self.archive.day, day)
         return self._archive_page(found, kind, latest=False)
 
     def _archive_page(self, day: ArchiveDay, kind: str, *, latest: bool) -> Response:

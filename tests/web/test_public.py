@@ -144,8 +144,11 @@ def test_a_known_address_gets_the_same_page_and_a_mail_not_a_change(public: Publ
     assert known.text == new.text  # nothing tells a known address from a new one
     row = public.subscribers.get("grace@example.com")
     assert row.status == "active" and dict(row.topics) == {"rust": 1.0}
-    recipients = sorted(m["To"].addresses[0].addr_spec for m in public.mails(2))
-    assert recipients == ["grace@example.com", "linus@example.com"]
+    mails = {m["To"].addresses[0].addr_spec: m for m in public.mails(2)}
+    assert sorted(mails) == ["grace@example.com", "linus@example.com"]
+    # Grace's link leads to her own page; it changes nothing.
+    page = public.client.get(confirm_link(mails["grace@example.com"]))
+    assert_page(page, 200, "Already confirmed", "Choose your topics and time", 'href="/p/')
 
 
 def test_signing_up_again_after_unsubscribing_goes_through_the_opt_in(public: Public) -> None:
