@@ -50,6 +50,10 @@ class Browser:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         env = {**os.environ, "TZ": self.timezone}  # the zone the page's script should guess
+        # Under `make test-future` the suite runs in libfaketime; the browser need not (its clock
+        # decides nothing: every time that matters is the server's), and chromium may hang in it.
+        for name in ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC"):
+            env.pop(name, None)
         self._driver = subprocess.Popen(
             [shutil.which("chromedriver") or "chromedriver", f"--port={port}"],
             env=env,

@@ -23,7 +23,7 @@ from bot.store.subscribers import SubscriberStore
 from bot.types import TopicMatch
 from bot.web.app import create_app
 from tests.channels.smtp_server import SmtpServer
-from tests.web.conftest import SECRET, assert_page, running
+from tests.web.conftest import SECRET, Web, assert_page, running
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 
@@ -344,3 +344,20 @@ def test_the_archive_shows_the_newest_day_with_filters_and_a_feed(public: Public
     ns = {"a": "http://www.w3.org/2005/Atom"}
     ids = [e.findtext("a:id", namespaces=ns) for e in root.findall("a:entry", ns)]
     assert ids == ["http://localhost:8000/archive/2026-11-27", "http://localhost:8000/archive/2026-11-26"]
+
+
+def test_the_signed_forms_refuse_a_page_of_another_site(public: Public) -> None:
+    row = public.subscribers.add({"email": "ada@example.com"}, status="pending")
+    assert row.id is not None
+    evil = {"Origin": "https://evil.example"}
+
+    confirm = public.client.post(f"/confirm/{Web.token('confirm', row.id)}", headers=evil)
+    save = public.client.post(
+        f"/p/{Web.token('preferences', row.id)}", data={"action": "save", "topics": "go"}, headers=evil
+    )
+    own = public.client.post(f"/confirm/{Web.token('confirm', row.id)}", headers={"Origin": public.url})
+
+    assert_page(confirm, 403, "only be sent from FlareStart")
+    assert_page(save, 403, "only be sent from FlareStart")
+    assert own.status_code == 303  # the page's own form
+    assert public.subscribers.get(row.id).status == "active"
