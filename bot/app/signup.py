@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.app.preferences import TopicGroup, first
-from bot.errors import ConfigError, StatusChangedError
+from bot.app.preferences import PreferencesForm, TopicGroup, first
+from bot.errors import StatusChangedError
 
 if TYPE_CHECKING:
     from bot.app.core import FlareStart
@@ -94,9 +94,9 @@ class Signups:
 
     def __init__(self, app: FlareStart) -> None:
         self.app = app
-        editor = app.preferences_editor()
-        self.groups: tuple[TopicGroup, ...] = editor.groups
-        self.zones: tuple[str, ...] = editor.zones
+        self.editor = app.preferences_editor()
+        self.groups: tuple[TopicGroup, ...] = self.editor.groups
+        self.zones: tuple[str, ...] = self.editor.zones
         known = {choice.slug for group in self.groups for choice in group.topics}
         self.preselected = tuple(s for s in app.settings.web.signup_topics if s in known)
         self._service: DigestService | None = None
@@ -120,8 +120,11 @@ class Signups:
     # -- the database half ---------------------------------------------------------------------
 
     def check(self, form: SignupForm) -> tuple[dict[str, Any], dict[str, str]]:
-        """The subscriber's columns, or a message per field that is wrong."""
-        from bot.subscribers.files import make_spec, normalize_email
+        """The subscriber's columns, or a message per field that is wrong (every field at once,
+        in the words of the preferences page, whose validator this is)."""
+        from bot.store.models import Subscriber
+        from bot.subscribers.files import DEFAULT_MAX_ITEMS, make_spec, normalize_email
+        from bot.subscribers.schedule import WEEKDAYS
 
         errors: dict[str, str] = {}
         try:
@@ -131,19 +134,28 @@ class Signups:
             errors["email"] = "Enter an email address like name@example.com."
         if len(form.topics) > MAX_TOPICS:
             errors["topics"] = f"Choose at most {MAX_TOPICS} topics."
+            return {}, errors
+        wanted = PreferencesForm(
+            topics=form.topics,
+            muted_topics=(),
+            muted_keywords="",
+            delivery_time=form.delivery_time,
+            timezone=form.timezone,
+            frequency="daily",
+            weekly_day=WEEKDAYS[0],
+            max_items=str(DEFAULT_MAX_ITEMS),
+        )
+        columns, problems = self.editor.check(wanted, Subscriber())
+        errors.update(problems)
         if errors:
             return {}, errors
-        try:
-            spec = make_spec(
-                email=email,
-                timezone=form.timezone,
-                delivery_time=form.delivery_time,
-                topics=form.topics,
-                origin=ORIGIN,
-                validate_topics=self.app.validate_topics,
-            )
-        except ConfigError as exc:
-            return {}, _field_errors(str(exc))
+        spec = make_spec(
+            email=email,
+            timezone=columns["timezone"],
+            delivery_time=columns["delivery_time"],
+            topics=columns["topics"],
+            origin=ORIGIN,
+        )
         return {"spec": spec, "email": email}, {}
 
     def sign_up(self, form: SignupForm) -> SignupOutcome:
@@ -231,23 +243,3 @@ class Signups:
 
 def _changed(known: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in changes.items() if getattr(known, key) != value}
-
-
-def _field_errors(message: str) -> dict[str, str]:
-    """make_spec's one line ("a; b") as a message per form field."""
-    errors: dict[str, str] = {}
-    for part in message.split("; "):
-        lowered = part.lower()
-        key = (
-            "timezone"
-            if "time zone" in lowered or "timezone" in lowered
-            else "delivery_time"
-            if "delivery_time" in lowered or "time" in lowered
-            else "topics"
-            if "topic" in lowered
-            else "email"
-            if "email" in lowered
-            else "form"
-        )
-        errors.setdefault(key, part)
-    return errors

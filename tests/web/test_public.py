@@ -221,7 +221,7 @@ def test_bad_input_says_what_and_where_and_stores_nothing(public: Public) -> Non
         "/subscribe", data=public.form(email="not-an-address", timezone="Mars/Olympus", topics=["nope"])
     )
 
-    assert_page(response, 400, "Nothing was sent", "Enter an email address")
+    assert_page(response, 400, "Nothing was sent", "Enter an email address", "Mars/Olympus", "nope")
     assert 'aria-invalid="true"' in response.text
     assert public.subscribers.list() == []
 
