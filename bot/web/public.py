@@ -49,6 +49,7 @@ HONEYPOT = "website"
 SCRIPT = (shipped_template_dir("web") / "flarestart.js").read_text(encoding="utf-8")
 ARCHIVE_CACHE = "public, max-age=300"
 ATOM_DAYS = 14
+MAIL_YIELD = 2.0  # seconds a queued mail gives way to sign-ups being answered, at most
 
 
 class PublicPages:
@@ -76,6 +77,7 @@ class PublicPages:
         # first and the mails (each ~8 ms of rendering and writing) follow, one at a time.
         self._mails: asyncio.Queue[PendingMail] | None = None
         self._mailer: asyncio.Task[None] | None = None
+        self._answering = 0  # sign-ups being answered now
         self._pages: dict[str, tuple[float, str]] = {}
 
     def routes(self) -> list[Route]:
@@ -199,7 +201,11 @@ class PublicPages:
         if (fields.get(HONEYPOT) or [""])[0].strip():
             log.info("sign-up with the honeypot field filled: ignored", extra={"client": client})
             return self._cors(request, self._sent())
-        outcome = await run_in_threadpool(self.desk.sign_up, form)
+        self._answering += 1
+        try:
+            outcome = await run_in_threadpool(self.desk.sign_up, form)
+        finally:
+            self._answering -= 1
         if not isinstance(outcome, Accepted):
             return self._cors(
                 request, self._form(request, outcome.form, dict(outcome.errors), status_code=400)
@@ -230,6 +236,12 @@ class PublicPages:
     async def _send_mails(self, queue: asyncio.Queue[PendingMail]) -> None:
         while True:
             mail = await queue.get()
+            # Answers first: a mail waits while sign-ups are being answered, MAIL_YIELD at most,
+            # so a burst is answered at full speed and its mails follow a moment later.
+            waited = 0.0
+            while self._answering and waited < MAIL_YIELD:
+                await asyncio.sleep(0.005)
+                waited += 0.005
             try:
                 await self._mail(mail)
             finally:
