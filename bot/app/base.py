@@ -142,7 +142,6 @@ class AppBase:
         (catch-up included), with the periods the ledger has settled already left out."""
         from collections.abc import Container
 
-        from bot.channels.registry import email_channel_name
         from bot.delivery.ledger import DeliveryLedger
         from bot.delivery.service import send_job_key
         from bot.jobs.queue import JobQueue
@@ -163,15 +162,20 @@ class AppBase:
             )
 
         first = {s.id: next_for(s) for s in active if s.id is not None}
-        due = [(sid, found.period) for sid, found in first.items() if found.due_now]
-        channel = email_channel_name(self.settings)
-        closed = DeliveryLedger(self.store.engine).closed(due, channel)
+        # Each destination kind's rows are under the name of the channel serving it.
+        due_by_channel: dict[str, list[tuple[int, str]]] = {}
+        for s in active:
+            if s.id is not None and first[s.id].due_now:
+                channel = self.channels.name_for_subscriber(s)
+                due_by_channel.setdefault(channel, []).append((s.id, first[s.id].period))
+        ledger = DeliveryLedger(self.store.engine)
         queue = JobQueue(self.store.engine)
         # Sent and failed rows are final. A skipped one (a quiet period) is tried again by `run`
         # only while no send job of the period has run yet (one made by `send --now`, for instance).
         done = {
             key
-            for key, status in closed.items()
+            for channel, due in due_by_channel.items()
+            for key, status in ledger.closed(due, channel).items()
             if status != "skipped" or queue.status_of(send_job_key(*key, channel)) not in (None, "queued")
         }
         return {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from bot.app.base import AppBase
 from bot.errors import ConfigError
+from bot.types import subscriber_ref
 
 if TYPE_CHECKING:
     from bot.app.delivery import SampleSend, SendOutcome
@@ -111,7 +112,7 @@ class DigestVerbs(AppBase):
         from bot.store.subscribers import SubscriberError
 
         row = self.subscribers.get(ref)
-        who = row.email or f"#{row.id}"
+        who = subscriber_ref(row)
         if row.status != "active":
             hint = (
                 "; `flarestart subscribers resume` sends to them again"
@@ -119,8 +120,8 @@ class DigestVerbs(AppBase):
                 else ""
             )
             raise SubscriberError(f"{who} is {row.status}, so no digest goes to them{hint}")
-        if not row.email:
-            raise SubscriberError(f"subscriber #{row.id} has no email address to send to")
+        if not row.address:
+            raise SubscriberError(f"subscriber #{row.id} has no destination to send to")
         return asyncio.run(send_one(self.store, self.settings, row, force=force, dry_run=dry_run))
 
     def placeholder_warnings(self) -> list[str]:
@@ -163,7 +164,7 @@ class DigestVerbs(AppBase):
         wanted = subscribers.get(subscriber).id if subscriber is not None else None
         ledger = DeliveryLedger(self.store.engine)
         rows = ledger.list(status=status, subscriber_id=wanted, limit=limit)
-        emails = {s.id or 0: s.email or f"#{s.id}" for s in subscribers.list()}
+        emails = {s.id or 0: subscriber_ref(s) for s in subscribers.list()}
         return DeliveryListing(tuple(rows), emails, ledger.counts(), STATUSES)
 
     def retry_deliveries(

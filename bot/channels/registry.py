@@ -1,8 +1,8 @@
 """Which channel serves a destination: the delivery path asks here, per subscriber.
 
-A destination is a kind and an address. Today every subscriber's destination is their email
-address, served by SMTP when `email.smtp_url` is set and by the outbox otherwise; Slack and
-Discord register their own kinds here. Channels are made on first use, so a command that only
+A destination is a kind and an address. Email destinations are served by SMTP when
+`email.smtp_url` is set and by the outbox otherwise; Slack destinations by the Slack channel
+(bot/channels/slack_channel.py); Discord registers its own kind here. Channels are made on first use, so a command that only
 plans or lists opens no connection and writes no file, and the name a kind is served by is known
 without making its channel (delivery rows and job keys carry it).
 """
@@ -10,29 +10,22 @@ without making its channel (delivery rows and job keys carry it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
 from bot.errors import ConfigError
-from bot.types import Destination, DestinationKind
+from bot.types import DESTINATION_KINDS, DestinationKind
+from bot.types import destination_of as destination_of
 
 if TYPE_CHECKING:
     from bot.config import Settings
 
 
-class Addressed(Protocol):
-    @property
-    def email(self) -> str | None: ...
-
-
 def destination_kind(subscriber: object) -> DestinationKind:
-    """The kind of `subscriber`'s destination (a row, record or schedule of one): every
-    subscriber has an email address today; a Slack or Discord destination will be a column."""
-    return "email"
-
-
-def destination_of(subscriber: Addressed) -> Destination:
-    return Destination(destination_kind(subscriber), subscriber.email or "")
+    """The kind of `subscriber`'s destination (a row, record or schedule of one); one without
+    the column (a stand-in reader) is an email subscriber."""
+    kind = getattr(subscriber, "destination_kind", None) or "email"
+    return kind if kind in DESTINATION_KINDS else "email"
 
 
 class _Slot:

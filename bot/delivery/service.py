@@ -41,6 +41,7 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
+from bot.types import subscriber_ref
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class Reader(SubscriberPreferences, Protocol):
     def id(self) -> int | None: ...
     @property
     def email(self) -> str | None: ...
+    @property
+    def destination_kind(self) -> str: ...
+    @property
+    def address(self) -> str: ...
     @property
     def name(self) -> str: ...
     @property
@@ -286,13 +291,13 @@ class DigestService:
         """Send one subscriber's digest for one period, at most once. Raises Delivery*Error."""
         subscriber, delivery, delivered = await asyncio.to_thread(self._start, subscriber_id, period, dry_run)
         assert subscriber.id is not None
-        who = subscriber.email or str(subscriber.id)
+        who = subscriber_ref(subscriber)
         extra = {
             "subscriber": who,
             "period": period,
             "channel": self.channels.name_for_subscriber(subscriber),
         }
-        if subscriber.status != "active" or not subscriber.email:
+        if subscriber.status != "active" or not subscriber.address:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
         if delivery is not None and delivery.busy:
@@ -376,7 +381,7 @@ class DigestService:
             return self._start_by_ref(ref, period, dry_run)
         with self.store.engine.connect() as conn:
             subscriber = self.subscribers.record(ref, connection=conn)
-            if subscriber.status != "active" or not subscriber.email:
+            if subscriber.status != "active" or not subscriber.address:
                 return subscriber, None, set()
             delivered = self.ledger.sent_article_ids(subscriber.id, connection=conn)
             if dry_run:
@@ -409,7 +414,7 @@ class DigestService:
         """Hand one message to the channel and move its ledger row; errors are recorded, then raised."""
         assert subscriber.id is not None
         channel = self.channels.for_subscriber(subscriber)
-        extra = {"subscriber": subscriber.email, "period": outgoing.period, "channel": channel.name}
+        extra = {"subscriber": subscriber_ref(subscriber), "period": outgoing.period, "channel": channel.name}
         try:
             receipt = await channel.send(outgoing)
         except DeliveryPermanentError as exc:
@@ -535,7 +540,9 @@ class DigestService:
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
-            log.warning("subscriber is bouncing; no more sends", extra={"subscriber": subscriber.email})
+            log.warning(
+                "subscriber is bouncing; no more sends", extra={"subscriber": subscriber_ref(subscriber)}
+            )
 
     # -- rendering ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from bot.subscribers.files import (
     make_spec,
     normalize_email,
 )
+from bot.types import Destination
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def test_a_file_with_several_subscribers_loads_normalised(tmp_path: Path) -> Non
     write(tmp_path, "team.toml", TEAM)
     ada, grace, linus = load_subscriber_files(tmp_path)
     assert ada == SubscriberSpec(
-        email="ada@example.com",
+        destination=Destination.email("ada@example.com"),
         name="Ada",
         timezone="Europe/Berlin",
         delivery_time=time(6, 45),
@@ -151,7 +152,7 @@ def test_a_missing_email_names_the_table(tmp_path: Path) -> None:
     path = write(
         tmp_path, "team.toml", '[[subscriber]]\nemail = "a@example.com"\n\n[[subscriber]]\nname = "Nobody"\n'
     )
-    assert problems_of(tmp_path) == [f"{path}:4: subscriber has no email"]
+    assert problems_of(tmp_path) == [f"{path}:4: subscriber has no destination: give email, slack or discord"]
 
 
 def test_keys_are_found_in_the_right_table_and_sub_table(tmp_path: Path) -> None:
