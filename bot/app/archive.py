@@ -28,6 +28,7 @@ KIND_NAMES = {"news": "News", "how-to": "How-To", "opinion": "Opinion"}
 DAY_TTL = 300.0  # seconds today's page is served from memory
 PAST_DAY_TTL = 3600.0  # an earlier day changes only when a late article arrives
 DAY = timedelta(days=1)
+TITLE_MAX, SOURCE_MAX, EXCERPT_MAX = 300, 120, 280
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,10 @@ class SentDigest:
 
 
 def web_item(article: StoredArticle, taxonomy: Taxonomy) -> WebItem:
+    """The article as a page shows it. Feed text is hostile: one line each, cut to size, and a
+    link only when it is plain http(s) (never javascript: or data:); templates escape the rest."""
+    from bot.digest.text import clean_text, safe_link
+
     kind = next((m.slug for m in article.topics if m.slug in KIND_NAMES), None)
     if kind is not None:
         chip = KIND_NAMES[kind]
@@ -71,11 +76,11 @@ def web_item(article: StoredArticle, taxonomy: Taxonomy) -> WebItem:
         names = [taxonomy.get(m.slug).name for m in article.topics if m.slug in taxonomy]
         chip = names[0] if names else "News"
     return WebItem(
-        title=article.title,
-        url=article.url or "",
-        source=article.source_name,
+        title=clean_text(article.title, TITLE_MAX) or "(untitled)",
+        url=safe_link(article.url) or "",
+        source=clean_text(article.source_name, SOURCE_MAX),
         published=article.published,
-        excerpt=article.excerpt,
+        excerpt=clean_text(article.excerpt, EXCERPT_MAX),
         chip=chip,
         kind=kind,
     )

@@ -7,7 +7,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -361,3 +361,20 @@ def test_the_signed_forms_refuse_a_page_of_another_site(public: Public) -> None:
     assert_page(save, 403, "only be sent from FlareStart")
     assert own.status_code == 303  # the page's own form
     assert public.subscribers.get(row.id).status == "active"
+
+
+def test_hostile_feed_text_reaches_the_archive_escaped_and_without_unsafe_links(public: Public) -> None:
+    source = public.store.add_source(NewSource("Evil <b>Feed</b>", "https://evil.example/feed")).id
+    assert source
+    title = '<script>alert(1)</script> "Zig 1.0"'
+    hostile = replace(
+        entry("x1", title, ("programming", "news"), NOW - timedelta(hours=1)), url="javascript:alert(2)"
+    )
+    public.store.save_entries(source, [hostile], now=NOW)
+
+    page = public.client.get("/archive")
+    feed = public.client.get("/archive.atom")
+
+    assert_page(page, 200, "&lt;script&gt;alert(1)&lt;/script&gt;", "Evil &lt;b&gt;Feed&lt;/b&gt;")
+    assert "<script>" not in page.text and "javascript:" not in page.text
+    assert "<script>" not in feed.text and "javascript:" not in feed.text
