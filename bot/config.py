@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from bot import USER_AGENT
 from bot.errors import ConfigError
@@ -138,6 +138,41 @@ class WebSettings(_Section):
     max_header_bytes: int = Field(
         16 * 1024, ge=1024, description="unfinished request line and headers at most"
     )
+    # Sign-up and the public archive (bot/web/public.py). Lists also read "a,b,c" from the environment.
+    embed_origins: list[str] = Field(
+        default_factory=list,
+        description="other sites (https://blog.example.com) whose pages may post the sign-up form",
+    )
+    signup_topics: list[str] = Field(
+        default_factory=lambda: ["programming", "ai", "web-development"],
+        description="topics the sign-up form has ticked to begin with",
+    )
+    signups_per_ip_hour: int = Field(
+        20, ge=1, description="sign-up posts one client address may make an hour"
+    )
+    signups_per_address_day: int = Field(3, ge=1, description="sign-up mails one email address gets a day")
+    archive_title: str = Field("FlareStart daily", min_length=1, description="the public archive's name")
+    archive_topics: list[str] = Field(
+        default_factory=lambda: ["programming", "ai", "web-development", "security", "devops"],
+        description="the topics of the public daily digest shown at /archive",
+    )
+    archive_days: int = Field(14, ge=1, le=366, description="days the public archive goes back")
+    archive_items: int = Field(12, ge=1, le=50, description="articles in one day of the archive")
+
+    @field_validator("embed_origins", "signup_topics", "archive_topics", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins_only(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://blog.example.com (no path)")
+        return [origin.lower() for origin in value]
 
 
 class SlackSettings(_Section):

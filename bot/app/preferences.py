@@ -57,6 +57,7 @@ _FIELD_OF_KEY = {
     "mute.keywords": "muted_keywords",
 }
 NOTICES = {
+    "confirmed": "Confirmed: you're subscribed. Choose your topics and time here whenever you like.",
     "saved": "Saved. Your next digest follows these preferences.",
     "paused": "Paused. We send you nothing until you resume.",
     "resumed": "Resumed. Your digests are on again.",

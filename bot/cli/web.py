@@ -1,4 +1,4 @@
-"""`flarestart serve`: the web endpoints (unsubscribe, confirm, preferences, health, metrics) under uvicorn."""
+"""`flarestart serve`: the web endpoints (sign-up, archive, unsubscribe, confirm, preferences, health, metrics) under uvicorn."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def serve(
         int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: web.port, or PORT).")
     ] = None,
 ) -> None:
-    """Serve one-click unsubscribe, double opt-in confirmation, the preferences page, /healthz and (with web.metrics_token) /metrics until Ctrl-C or SIGTERM.
+    """Serve the sign-up page, the archive, one-click unsubscribe, double opt-in confirmation, the preferences page, /healthz and (with web.metrics_token) /metrics until Ctrl-C or SIGTERM.
 
     Example: flarestart serve --host 0.0.0.0 --port 8000
     """

@@ -310,8 +310,11 @@ class DeliveryLedger:
         """
         if len(message_id) > MAX_MESSAGE_ID:
             raise ValueError(f"message_id is longer than {MAX_MESSAGE_ID} characters")
-        ids = sorted({int(a) for a in article_ids})
-        mark = {"delivery_id": delivery_id, "now": now, "message_id": message_id, "article_ids": ids}
+        # The row keeps the digest's order ("view in browser" shows it as sent); the reader's
+        # ledger takes them sorted.
+        in_order = list(dict.fromkeys(int(a) for a in article_ids))
+        ids = sorted(in_order)
+        mark = {"delivery_id": delivery_id, "now": now, "message_id": message_id, "article_ids": in_order}
         with self._transaction(connection) as conn:
             subscriber_id = conn.execute(self._mark_sent, mark).scalar_one_or_none()
             if subscriber_id is None:
@@ -452,6 +455,19 @@ class DeliveryLedger:
                 yield conn
 
     # -- looking ----------------------------------------------------------------------------
+
+    def sent_digest(self, subscriber_id: int, period: str) -> Delivery | None:
+        """The digest of this period as it was sent (its articles in the digest's order), or None
+        while it is not sent; the newest when several channels sent it."""
+        d = DELIVERIES.c
+        query = (
+            select(Delivery)
+            .where(d.subscriber_id == subscriber_id, d.period == period, d.status == SENT)
+            .order_by(d.sent_at.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            return session.scalars(query).first()
 
     def counts(self) -> dict[str, int]:
         """Deliveries per status; every known status is present."""

@@ -32,7 +32,7 @@ from bot.digest.view import ConfirmView, DigestItemView, DigestView
 from bot.errors import ConfigError, DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError
 from bot.jobs.queue import ClaimedJob, JobQueue, NewJob
 from bot.links.secret import resolve_secret
-from bot.links.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url
+from bot.links.tokens import CONFIRM_MAX_AGE, confirm_url, preferences_url, unsubscribe_url, view_url
 from bot.ranking.setup import taxonomy_for
 from bot.ranking.topics import Taxonomy
 from bot.store import Store
@@ -483,15 +483,25 @@ class DigestService:
     async def handle_confirm(self, job: ClaimedJob) -> None:
         await self.send_confirmation(int(job.payload["subscriber_id"]), last_attempt=job.last_attempt)
 
-    async def send_confirmation(self, subscriber_id: int, *, last_attempt: bool = True) -> bool:
-        """Mail a pending subscriber the link that activates them, once (a ledger row of its own)."""
+    async def send_confirmation(
+        self,
+        subscriber_id: int,
+        *,
+        last_attempt: bool = True,
+        period: str = CONFIRM_PERIOD,
+        statuses: tuple[str, ...] = ("pending",),
+    ) -> bool:
+        """Mail a pending subscriber the link that activates them, once (a ledger row of its own).
+
+        The web sign-up asks again with a `period` of its own ("confirm-…") when the reader signs
+        up again, and for any `statuses` (a known address gets the mail, never a page saying so)."""
         subscriber = await asyncio.to_thread(self.subscribers.get, subscriber_id)
-        if subscriber.status != "pending" or not subscriber.email or subscriber.id is None:
+        if subscriber.status not in statuses or not subscriber.email or subscriber.id is None:
             return False
         delivery = await asyncio.to_thread(
             self.ledger.open,
             subscriber.id,
-            CONFIRM_PERIOD,
+            period,
             self.channels.name_for_subscriber(subscriber),
             article_ids=[],
         )
@@ -501,7 +511,7 @@ class DigestService:
         ):
             row = await asyncio.to_thread(self.ledger.get, delivery.id)
             if row.status == "sending":  # another sender holds it: the job comes back after its lease
-                raise self.busy(subscriber.email, CONFIRM_PERIOD, row.lease_until)
+                raise self.busy(subscriber.email, period, row.lease_until)
             return False
         topics = tuple(
             self.taxonomy.get(slug).name if slug in self.taxonomy else slug for slug in subscriber.topics
@@ -518,11 +528,9 @@ class DigestService:
             to_name=subscriber.name or "",
             to_address=subscriber.email,
             rendered=self.renderer.render_confirm(view),
-            message_id=make_message_id(
-                subscriber.id, CONFIRM_PERIOD, self.domain, key=self.secret, kind="confirm"
-            ),
+            message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret, kind="confirm"),
             unsubscribe_url="",  # not list mail: no List-Unsubscribe headers
-            period=CONFIRM_PERIOD,
+            period=period,
         )
         await self._deliver(delivery.id, subscriber, outgoing, [], last_attempt=last_attempt)
         channel = self.channels.name_for_subscriber(subscriber)
@@ -571,6 +579,7 @@ class DigestService:
             unsubscribe_url=link,
             quiet=not plan.items,
             now=now,
+            view_url=view_url(self.settings.web.base_url, self.secret, subscriber.id, period),
         )
 
     def outgoing(

@@ -262,6 +262,7 @@ class DigestRenderer:
             "quiet": quiet,
             "preferences_url": preferences_url,
             "unsubscribe_url": unsubscribe_url,
+            "view_url": self._own_link(view.view_url, "view in browser") if view.view_url else "",
             "postal_address": self._postal_address,
         }
 

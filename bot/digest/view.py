@@ -39,6 +39,7 @@ class DigestView:
     unsubscribe_url: str
     quiet: bool = False  # compose found nothing: render the short "quiet day" note
     now: datetime = field(kw_only=True)  # the render clock, for "3h ago"
+    view_url: str = field(default="", kw_only=True)  # "View in browser" (/d/{token}); "" = none
 
     @property
     def is_empty(self) -> bool:

@@ -187,3 +187,59 @@ def _decode(text: str) -> bytes:
     if _encode(data) != text:
         raise ValueError("not canonical base64url")
     return data
+
+
+# -- "view in browser": one digest of one subscriber ----------------------------------------------
+#
+# A digest is (subscriber, period): the token signs both, under a MAC domain of its own, so no
+# lifecycle token reads as a view token or the other way round. It never expires (old mails'
+# links keep working) and it only shows what was sent; it changes nothing.
+
+VIEW_PATH = "/d/{token}"
+_VIEW_VERSION = 1
+_VIEW_HEAD = struct.Struct(">BQ")
+_VIEW_DOMAIN = b"flarestart-view\x00"
+_PERIOD_SHAPE = re.compile(r"[0-9A-Za-z:_-]{1,20}")
+
+
+def make_view_token(secret: bytes, *, subscriber_id: int, period: str) -> str:
+    """The token of /d/{token}: this subscriber's digest of this period, as sent."""
+    _check_secret(secret)
+    if not 1 <= subscriber_id <= MAX_SUBSCRIBER_ID:
+        raise ValueError(f"subscriber id must be from 1 to {MAX_SUBSCRIBER_ID}, got {subscriber_id}")
+    if not _PERIOD_SHAPE.fullmatch(period):
+        raise ValueError(f"period {period!r} is not a digest period")
+    payload = _VIEW_HEAD.pack(_VIEW_VERSION, subscriber_id) + period.encode("ascii")
+    mac = hmac.new(secret, _VIEW_DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return f"{_encode(payload)}.{_encode(mac)}"
+
+
+def read_view_token(secret: bytes, token: str) -> tuple[int, str]:
+    """(subscriber id, period) of a valid view token; InvalidTokenError otherwise."""
+    _check_secret(secret)
+    if not _TOKEN_SHAPE.fullmatch(token):
+        raise InvalidTokenError("malformed", "the link is incomplete or damaged")
+    encoded_payload, encoded_mac = token.split(".")
+    try:
+        payload, mac = _decode(encoded_payload), _decode(encoded_mac)
+    except ValueError:
+        raise InvalidTokenError("malformed", "the link is incomplete or damaged") from None
+    expected = hmac.new(secret, _VIEW_DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected):
+        raise InvalidTokenError("forged", "the link's signature does not match")
+    if len(payload) <= _VIEW_HEAD.size:
+        raise InvalidTokenError("malformed", "the link has a format this version cannot read")
+    version, subscriber_id = _VIEW_HEAD.unpack(payload[: _VIEW_HEAD.size])
+    period = payload[_VIEW_HEAD.size :].decode("ascii", errors="replace")
+    if version != _VIEW_VERSION or not _PERIOD_SHAPE.fullmatch(period):
+        raise InvalidTokenError("malformed", "the link has a format this version cannot read")
+    return subscriber_id, period
+
+
+def view_url(base_url: str, secret: bytes, subscriber_id: int, period: str) -> str:
+    """The digest's "View in browser" link; "" for a period no digest page can show (none of ours:
+    a day, a week, a test send), so a digest is never held up by its link."""
+    if not _PERIOD_SHAPE.fullmatch(period):
+        return ""
+    token = make_view_token(secret, subscriber_id=subscriber_id, period=period)
+    return base_url.rstrip("/") + VIEW_PATH.format(token=token)

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -278,48 +290,22 @@ class Store:
     def recent_articles(self, since: datetime, *, until: datetime | None = None) -> list[StoredArticle]:
         """Articles published in [since, until] from enabled sources: the day's candidates."""
         a, s = ARTICLES.c, SOURCES.c
-        query = (
-            select(
-                a.id,
-                a.source_id,
-                s.name,
-                s.weight,
-                a.url,
-                a.title,
-                a.excerpt,
-                a.author,
-                a.published_at,
-                a.tags,
-                a.image_url,
-                a.topics,
-            )
-            .join(SOURCES, s.id == a.source_id)
-            .where(a.published_at >= since, s.enabled.is_(True))
-            .order_by(a.id)
-        )
+        query = _stored_articles().where(a.published_at >= since, s.enabled.is_(True)).order_by(a.id)
         if until is not None:
             query = query.where(a.published_at <= until)
         with self.engine.connect() as conn:
-            return [
-                StoredArticle(
-                    id=row[0],
-                    source_id=row[1],
-                    source_name=row[2],
-                    source_weight=row[3],
-                    url=row[4],
-                    title=row[5],
-                    excerpt=row[6],
-                    author=row[7],
-                    published=row[8],
-                    tags=tuple(row[9] or ()),
-                    image_url=row[10],
-                    topics=tuple(
-                        TopicMatch(t["slug"], float(t["weight"]), tuple(t.get("terms", ())))
-                        for t in (row[11] or ())
-                    ),
-                )
-                for row in conn.execute(query)
-            ]
+            return [_stored_article(row) for row in conn.execute(query)]
+
+    def articles_by_ids(self, ids: Sequence[int]) -> list[StoredArticle]:
+        """These articles, in the order given (a digest's, as the ledger keeps it); ids pruned
+        meanwhile are left out."""
+        found: dict[int, StoredArticle] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), KEY_BATCH):
+                batch = list(ids[start : start + KEY_BATCH])
+                query = _stored_articles().where(ARTICLES.c.id.in_(batch))
+                found.update((row[0], _stored_article(row)) for row in conn.execute(query))
+        return [found[i] for i in ids if i in found]
 
     def count_articles(self, source_id: int | None = None) -> int:
         with self._session() as session:
@@ -435,3 +421,41 @@ def _article_values(source_id: int, entry: ParsedEntry, published: datetime, now
         if entry.topics
         else None,
     }
+
+
+def _stored_articles() -> Select[Any]:
+    """What a StoredArticle is made of: the article's columns and its source's."""
+    a, s = ARTICLES.c, SOURCES.c
+    return select(
+        a.id,
+        a.source_id,
+        s.name,
+        s.weight,
+        a.url,
+        a.title,
+        a.excerpt,
+        a.author,
+        a.published_at,
+        a.tags,
+        a.image_url,
+        a.topics,
+    ).join(SOURCES, s.id == a.source_id)
+
+
+def _stored_article(row: Any) -> StoredArticle:
+    return StoredArticle(
+        id=row[0],
+        source_id=row[1],
+        source_name=row[2],
+        source_weight=row[3],
+        url=row[4],
+        title=row[5],
+        excerpt=row[6],
+        author=row[7],
+        published=row[8],
+        tags=tuple(row[9] or ()),
+        image_url=row[10],
+        topics=tuple(
+            TopicMatch(t["slug"], float(t["weight"]), tuple(t.get("terms", ()))) for t in (row[11] or ())
+        ),
+    )

@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 
     from bot.app.core import SubscriberAccess
     from bot.app.types import Subscriber
+    from bot.web.public import PublicPages
 
 TEMPLATE_DIR = shipped_template_dir("web")
 # A one-click body is 26 bytes; a multipart one a couple of hundred. Nothing more is needed.
@@ -124,13 +125,19 @@ def create_app(
     """The web app. The store is opened (and migrated) when the server starts, closed when it stops.
 
     `store_factory` builds the subscriber store from the engine (default: the application layer's).
-    `clock`: what the application layer and the Slack verifier take as now (tests fix it).
+    `clock`: what the application layer, the archive's days and the Slack verifier take as now
+    (tests fix it).
     """
+    from bot.web.public import PublicPages
+
     pages = Pages(TEMPLATE_DIR)
     flarestart = FlareStart(settings, seed=False, subscriber_access=store_factory, clock=clock)
     editor = flarestart.preferences_editor()
-    web = _Web(flarestart, resolve_secret(settings), pages, editor)
+    secret = resolve_secret(settings)
+    public = PublicPages(flarestart, secret, pages)
+    web = _Web(flarestart, secret, pages, editor, public)
     routes = [
+        *public.routes(),
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
         Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
         Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
@@ -263,8 +270,10 @@ class _Web:
         secret: bytes,
         pages: Pages,
         editor: PreferencesEditor,
+        public: PublicPages,
     ) -> None:
         self.flarestart = flarestart
+        self.public = public
         self.settings = flarestart.settings
         self.secret = secret
         self.pages = pages
@@ -274,6 +283,7 @@ class _Web:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         flarestart = await run_in_threadpool(self.flarestart.open)
+        await run_in_threadpool(self.public.open)
         self._open = True
         app.state.store = flarestart.store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})
@@ -281,6 +291,7 @@ class _Web:
             yield
         finally:
             self._open = False
+            await self.public.close()
             flarestart.close()
 
     @property
@@ -320,13 +331,42 @@ class _Web:
     async def confirm_page(self, request: Request) -> Response:
         subscriber = await run_in_threadpool(self._find, self._claims(request, "confirm"))
         outcome = {"pending": "ask", "unsubscribed": "unsubscribed"}.get(subscriber.status, "already")
-        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+        return self._confirm_page(subscriber, outcome)
+
+    def _confirm_page(self, subscriber: Subscriber, outcome: str) -> Response:
+        # A known reader who signed up again gets this link by mail: it leads on to their page.
+        preferences_url = None
+        if outcome == "already" and subscriber.id is not None:
+            token = make_token(self.secret, purpose="preferences", subscriber_id=subscriber.id)
+            preferences_url = PREFERENCES_PATH.format(token=token)
+        return self.pages.render(
+            "confirm.html.j2",
+            outcome=outcome,
+            address=mask_email(subscriber.email),
+            preferences_url=preferences_url,
+        )
 
     async def confirm(self, request: Request) -> Response:
         claims = self._claims(request, "confirm")
+        if (refused := self._foreign(request)) is not None:
+            return refused
         await _read_body(request, MAX_BODY_BYTES)  # the button's form; nothing in it matters
         subscriber, outcome = await run_in_threadpool(self._confirm, claims)
-        return self.pages.render("confirm.html.j2", outcome=outcome, address=mask_email(subscriber.email))
+        if outcome == "confirmed" and subscriber.id is not None:
+            # Double opt-in done: straight on to the page where they choose what they get.
+            token = make_token(self.secret, purpose="preferences", subscriber_id=subscriber.id)
+            return RedirectResponse(PREFERENCES_PATH.format(token=token) + "?done=confirmed", status_code=303)
+        return self._confirm_page(subscriber, outcome)
+
+    def _foreign(self, request: Request) -> Response | None:
+        """A page of another site posting to a signed link: refused (a CSRF guard besides the link)."""
+        origin = self.public.csrf.foreign_origin(request)
+        if origin is None:
+            return None
+        log.info(
+            "refused a form from another site", extra={"origin": origin[:80], "path": _route_name(request)}
+        )
+        return self.pages.error(403, "Refused", "This form can only be sent from FlareStart's own pages.")
 
     async def preferences_link(self, request: Request) -> Response:
         if request.method == "POST":
@@ -340,6 +380,8 @@ class _Web:
 
     async def save_preferences(self, request: Request) -> Response:
         claims = self._claims(request, "preferences")
+        if (refused := self._foreign(request)) is not None:
+            return refused
         if not preferences.is_form(request.headers.get("content-type")):
             return self.pages.error(
                 415,

@@ -19,7 +19,7 @@ from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
 from bot.links.secret import resolve_secret
-from bot.links.tokens import read_token
+from bot.links.tokens import read_token, read_view_token
 from bot.store import NewSource, Store
 from bot.store.subscribers import SubscriberStore
 from bot.subscribers.files import make_spec
@@ -64,6 +64,26 @@ async def test_digest_is_sent_once_and_its_articles_never_again(store: Store, se
     assert service.ledger.sent_article_ids(reader) == {a.id for a, _ in store.list_articles()}
     tomorrow = await service.send(reader, "next-period")
     assert tomorrow.status == "skipped" and "already sent" in tomorrow.detail
+
+
+async def test_the_digest_links_itself_in_the_browser_and_the_ledger_keeps_its_order(
+    store: Store, settings: Settings
+) -> None:
+    reader = add_reader(store, "ada@example.com")
+    service = DigestService(store, settings, OutboxChannel(settings.outbox_dir, settings=settings.email))
+    period = NOW.strftime("%Y-%m-%d")
+
+    await service.send(reader, period)
+
+    [message] = outbox_messages(settings.outbox_dir)
+    body = message.get_payload(0).get_payload(decode=True).decode()
+    link = re.search(r"View in browser: https?://\S+/d/(\S+)", body)
+    assert link is not None
+    assert read_view_token(resolve_secret(settings), link.group(1)) == (reader, period)
+    sent = service.ledger.sent_digest(reader, period)
+    assert sent is not None
+    titles = [a.title for a in store.articles_by_ids(sent.article_ids)]
+    assert body.index(titles[0]) < body.index(titles[1])  # the row's order is the mail's
 
 
 async def test_pending_reader_gets_one_confirmation_with_a_working_link(

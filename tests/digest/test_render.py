@@ -432,3 +432,13 @@ def test_the_wrapped_excerpt_is_remembered_not_changed(renderer: DigestRenderer)
 
     for text in texts * 2:  # the second time from the cache
         assert cached.render(text=text) == plain.from_string(template).render(text=text)
+
+
+def test_the_footer_links_the_digest_in_the_browser_when_it_has_a_view_url(renderer: DigestRenderer) -> None:
+    view_url = "https://flarestart.example.com/d/abc.def"
+    with_link = renderer.render(make_view(view_url=view_url))
+    without = renderer.render(make_view())
+
+    assert f'href="{view_url}"' in with_link.html and "View in browser" in with_link.html
+    assert f"View in browser: {view_url}" in with_link.text
+    assert "View in browser" not in without.html and "View in browser" not in without.text

@@ -265,3 +265,22 @@ def test_a_signed_token_with_an_id_no_database_holds_is_malformed() -> None:
         assert reason_of(token) == "malformed"
     with pytest.raises(ValueError, match="subscriber id"):
         make_token(SECRET, purpose="unsubscribe", subscriber_id=MAX_SUBSCRIBER_ID + 1)
+
+
+def test_a_view_token_names_one_digest_and_nothing_else() -> None:
+    from bot.links.tokens import make_view_token, read_view_token
+
+    key = b"a-key-for-view-tokens-only"
+    token = make_view_token(key, subscriber_id=42, period="2026-W48")
+
+    assert read_view_token(key, token) == (42, "2026-W48")
+    with pytest.raises(InvalidTokenError) as forged:
+        read_view_token(b"another-key-entirely", token)
+    assert forged.value.reason == "forged"
+    lifecycle = make_token(key, purpose="preferences", subscriber_id=42)
+    with pytest.raises(InvalidTokenError):  # a preferences link does not open a digest
+        read_view_token(key, lifecycle)
+    with pytest.raises(InvalidTokenError):  # nor a view link change preferences
+        read_token(key, token, purpose="preferences", max_age=None, now=datetime.now(UTC))
+    with pytest.raises(ValueError):
+        make_view_token(key, subscriber_id=42, period="not a period!")

@@ -236,7 +236,11 @@ def test_posting_the_confirm_page_makes_a_pending_subscriber_active_once(web: We
     again = web.client.post(url, data=fields)
     later_get = web.client.get(url)
 
-    assert_page(first, 200, "You're subscribed")
+    assert first.status_code == 303  # straight on to the preferences page
+    assert first.headers["location"].startswith("/p/") and first.headers["location"].endswith(
+        "?done=confirmed"
+    )
+    assert_page(web.client.get(first.headers["location"]), 200, "Confirmed: you&#39;re subscribed")
     assert confirmed.status == "active" and confirmed.confirmed_at is not None
     assert_page(again, 200, "Already confirmed")
     assert_page(later_get, 200, "Already confirmed")
