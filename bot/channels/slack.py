@@ -264,7 +264,9 @@ class SlackPoster:
         done = await self.part_log.posted(key)
         found = 0
         missing = any(message.part not in done for message in messages)
-        if destination.channel is not None and missing and (done or resume):
+        # Part numbers start at 1; a caller's own marks (SlackChannel's "begun", part 0) are not
+        # parts, so a first attempt that finds only its mark asks Slack's history nothing.
+        if destination.channel is not None and missing and (any(p >= 1 for p in done) or resume):
             threaded = any(message.in_thread for message in messages)
             lookup = await self._find_posted(destination.channel, key, done.get(1), threaded=threaded)
             for part, ts in lookup.items():

@@ -72,6 +72,8 @@ def test_a_digest_is_posted_in_parts_and_a_second_send_posts_nothing(engine: Eng
         )
         try:
             first = await channel.send(outgoing())
+            # The begun mark is not a part: a first attempt asks the channel's history nothing.
+            assert [name for name, _ in slack.requests if name.startswith("conversations.")] == []
             again = await channel.send(outgoing())
         finally:
             await channel.aclose()
