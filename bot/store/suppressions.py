@@ -102,9 +102,10 @@ class SuppressionStore:
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=[SUPPRESSIONS.c.address])
+            .returning(SUPPRESSIONS.c.id)
         )
         with _transaction(self.engine, connection) as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).scalar_one_or_none() is not None
 
     def get(self, address: str) -> SuppressionRecord | None:
         query = select(*_COLUMNS).where(SUPPRESSIONS.c.address == normalise_address(address))
