@@ -96,7 +96,7 @@ class SubscriberVerbs(SuppressionVerbs):
             origin=origin,
             validate_topics=self.validate_topics,
         )
-        subscriber = self.subscribers.add(spec, status=status, now=self.now())
+        subscriber = self.subscribers.add(spec, status=self.status_for_new(address, status), now=self.now())
         [view] = self.with_next_delivery([subscriber])
         return view
 

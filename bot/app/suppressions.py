@@ -85,6 +85,25 @@ class SuppressionVerbs(AppBase):
         row = self._row_for(removed.address)
         return RemovedSuppression(removed, row.status if row is not None else None)
 
+    def status_for_new(self, address: str, wanted: str) -> str:
+        """The status a new subscriber of `address` gets: `wanted`, unless the address is
+        suppressed (then unsubscribed, or bouncing after a hard bounce): no door re-subscribes it."""
+        found = self.suppressions.get(address)
+        if found is None:
+            return wanted
+        return "bouncing" if found.reason == "hard_bounce" else "unsubscribed"
+
+    def refuse_suppressed(self, address: str, *, what: str) -> None:
+        """ConfigError when `address` is suppressed: `what` (a test digest, say) is not sent to it."""
+        from bot.errors import ConfigError
+
+        found = self.suppressions.get(address)
+        if found is not None:
+            raise ConfigError(
+                f"{found.address} is suppressed ({found.reason}): {what} is not sent to it; see "
+                "`flarestart subscribers suppressions list`"
+            )
+
     def suppress_unsubscribed(self, subscriber: Subscriber, *, source: str) -> bool:
         """The reader asked to stop: their address is suppressed (True when newly)."""
         if not subscriber.email:

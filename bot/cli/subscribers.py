@@ -178,6 +178,15 @@ def add(
     if json:
         print_json(_subscriber_dict(subscriber, upcoming))
         return
+    if subscriber.status in ("unsubscribed", "bouncing"):
+        err_console.print(
+            f"[yellow]Added {subscriber.email} as {subscriber.status}:[/] the address is suppressed, so no "
+            "digest goes to it until they subscribe again from an unsubscribe link "
+            "(see `flarestart subscribers suppressions list`).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     first = describe_next(upcoming, subscriber.timezone, now)
     console.print(
         f"[green]Added[/] {subscriber.email}: {subscriber.frequency} at {subscriber.delivery_time} "

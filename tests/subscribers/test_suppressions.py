@@ -153,3 +153,23 @@ def test_the_operator_lists_and_removes_suppressions_with_a_confirmation(
     missing = run("subscribers", "suppressions", "remove", "nobody@example.com", "--yes")
     assert missing.code != 0 and missing.out == ""
     assert len(missing.err.strip().splitlines()) == 1 and "is not suppressed" in missing.err
+
+
+def test_no_door_re_subscribes_a_suppressed_address(
+    run: Runner, settings_env: Settings, smtp: SmtpServer
+) -> None:
+    with FlareStart(settings_env, seed=False) as app:
+        app.suppressions.add("ada@example.com", "unsubscribed", now=app.now(), source="web:one-click")
+        app.suppressions.add("bob@example.com", "hard_bounce", now=app.now(), source="delivery")
+
+    added = run("subscribers", "add", "ada@example.com", "--topics", "python")
+    assert added.code == 0, added.err
+    assert "Added ada@example.com as unsubscribed: the address is suppressed" in added.err
+    assert run("subscribers", "add", "bob@example.com").code == 0
+    statuses = {s["email"]: s["status"] for s in run("subscribers", "list", "--json").json()}
+    assert statuses == {"ada@example.com": "unsubscribed", "bob@example.com": "bouncing"}
+
+    sample = run("send", "--test", "Ada@example.com")
+    assert sample.code != 0 and len(sample.err.strip().splitlines()) == 1
+    assert "ada@example.com is suppressed (unsubscribed): a test digest is not sent to it" in sample.err
+    assert smtp.messages == []
