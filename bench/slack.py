@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/slack.py                          # 200 channels, 4 parts each, 1 msg/s, 3 runs
     .venv/bin/python bench/slack.py --channels 50 --parts 3 --rate 2 --runs 1
+    .venv/bin/python bench/slack.py --db-part-log              # parts recorded in SQLite, as in service
 
 Each run starts a fresh fake Slack in its own process (`python -m bot.testing.fake_slack`, a token
 bucket per channel: `--rate` messages a second, burst 1) and renders one digest of `--parts`
@@ -17,6 +18,10 @@ plain slack-sdk (AsyncWebClient with its built-in AsyncRateLimitErrorRetryHandle
 posting each channel's parts in order, the way a script without a pacer would; and the ceiling,
 ours with the fake's rate limit off, which is what posting that many messages costs on this
 machine (client, fake server and loopback together) whatever the limit.
+
+With `--db-part-log`, ours (and the ceiling) record every posted part in a fresh migrated SQLite
+database through `DatabasePartLog` (one committed transaction per part, plus the "begun" mark
+SlackChannel writes before a delivery's first part), as `flarestart run` does; without it, in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import asyncio
 import json
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -44,10 +50,13 @@ import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channels.parts import MemoryPartLog
+from bot.channels.parts import MemoryPartLog, PartLog
 from bot.channels.slack import EVENT_TYPE, ChannelPacer, SlackDestination, SlackPoster
 from bot.digest.slack import SlackMessage, SlackRenderer
 from bot.digest.view import DigestItemView, DigestView
+from bot.store.engine import make_engine
+from bot.store.migrate import upgrade
+from bot.store.parts import DatabasePartLog
 
 TOKEN = "xoxb-flarestart-bench"
 CEILING = "no rate limit (ceiling)"
@@ -120,20 +129,36 @@ def fake_stats(api_url: str) -> dict[str, Any]:
 
 
 async def ours(
-    api_url: str, channels: list[str], messages: tuple[SlackMessage, ...], interval: float, run: int
+    api_url: str,
+    channels: list[str],
+    messages: tuple[SlackMessage, ...],
+    interval: float,
+    run: int,
+    *,
+    database: str | None = None,
 ) -> float:
-    poster = SlackPoster(token=TOKEN, log=MemoryPartLog(), api_url=api_url, pacer=ChannelPacer(interval))
+    engine = None
+    log: PartLog = MemoryPartLog()
+    if database is not None:
+        engine = make_engine(database)
+        upgrade(engine)
+        log = DatabasePartLog(engine)
+    poster = SlackPoster(token=TOKEN, log=log, api_url=api_url, pacer=ChannelPacer(interval))
+
+    async def deliver(channel: str) -> None:
+        key = f"bench-{run}/{channel}"
+        if engine is not None:
+            await log.record(key, 0, "")  # SlackChannel's "begun" mark
+        await poster.post(SlackDestination(channel=channel), messages, key=key)
+
     try:
         started = time.perf_counter()
-        await asyncio.gather(
-            *(
-                poster.post(SlackDestination(channel=channel), messages, key=f"bench-{run}/{channel}")
-                for channel in channels
-            )
-        )
+        await asyncio.gather(*(deliver(channel) for channel in channels))
         return time.perf_counter() - started
     finally:
         await poster.aclose()
+        if engine is not None:
+            engine.dispose()
 
 
 async def peer(api_url: str, channels: list[str], messages: tuple[SlackMessage, ...], run: int) -> float:
@@ -186,7 +211,9 @@ def one_round(
         if contender in ("flarestart", CEILING):
             # The pacer counts from the previous answer, so 1/rate (+ float slack) keeps clear of 429.
             interval = 0.0 if unlimited else 1.0 / args.rate + 0.002
-            wall = asyncio.run(ours(api_url, channels, messages, interval, run))
+            with tempfile.TemporaryDirectory(prefix="flarestart-bench-") as folder:
+                database = f"sqlite:///{folder}/parts.db" if args.db_part_log else None
+                wall = asyncio.run(ours(api_url, channels, messages, interval, run, database=database))
             prefix = f"bench-{run}"
         else:
             wall = asyncio.run(peer(api_url, channels, messages, run))
@@ -208,6 +235,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="the fake's messages a second per channel")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--db-part-log", action="store_true", help="record parts in SQLite (DatabasePartLog), as in service"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.parts < 2:
@@ -225,6 +255,7 @@ def main() -> None:
         "parts": args.parts,
         "rate": args.rate,
         "floor": floor,
+        "part_log": "sqlite" if args.db_part_log else "memory",
         "contenders": {},
     }
     for contender in dict.fromkeys(r.contender for r in rounds):
@@ -248,7 +279,8 @@ def main() -> None:
         return
     print(
         f"{args.channels} channels × {args.parts} messages, fake rate {args.rate}/s per channel (burst 1), "
-        f"{args.runs} run(s), medians"
+        f"{args.runs} run(s), medians; ours records parts "
+        + ("in SQLite (DatabasePartLog)" if args.db_part_log else "in memory")
     )
     print(f"floor (parts − 1) / rate: {floor:.2f} s")
     print(f"{'contender':<26}{'wall s':>8}{'ratio':>8}{'lost':>6}{'dup':>6}{'429s':>14}  walls")

@@ -29,6 +29,9 @@ UNPREFIXED_ENV = {
     "secret_key": "SECRET_KEY",
     "email.smtp_url": "SMTP_URL",
     "web.port": "PORT",
+    "slack.bot_token": "SLACK_BOT_TOKEN",
+    "slack.signing_secret": "SLACK_SIGNING_SECRET",
+    "slack.app_token": "SLACK_APP_TOKEN",
 }
 # Variables with our prefix that are not settings.
 OTHER_ENV = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "TEST_POSTGRES_URL"})
@@ -124,6 +127,26 @@ class WebSettings(_Section):
     )
 
 
+class SlackSettings(_Section):
+    """The Slack app. Secrets come from the environment (or a file kept out of git); webhook URLs
+    never appear here: a subscriber file names the variable that holds one."""
+
+    bot_token: str | None = Field(
+        None, description="the app's xoxb-… bot token (SLACK_BOT_TOKEN): posts digests to channels"
+    )
+    signing_secret: str | None = Field(
+        None, description="verifies Slack's requests to /slack/commands (SLACK_SIGNING_SECRET)"
+    )
+    app_token: str | None = Field(None, description="xapp-… token for Socket Mode (SLACK_APP_TOKEN)")
+    api_url: str = Field(
+        "https://slack.com/api/",
+        pattern=r"^https?://",
+        description="Slack Web API base URL (a stand-in for tests, benchmarks, staging)",
+    )
+    thread: bool = Field(False, description="post a digest's header, then its items as replies")
+    template_dir: Path | None = Field(None, description="your own Slack templates, tried before ours")
+
+
 class SourceSeed(_Section):
     """A source the configuration asks for (replaces the shipped defaults when given)."""
 
@@ -165,6 +188,7 @@ class Settings(_Section):
     digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
     sources: list[SourceSeed] | None = Field(
         None, description="sources to seed on first run (default: FlareStart's own list)"
     )

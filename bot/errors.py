@@ -58,7 +58,14 @@ class DeliveryBusyError(DeliveryTransientError):
 
 
 class DeliveryPermanentError(FlareStartError):
-    """Delivery can never work as configured (5xx for the recipient, 404 webhook)."""
+    """Delivery can never work as configured (5xx for the recipient, 404 webhook).
+
+    `pauses`: the destination itself cannot take digests until someone acts (a Slack channel
+    archived, the app removed from it): the subscriber is paused with the message as the reason,
+    rather than counted towards bouncing.
+    """
+
+    pauses: bool = False
 
 
 class SubscriberError(FlareStartError):

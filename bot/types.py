@@ -83,13 +83,19 @@ class SubscriberColumns(Protocol):
         ...
 
 
-DestinationKind = Literal["email"]  # "slack" and "discord" come with their channels
-DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email",)
+DestinationKind = Literal["email", "slack", "discord"]
+DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email", "slack", "discord")
+CHAT_KINDS: tuple[DestinationKind, ...] = ("slack", "discord")
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where one subscriber's digests go: an email address today (a Slack or Discord channel next)."""
+    """Where one subscriber's digests go: a kind and an address.
+
+    The address is what the kind's channel needs and no secret: an email address; a Slack channel
+    id ("C0123ABCD") or "webhook_env:NAME" (the environment variable holding the webhook URL); a
+    Discord channel id, "webhook_env:NAME" or "user:ID" (a direct message).
+    """
 
     kind: DestinationKind
     address: str
@@ -97,6 +103,50 @@ class Destination:
     def __str__(self) -> str:
         return self.address if self.kind == "email" else f"{self.kind}:{self.address}"
 
+    @property
+    def is_chat(self) -> bool:
+        return self.kind in CHAT_KINDS
+
     @classmethod
     def email(cls, address: str) -> Destination:
         return cls("email", address)
+
+    @classmethod
+    def from_ref(cls, ref: str) -> Destination:
+        """The destination a reference names: "slack:C0123ABCD", "discord:user:42", or an email
+        address (anything without a chat kind's prefix). Not validated: see
+        bot.subscribers.destinations for that."""
+        kind, colon, rest = ref.strip().partition(":")
+        lowered = kind.lower()
+        if colon and lowered in CHAT_KINDS:
+            return cls("slack" if lowered == "slack" else "discord", rest.strip())
+        return cls("email", ref.strip().lower())
+
+
+class HasDestination(Protocol):
+    """A subscriber as a row, a record or a view of one: what names its destination."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def destination_kind(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+
+
+def destination_of(subscriber: HasDestination) -> Destination:
+    """Where `subscriber`'s digests go. A row written before destinations (no address yet) is an
+    email subscriber."""
+    kind = subscriber.destination_kind or "email"
+    if kind == "email":
+        return Destination("email", subscriber.address or subscriber.email or "")
+    return Destination("slack" if kind == "slack" else "discord", subscriber.address)
+
+
+def subscriber_ref(subscriber: HasDestination) -> str:
+    """How a subscriber is named in messages, reports and commands: the email address, or
+    "slack:C0123ABCD"; "#7" for one without any address."""
+    ref = str(destination_of(subscriber))
+    return ref or f"#{subscriber.id}"

@@ -174,3 +174,30 @@ def test_describe_says_where_the_secret_key_lives_never_the_key(tmp_path: Path) 
     settings = load_settings({"SECRET_KEY": "s3cret-s3cret-s3cret"}, config_file=None)
     rows = {key: (value, origin) for key, value, origin in describe(settings)}
     assert rows["secret_key"] == ("********", "environment SECRET_KEY")
+
+
+def test_slack_secrets_come_from_slacks_own_variables_and_are_masked(tmp_path: Path) -> None:
+    env = {
+        "FLARESTART_DATA_DIR": str(tmp_path),
+        "SLACK_BOT_TOKEN": "xoxb-1234-5678-secretbits",
+        "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5",
+        "SLACK_APP_TOKEN": "xapp-1-A111-222-secret",
+        "FLARESTART_SLACK_API_URL": "http://127.0.0.1:9/api/",
+    }
+    settings = load_settings(env)
+    assert (settings.slack.bot_token, settings.slack.api_url) == (
+        env["SLACK_BOT_TOKEN"],
+        "http://127.0.0.1:9/api/",
+    )
+    rows = {key: (value, origin) for key, value, origin in describe(settings)}
+    for key, variable in (
+        ("slack.bot_token", "SLACK_BOT_TOKEN"),
+        ("slack.signing_secret", "SLACK_SIGNING_SECRET"),
+        ("slack.app_token", "SLACK_APP_TOKEN"),
+    ):
+        assert rows[key] == ("********", f"environment {variable}")
+    assert rows["slack.thread"] == (False, "default")
+    assert not any(
+        env[name] in repr(rows) for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
+    )
+    assert load_settings({"FLARESTART_DATA_DIR": str(tmp_path)}).slack.api_url == "https://slack.com/api/"

@@ -120,3 +120,61 @@ async def test_the_fetch_loop_outlives_a_database_that_goes_away(
         store.close()
     assert len(calls) >= 2 and cycles >= 1
     assert "fetch cycle failed; trying again" in caplog.text
+
+
+def test_run_sends_a_slack_channels_digest_beside_the_email_one(
+    tmp_path: Path, feed_server: FixtureServer
+) -> None:
+    """The same planner, jobs and sender serve a Slack channel from a subscriber file: the worker
+    asks the registry for the channel, the digest lands in the (fake) Slack channel once."""
+    from bot.testing.fake_slack import FakeSlack, seen
+
+    url = feed_server.add("/feed.xml", static(FEED))
+    readers = tmp_path / "subscribers"
+    readers.mkdir()
+    due = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%H:%M")
+    (readers / "team.toml").write_text(
+        f'[[subscriber]]\nemail = "ada@example.com"\ndelivery_time = "{due}"\ntopics = ["python"]\n\n'
+        f'[[subscriber]]\nname = "Team"\nslack = {{ channel = "C0DAEMON1" }}\ndelivery_time = "{due}"\n'
+        'topics = ["python"]\n',
+        encoding="utf-8",
+    )
+    config = tmp_path / "flarestart.toml"
+    config.write_text(
+        f'subscribers_dir = "{readers}"\n[[sources]]\nname = "Local"\nurl = "{url}"\n', encoding="utf-8"
+    )
+    with FakeSlack(token="xoxb-daemon", rate_limit=False) as slack:
+        slack.add_channel("C0DAEMON1")
+        env = {
+            **os.environ,
+            "FLARESTART_CONFIG": str(config),
+            "FLARESTART_DATA_DIR": str(tmp_path / "data"),
+            "SLACK_BOT_TOKEN": "xoxb-daemon",
+            "FLARESTART_SLACK_API_URL": slack.api_url,
+        }
+        env.pop("DATABASE_URL", None)
+        env.pop("SMTP_URL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        maildir = tmp_path / "data" / "outbox" / "mail"
+        try:
+            assert _wait_for(lambda: len(slack.history("C0DAEMON1")) == 1), "no digest in the Slack channel"
+            assert _wait_for(lambda: len(mailbox.Maildir(maildir, create=False)) == 1), (
+                "no digest in the outbox"
+            )
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=40)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        [message] = slack.history("C0DAEMON1")
+        assert "Python 3.14 released" in seen(message).text
+    with sqlite3.connect(tmp_path / "data" / "flarestart.db") as conn:
+        rows = conn.execute("SELECT channel, status FROM deliveries ORDER BY channel").fetchall()
+    assert rows == [("outbox", "sent"), ("slack", "sent")]

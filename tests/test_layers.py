@@ -20,6 +20,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot/delivery": ("bot.web",),
     "bot/channels": ("bot.web",),
     "bot/links": ("bot.web",),
+    # The command core is chat-agnostic: the adapters import it, never the other way round.
+    "bot/app": ("bot.chat", "bot.web", "bot.cli"),
 }
 
 
@@ -28,10 +30,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 DOORS: dict[str, tuple[str, ...]] = {
     "bot/cli": ("bot.cli", "bot.app", "bot.config", "bot.errors", "bot.logs", "bot.__version__"),
     "bot/web": ("bot.web", "bot.app", "bot.config", "bot.errors", "bot.links", "bot.resources"),
+    # Chat adapters translate between a chat and the command core (bot/app/chat.py).
+    "bot/chat": ("bot.chat", "bot.app", "bot.config", "bot.errors", "bot.logs"),
 }
 EXTRA: dict[str, tuple[str, ...]] = {
     "bot/cli/web.py": ("bot.web",),  # `serve` starts the web door
     "bot/cli/demo.py": ("bot.demo", "bot.testing"),  # the demo's own feeds, inbox and feed host
+    "bot/cli/slack.py": ("bot.chat",),  # `flarestart slack` starts the Socket Mode door
+    "bot/web/app.py": ("bot.chat",),  # POST /slack/commands is the Slack adapter's HTTP door
+    "bot/chat/slack.py": ("bot.digest.slack",),  # Slack's mrkdwn escaping and link check, shared
 }
 
 

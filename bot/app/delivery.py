@@ -16,10 +16,12 @@ from bot.channels.registry import registry_for
 from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.service import DigestService, SendResult
-from bot.errors import DeliveryBusyError, DeliveryTransientError, FlareStartError
+from bot.errors import DeliveryBusyError, DeliveryPermanentError, DeliveryTransientError, FlareStartError
 from bot.store import Store
 from bot.store.models import Delivery, Subscriber
+from bot.store.parts import DatabasePartLog
 from bot.subscribers.schedule import current_period, next_delivery, parse_delivery_time
+from bot.types import subscriber_ref
 
 RECENT_DELIVERIES = 20  # a subscriber's newest ledger rows, where the current period's row is
 
@@ -66,7 +68,7 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
     )
     if upcoming.due_now:
         return upcoming.period
-    who = subscriber.email or f"#{subscriber.id}"
+    who = subscriber_ref(subscriber)
     when = describe_next(upcoming, subscriber.timezone, now)
     if not force:
         raise NothingToSendError(
@@ -86,25 +88,26 @@ def _period_to_send(service: DigestService, subscriber: Subscriber, now: datetim
 async def send_one(
     store: Store, settings: Settings, subscriber: Subscriber, *, force: bool, dry_run: bool
 ) -> SendOutcome:
-    assert subscriber.id is not None and subscriber.email is not None
-    channels = registry_for(settings)
+    assert subscriber.id is not None and subscriber.address
+    who = subscriber_ref(subscriber)
+    channels = registry_for(settings, DatabasePartLog(store.engine))
     channel = channels.for_subscriber(subscriber)
     try:
         service = DigestService(store, settings, channels)
         period = _period_to_send(service, subscriber, service.clock(), force=force)
-        destination = describe_destination(channel, subscriber.email)
+        destination = describe_destination(channel, subscriber.address)
         earlier = _ledger_row(service.ledger, subscriber.id, period, channel.name)
         if dry_run:  # composed now, whatever the ledger said earlier; the line notes a final row
             result = await service.send(subscriber.id, period, dry_run=True)
             return SendOutcome(result, channel.name, destination, earlier, dry_run=True)
         if earlier is not None and earlier.status == "failed":
             raise NothingToSendError(
-                f"{subscriber.email}'s digest for {period} failed for good after {earlier.attempts} "
+                f"{who}'s digest for {period} failed for good after {earlier.attempts} "
                 f"attempt(s), so it is not sent again: {earlier.last_error or 'no error recorded'}; "
                 "`flarestart deliveries retry` queues it again once the cause is fixed"
             )
         if earlier is not None and earlier.status == "sent":
-            result = SendResult("already-sent", subscriber.email, period, len(earlier.article_ids))
+            result = SendResult("already-sent", who, period, len(earlier.article_ids))
             return SendOutcome(result, channel.name, destination, earlier)
         # A skipped (quiet) period is composed again: there may be something to send by now.
         try:
@@ -112,6 +115,12 @@ async def send_one(
             result = await service.send(subscriber.id, period, dry_run=dry_run, last_attempt=False)
         except DeliveryBusyError:
             raise  # another door is sending it now: said as is, nothing sent here
+        except DeliveryPermanentError as exc:
+            if not exc.pauses:
+                raise
+            raise DeliveryPermanentError(
+                f"{exc}; {who} is paused until `flarestart subscribers resume {who}`"
+            ) from None
         except DeliveryTransientError as exc:
             raise DeliveryTransientError(
                 f"{exc}; nothing was sent and the delivery stays pending: run the command again to retry",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.app.suppressions import SuppressionVerbs
 from bot.errors import ConfigError
+from bot.types import subscriber_ref
 
 if TYPE_CHECKING:
     from bot.app.delivery import SampleSend, SendOutcome
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
         RenderedPreview,
         Subscriber,
     )
-    from bot.channels.base import Channel
+    from bot.channels.base import Channel, OutgoingDigest
     from bot.config import Settings
     from bot.delivery.retry import RetryOutcome
     from bot.delivery.service import SendResult
@@ -47,7 +48,7 @@ class DigestVerbs(SuppressionVerbs):
         plan = composer.plan(prefs, delivered=delivered)
         account = composer.account(prefs, plan, delivered=delivered)
         upcoming = self.upcoming_deliveries([row]).get(row.id or 0)
-        label = f"{row.name or row.email}"
+        label = row.name or subscriber_ref(row)
         return Preview(label, row, False, plan, account, self.taxonomy, upcoming, now)
 
     def preview_preferences(
@@ -80,10 +81,27 @@ class DigestVerbs(SuppressionVerbs):
     def render_preview(self, preview: Preview) -> RenderedPreview:
         """The preview's email exactly as DigestService sends it. A stand-in's links are signed
         with a throwaway key, so its unsubscribe link never works for whoever is subscriber #1."""
+        from bot.app.types import RenderedPreview
+
+        rendered = self._preview_outgoing(preview).rendered
+        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+
+    def render_slack_preview(self, preview: Preview) -> list[dict[str, Any]]:
+        """The preview as the Slack messages it is posted as (each `chat.postMessage`'s Block Kit
+        payload, parts in order), with the slack.template_dir and slack.thread settings."""
+        from bot.digest.slack import SlackRenderer
+
+        view = self._preview_outgoing(preview).view
+        assert view is not None
+        renderer = SlackRenderer(
+            template_dir=self.settings.slack.template_dir, thread=self.settings.slack.thread
+        )
+        return [message.payload() for message in renderer.render(view)]
+
+    def _preview_outgoing(self, preview: Preview) -> OutgoingDigest:
         import secrets
         from zoneinfo import ZoneInfo
 
-        from bot.app.types import RenderedPreview
         from bot.delivery.service import DigestService
         from bot.subscribers.schedule import current_period
 
@@ -98,8 +116,7 @@ class DigestVerbs(SuppressionVerbs):
         due = None if preview.stand_in else service.due(reader, preview.now)
         today = preview.now.astimezone(ZoneInfo(reader.timezone)).date()
         period = due.period if due else current_period(reader.frequency, today) or today.isoformat()
-        rendered = service.outgoing(reader, period, preview.plan).rendered
-        return RenderedPreview(rendered.subject, rendered.html, len(preview.plan.items))
+        return service.outgoing(reader, period, preview.plan)
 
     def send(self, ref: str | int, *, force: bool = False, dry_run: bool = False) -> SendOutcome:
         """Send one active subscriber's digest for the period due now (with `force`, the current
@@ -111,7 +128,7 @@ class DigestVerbs(SuppressionVerbs):
         from bot.store.subscribers import SubscriberError
 
         row = self.subscribers.get(ref)
-        who = row.email or f"#{row.id}"
+        who = subscriber_ref(row)
         if row.status != "active":
             hint = (
                 "; `flarestart subscribers resume` sends to them again"
@@ -119,8 +136,8 @@ class DigestVerbs(SuppressionVerbs):
                 else ""
             )
             raise SubscriberError(f"{who} is {row.status}, so no digest goes to them{hint}")
-        if not row.email:
-            raise SubscriberError(f"subscriber #{row.id} has no email address to send to")
+        if not row.address:
+            raise SubscriberError(f"subscriber #{row.id} has no destination to send to")
         return asyncio.run(send_one(self.store, self.settings, row, force=force, dry_run=dry_run))
 
     def placeholder_warnings(self) -> list[str]:
@@ -165,7 +182,7 @@ class DigestVerbs(SuppressionVerbs):
         wanted = subscribers.get(subscriber).id if subscriber is not None else None
         ledger = DeliveryLedger(self.store.engine)
         rows = ledger.list(status=status, subscriber_id=wanted, limit=limit)
-        emails = {s.id or 0: s.email or f"#{s.id}" for s in subscribers.list()}
+        emails = {s.id or 0: subscriber_ref(s) for s in subscribers.list()}
         return DeliveryListing(tuple(rows), emails, ledger.counts(), STATUSES)
 
     def retry_deliveries(
@@ -205,11 +222,22 @@ class DigestVerbs(SuppressionVerbs):
         return current_period(subscriber.frequency, today) or today.isoformat()
 
     async def deliver(
-        self, subscriber_id: int, period: str, *, through: Channel, settings: Settings | None = None
+        self,
+        subscriber_id: int,
+        period: str,
+        *,
+        through: Channel | None = None,
+        settings: Settings | None = None,
     ) -> SendResult:
-        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP),
-        at most once, with `settings` in place of the layer's (its SMTP server)."""
+        """Send one subscriber's digest for `period` through `through` (the demo's loopback SMTP)
+        or, without it, the channel serving their destination, at most once, with `settings` in
+        place of the layer's (the demo's SMTP server or Slack stand-in)."""
         from bot.delivery.service import DigestService
 
-        service = DigestService(self.store, settings or self.settings, through)
-        return await service.send(subscriber_id, period)
+        channels = through if through is not None else self._channels(settings)
+        service = DigestService(self.store, settings or self.settings, channels)
+        try:
+            return await service.send(subscriber_id, period)
+        finally:
+            if through is None:
+                await service.channels.aclose()

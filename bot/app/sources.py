@@ -34,8 +34,11 @@ class SourceVerbs(AppBase):
         topics: Sequence[str] = (),
         weight: float = 1.0,
         category: str | None = None,
+        trusted: bool = True,
     ) -> AddedSource:
-        """Add a feed; a page URL is searched for its <link rel="alternate"> feed."""
+        """Add a feed; a page URL is searched for its <link rel="alternate"> feed. A source from
+        chat or the web is untrusted: its hosts are refused when private, loopback or link-local
+        (bot/sources/netguard.py), for the page and the feed it links to alike."""
         import asyncio
 
         from bot.app.types import AddedSource
@@ -44,7 +47,7 @@ class SourceVerbs(AppBase):
 
         url = check_url(url)
         self._refuse_known_url(url)
-        feed_url, feed = asyncio.run(self._discover(url))
+        feed_url, feed = asyncio.run(self._discover(url, trusted=trusted))
         if feed_url != url:
             self._refuse_known_url(feed_url)
         display = name or feed.title or urlsplit(feed_url).hostname or feed_url
@@ -57,11 +60,12 @@ class SourceVerbs(AppBase):
                 topics=tuple(topics),
                 weight=weight,
                 category=category,
+                trusted=trusted,
             )
         )
         return AddedSource(source, url, feed_url, len(feed.entries))
 
-    async def _discover(self, url: str) -> tuple[str, ParsedFeed]:
+    async def _discover(self, url: str, *, trusted: bool = True) -> tuple[str, ParsedFeed]:
         from bot.sources.discover import discover_feed
         from bot.sources.fetch import Fetcher
         from bot.sources.parse import parse_feed
@@ -70,7 +74,7 @@ class SourceVerbs(AppBase):
         async with Fetcher(settings.fetch, allow_private=settings.allow_private_urls) as fetcher:
             return await discover_feed(
                 url,
-                fetch=lambda u: fetcher.fetch(u, trusted=True),
+                fetch=lambda u: fetcher.fetch(u, trusted=trusted),
                 parse=lambda body, u, kind: parse_feed(body, url=u, content_type=kind),
             )
 

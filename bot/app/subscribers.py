@@ -45,8 +45,10 @@ class SubscriberVerbs(SuppressionVerbs):
         where = folder if folder is not None else self.settings.subscribers_dir
         specs = self.load_subscriber_files(where)
         report = sync_subscribers(self.subscribers, specs, folder=where, dry_run=dry_run)
+        from bot.types import subscriber_ref
+
         added = set(report.added)
-        rows = [s for s in self.subscribers.list() if s.email in added]
+        rows = [s for s in self.subscribers.list() if subscriber_ref(s) in added]
         suppressed = self.suppressed_entries(specs, report)
         return SyncOutcome(report, str(where), tuple(self.with_next_delivery(rows)), suppressed)
 
@@ -80,13 +82,15 @@ class SubscriberVerbs(SuppressionVerbs):
         origin: str = "cli",
         status: str = "active",
     ) -> SubscriberView:
-        """Add a subscriber whose digests go to `destination` (an email address today). Doors
-        an operator uses add them active; sign-ups from the web or chat add them pending."""
+        """Add a subscriber whose digests go to `destination` (a Destination, or a ref: an email
+        address, "slack:C0123ABCD"). Doors an operator uses add them active; sign-ups from the web
+        or chat add them pending. A chat destination without topics gets DEFAULT_CHAT_TOPICS."""
         from bot.subscribers.files import make_spec
+        from bot.types import Destination
 
-        address = self._address(destination)
+        target = Destination.from_ref(destination) if isinstance(destination, str) else destination
         spec = make_spec(
-            email=address,
+            destination=target,
             name=name,
             timezone=timezone,
             delivery_time=delivery_time,
@@ -96,16 +100,11 @@ class SubscriberVerbs(SuppressionVerbs):
             origin=origin,
             validate_topics=self.validate_topics,
         )
-        subscriber = self.subscribers.add(spec, status=self.status_for_new(address, status), now=self.now())
+        if target.kind == "email":  # a suppressed address is added unsubscribed/bouncing, never active
+            status = self.status_for_new(target.address, status)
+        subscriber = self.subscribers.add(spec, status=status, now=self.now())
         [view] = self.with_next_delivery([subscriber])
         return view
-
-    def _address(self, destination: Destination | str) -> str:
-        if isinstance(destination, str):
-            return destination
-        if destination.kind != "email":
-            raise ConfigError(f"{destination}: {destination.kind} destinations are not served yet")
-        return destination.address
 
     def list_subscribers(self, status: str | None = None) -> list[SubscriberView]:
         from bot.store.subscribers import STATUSES
@@ -115,7 +114,7 @@ class SubscriberVerbs(SuppressionVerbs):
         return self.with_next_delivery(self.subscribers.list(status))
 
     def subscriber(self, ref: str | int) -> SubscriberView:
-        """One subscriber by email or id (NotFoundError otherwise)."""
+        """One subscriber by id, email or chat ref ("slack:C0123ABCD"); NotFoundError otherwise."""
         [view] = self.with_next_delivery([self.subscribers.get(ref)])
         return view
 
@@ -132,14 +131,14 @@ class SubscriberVerbs(SuppressionVerbs):
     def _set_status(self, ref: str | int, status: str, *, refusal: str) -> StatusChange:
         """The operator's pause and resume: no change when already there, never over an
         unsubscribe (`refusal` says so, with the address)."""
-        from bot.app.types import StatusChange
+        from bot.app.types import StatusChange, subscriber_label
         from bot.store.subscribers import SubscriberError
 
         found = self.subscribers.get(ref)
         if found.status == status:
             return StatusChange(found, status, changed=False)
         if found.status == "unsubscribed":
-            raise SubscriberError(refusal.format(email=found.email))
+            raise SubscriberError(refusal.format(email=subscriber_label(found)))
         assert found.id is not None
         changed = self.subscribers.set_status(found.id, status, now=self.now())
         return StatusChange(changed, found.status, changed=True)

@@ -149,7 +149,11 @@ class SuppressionVerbs(AppBase):
             log.info("subscribe-again mail not sent: one went out lately", extra=who)
             return ReoptinRequest("throttled", suppression.address)
         settings, secret = self.settings, resolve_secret(self.settings)
-        reader = Subscriber(id=suppression.subscriber_id or suppression.id, email=suppression.address)
+        reader = Subscriber(
+            id=suppression.subscriber_id or suppression.id,
+            email=suppression.address,
+            address=suppression.address,
+        )
         row = await asyncio.to_thread(self._row_for, suppression.address)
         view = ConfirmView(
             subscriber_name=row.name if row is not None else "",
@@ -210,10 +214,12 @@ class SuppressionVerbs(AppBase):
         log = logging.getLogger(__name__)
         found = []
         for spec in specs:
+            if spec.email is None:  # a chat destination: suppressions are of email addresses
+                continue
             reason = report.suppressed.get(spec.email)
             if reason is None:
                 continue
-            entry = SuppressedEntry(spec.email, _entry_place(spec), reason)
+            entry = SuppressedEntry(spec.email, _entry_place(spec.origin, spec.email), reason)
             log.warning(
                 "subscriber file entry is suppressed; nothing is sent to it",
                 extra={"subscriber": entry.email, "where": entry.where, "reason": reason},
@@ -228,17 +234,17 @@ class SuppressionVerbs(AppBase):
             return None
 
 
-def _entry_place(spec: SubscriberSpec) -> str:
+def _entry_place(origin: str, email: str) -> str:
     """`path:line` of a file subscriber's entry: the first line naming its address (tomllib keeps
     no line numbers); the path alone when the file cannot be read or names it otherwise."""
     from pathlib import Path
 
-    path = spec.origin.removeprefix("file:")
+    path = origin.removeprefix("file:")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return path
     for number, line in enumerate(text.splitlines(), start=1):
-        if spec.email in line.lower():
+        if email in line.lower():
             return f"{path}:{number}"
     return path

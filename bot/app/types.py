@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.errors import OPMLError
+from bot.subscribers.destinations import DEFAULT_CHAT_TOPICS as DEFAULT_CHAT_TOPICS
+from bot.subscribers.destinations import USER_PREFIX, WEBHOOK_PREFIX
+from bot.types import Destination, HasDestination, destination_of, subscriber_ref
 
 if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modules they use
     from bot.app.delivery import SampleSend as SampleSend
@@ -30,7 +33,6 @@ if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modu
     from bot.store.suppressions import SuppressionRecord as SuppressionRecord
     from bot.subscribers.schedule import NextDelivery as NextDelivery
     from bot.subscribers.sync import SyncReport as SyncReport
-    from bot.types import Destination as Destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +82,47 @@ class StoredArticle:
     source: str  # the source's name
 
 
+_KIND_NAMES = {"slack": "Slack", "discord": "Discord"}
+
+
+def subscriber_label(subscriber: HasDestination) -> str:
+    """A subscriber as every message names them: the email address, "Slack channel C0123ABCD",
+    "Slack webhook $TEAM_SLACK_WEBHOOK", "Discord user 1122…"."""
+    destination = destination_of(subscriber)
+    if destination.kind == "email":
+        return subscriber_ref(subscriber)
+    kind, address = _KIND_NAMES[destination.kind], destination.address
+    if address.startswith(WEBHOOK_PREFIX):
+        return f"{kind} webhook ${address.removeprefix(WEBHOOK_PREFIX)}"
+    if address.startswith(USER_PREFIX):
+        return f"{kind} user {address.removeprefix(USER_PREFIX)}"
+    return f"{kind} channel {address}"
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberView:
     """A subscriber and their next digest as `flarestart run` will send it (None: not active)."""
 
     subscriber: Subscriber
     next_delivery: NextDelivery | None
+
+    @property
+    def destination(self) -> Destination:
+        return destination_of(self.subscriber)
+
+    @property
+    def ref(self) -> str:
+        """What names the subscriber in a command: the email address, or "slack:C0123ABCD"."""
+        return subscriber_ref(self.subscriber)
+
+    @property
+    def label(self) -> str:
+        return subscriber_label(self.subscriber)
+
+    @property
+    def default_topics(self) -> bool:
+        """True for a chat subscriber on the default topics (subscribed without choosing any)."""
+        return self.destination.is_chat and set(self.subscriber.topics) == set(DEFAULT_CHAT_TOPICS)
 
 
 @dataclass(frozen=True, slots=True)

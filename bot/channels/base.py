@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.digest.view import RenderedDigest
+from bot.digest.view import DigestView, RenderedDigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,9 @@ class OutgoingDigest:
     # The message as the channel puts it on the wire, when it was made ahead (the drafting process
     # does, so the sender's event loop only sends); None: the channel makes it at send time.
     wire: bytes | None = None
+    # The digest as values, for channels that render it their own way (Slack's Block Kit);
+    # None for mails that are not digests (the confirmation).
+    view: DigestView | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Which channel serves a destination: the delivery path asks here, per subscriber.
 
-A destination is a kind and an address. Today every subscriber's destination is their email
-address, served by SMTP when `email.smtp_url` is set and by the outbox otherwise; Slack and
-Discord register their own kinds here. Channels are made on first use, so a command that only
+A destination is a kind and an address. Email destinations are served by SMTP when
+`email.smtp_url` is set and by the outbox otherwise; Slack destinations by the Slack channel
+(bot/channels/slack_channel.py); Discord registers its own kind here. Channels are made on first use, so a command that only
 plans or lists opens no connection and writes no file, and the name a kind is served by is known
 without making its channel (delivery rows and job keys carry it).
 """
@@ -10,29 +10,23 @@ without making its channel (delivery rows and job keys carry it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel
 from bot.errors import ConfigError
-from bot.types import Destination, DestinationKind
+from bot.types import DESTINATION_KINDS, DestinationKind
+from bot.types import destination_of as destination_of
 
 if TYPE_CHECKING:
+    from bot.channels.parts import PartLog
     from bot.config import Settings
 
 
-class Addressed(Protocol):
-    @property
-    def email(self) -> str | None: ...
-
-
 def destination_kind(subscriber: object) -> DestinationKind:
-    """The kind of `subscriber`'s destination (a row, record or schedule of one): every
-    subscriber has an email address today; a Slack or Discord destination will be a column."""
-    return "email"
-
-
-def destination_of(subscriber: Addressed) -> Destination:
-    return Destination(destination_kind(subscriber), subscriber.email or "")
+    """The kind of `subscriber`'s destination (a row, record or schedule of one); one without
+    the column (a stand-in reader) is an email subscriber."""
+    kind = getattr(subscriber, "destination_kind", None) or "email"
+    return kind if kind in DESTINATION_KINDS else "email"
 
 
 class _Slot:
@@ -107,9 +101,11 @@ def email_channel_name(settings: Settings) -> str:
     return "email" if settings.email.smtp_url else "outbox"
 
 
-def registry_for(settings: Settings) -> ChannelRegistry:
+def registry_for(settings: Settings, part_log: PartLog | None = None) -> ChannelRegistry:
     """Email destinations: SMTP when SMTP_URL is set; otherwise the outbox in the data folder, so
-    digests are real files. Nothing is made until a send needs it."""
+    digests are real files. Slack destinations: the Slack channel, keeping the parts it posts in
+    `part_log` (the database's `DatabasePartLog` in service; the callers that have the store pass
+    it, a memory log otherwise). Nothing is made until a send needs it."""
 
     def make_email() -> Channel:
         if settings.email.smtp_url:
@@ -120,6 +116,13 @@ def registry_for(settings: Settings) -> ChannelRegistry:
 
         return OutboxChannel(settings.outbox_dir, settings=settings.email)
 
+    def make_slack() -> Channel:
+        from bot.channels.parts import MemoryPartLog
+        from bot.channels.slack_channel import SlackChannel
+
+        return SlackChannel(settings.slack, part_log=part_log if part_log is not None else MemoryPartLog())
+
     registry = ChannelRegistry()
     registry.register_lazy("email", email_channel_name(settings), make_email)
+    registry.register_lazy("slack", "slack", make_slack)
     return registry

@@ -100,12 +100,30 @@ WEBHOOK_ERRORS = {
 }
 
 
+# Errors that mean the destination cannot take digests until someone acts: the subscriber is
+# paused with the message as the reason (DeliveryPermanentError.pauses).
+PAUSING = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "no_service",
+        "webhook_env_unset",
+    }
+)
+
+
 class SlackPermanentError(DeliveryPermanentError):
     """A Slack delivery that cannot work as configured; `reason` is Slack's error name."""
 
     def __init__(self, *args: object, reason: str = "") -> None:
         super().__init__(*args)
         self.reason = reason  # an attribute: exceptions pickle their args and their __dict__
+        self.pauses = reason in PAUSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +263,8 @@ class SlackPoster:
             raise ValueError("a digest has at least one message")
         done = await self.part_log.posted(key)
         found = 0
-        if destination.channel is not None and len(done) < len(messages) and (done or resume):
+        missing = any(message.part not in done for message in messages)
+        if destination.channel is not None and missing and (done or resume):
             threaded = any(message.in_thread for message in messages)
             lookup = await self._find_posted(destination.channel, key, done.get(1), threaded=threaded)
             for part, ts in lookup.items():

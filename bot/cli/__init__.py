@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from bot import __version__
-from bot.cli import delivery, demo, fetching, ranking, sources, subscribers, web
+from bot.cli import delivery, demo, fetching, ranking, slack, sources, subscribers, web
 from bot.cli.common import console, err_console, open_app, print_json, state
 from bot.cli.usage import exit_code_for
 from bot.errors import FlareStartError
@@ -32,6 +32,7 @@ app.command("prune")(fetching.prune)
 app.add_typer(ranking.topics_app, name="topics")
 app.command("preview")(ranking.preview)
 app.command("serve")(web.serve)
+app.command("slack")(slack.slack)
 app.add_typer(subscribers.app, name="subscribers")
 app.command("send")(delivery.send)
 app.add_typer(delivery.deliveries_app, name="deliveries")

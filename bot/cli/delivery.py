@@ -241,7 +241,7 @@ def _delivery_json(row: Delivery, email: str | None) -> dict[str, Any]:
 
 
 RETRY_SINCE = "48h"  # the default look-back: a typo in a filter never resends a month
-RETRY_CHANNELS = ("email", "outbox")
+RETRY_CHANNELS = ("email", "outbox", "slack")
 SKIPPED = "skipped"  # RetryOutcome.outcome: requeued | would-requeue | skipped
 OUTCOME_STYLE = {"requeued": "green", "would-requeue": "cyan", SKIPPED: "yellow"}
 _PERIOD = re.compile(r"^\d{4}-(?:\d{2}-\d{2}|W\d{2})$")
@@ -253,7 +253,7 @@ def deliveries_retry(
         str | None, typer.Option(help="Only this period: a day (2026-11-27) or an ISO week (2026-W48).")
     ] = None,
     subscriber: Annotated[str | None, typer.Option(help="Only this subscriber (email or id).")] = None,
-    channel: Annotated[str | None, typer.Option(help="Only this channel: email or outbox.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel: email, outbox or slack.")] = None,
     since: Annotated[
         str, typer.Option(help="Only deliveries that failed this recently, e.g. 6h, 2d.")
     ] = RETRY_SINCE,

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["demo"]
 
 INBOX = "inbox"  # DIR/inbox/mail is the Maildir, DIR/inbox/*.html the previews
+SLACK_CHANNEL = "C0DEMOTEAM"  # the demo team's channel in the local fake Slack
+SLACK_TOKEN = "xoxb-flarestart-demo"
 # len(bot.demo.SAMPLE_SUBSCRIBERS), which `--help` must not import (tests/cli/test_demo_cli.py checks).
 SAMPLE_READERS = 5
 QUIET_LOGGERS = ("bot", "mail.log")  # FlareStart's own INFO lines and aiosmtpd's per-connection chatter
@@ -61,11 +63,13 @@ def demo(
         ),
     ] = 3,
 ) -> None:
-    """See FlareStart work end to end, offline: feeds → fetch → rank → render → SMTP → inbox.
+    """See FlareStart work end to end, offline: feeds → fetch → rank → render → SMTP → inbox, and
+    a team's Slack channel.
 
     Serves six feeds FlareStart writes itself (RSS, Atom, JSON Feed) on loopback, adds and fetches
     them, adds sample readers, starts a local SMTP server that files mail into a Maildir, sends each
-    reader's digest now, and tells you where to look. Your own database and settings for sources,
+    reader's digest now, posts a team digest to a local fake Slack (channel C0DEMOTEAM, saved as
+    inbox/slack-C0DEMOTEAM.json), and tells you where to look. Your own database and settings for sources,
     SMTP and storage are not touched: the demo keeps its own data folder.
 
     Example: flarestart demo --keep ./flarestart-demo
@@ -111,9 +115,10 @@ def demo(
                 highlight=False,
             )
             sent = asyncio.run(_send_digests(app, folder / INBOX, readers))
+            team = _post_slack_digest(app, folder / INBOX)
         finally:
             app.close()
-    _print_summary(folder, sent, keep is None, base, time.monotonic() - started)
+    _print_summary(folder, sent, keep is None, base, time.monotonic() - started, team)
 
 
 def _demo_folder(keep: Path | None) -> Path:
@@ -199,7 +204,51 @@ async def _send_digests(app: FlareStart, inbox: Path, readers: list[Subscriber])
     return sent
 
 
-def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float) -> None:
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    result: SendResult
+    messages: int  # in the channel
+    saved: Path  # the channel's messages as JSON
+
+
+def _post_slack_digest(app: FlareStart, inbox: Path) -> _Posted:
+    """A team channel subscribed with the default topics gets its digest posted, by the real Slack
+    channel through slack-sdk, to a fake Slack on loopback; the channel's messages are saved."""
+    import asyncio
+    import json
+
+    from bot.app import Destination
+    from bot.testing.fake_slack import FakeSlack
+
+    with FakeSlack(token=SLACK_TOKEN, rate_limit=False) as slack:
+        slack.add_channel(SLACK_CHANNEL)
+        team = app.subscribe(Destination("slack", SLACK_CHANNEL), name="Demo team", origin="demo").subscriber
+        assert team.id is not None
+        settings = app.settings.model_copy(
+            update={
+                "slack": app.settings.slack.model_copy(
+                    update={"bot_token": SLACK_TOKEN, "api_url": slack.api_url}
+                )
+            }
+        )
+        result = asyncio.run(app.deliver(team.id, app.current_period(team, app.now()), settings=settings))
+        messages = slack.history(SLACK_CHANNEL)
+    inbox.mkdir(parents=True, exist_ok=True)
+    saved = inbox / f"slack-{SLACK_CHANNEL}.json"
+    saved.write_text(json.dumps(messages, indent=2, ensure_ascii=False), encoding="utf-8")
+    status = "posted" if result.status == "sent" else f"{result.status}: {result.detail}"
+    console.print(
+        f"[green]✓[/] Slack digest for channel {SLACK_CHANNEL} ({result.items} items, {status}) "
+        f"through slack-sdk to a local fake Slack",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return _Posted(result, len(messages), saved)
+
+
+def _print_summary(
+    folder: Path, sent: list[_Sent], temporary: bool, base: Settings, elapsed: float, team: _Posted
+) -> None:
     import shlex
 
     from rich.table import Table
@@ -231,6 +280,9 @@ def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Setti
         f"    open it with a Maildir-aware mail client, e.g. mutt -f {escape(shlex.quote(str(maildir)))}",
         "  HTML previews, one per digest:",
         *(f"    {escape(str(item.preview.path))}" for item in sent if item.preview is not None),
+        f"  Slack channel {SLACK_CHANNEL} ({team.messages} message{'s' if team.messages != 1 else ''}, "
+        "the Block Kit as Slack stored it):",
+        f"    {escape(str(team.saved))}",
         "  Explore the demo's data:",
         f"    {escape(prefix)} flarestart articles list",
         f"    {escape(prefix)} flarestart preview --topics python,ai --max 5",
@@ -242,6 +294,6 @@ def _print_summary(folder: Path, sent: list[_Sent], temporary: bool, base: Setti
             "    (your settings set database_url: unset it for these commands, or they read that database)"
         )
     gone = "delete the folder when you are done" if temporary else "the folder is yours to keep"
-    lines.append(f"Done in {elapsed:.1f}s; the feed and SMTP servers are stopped ({gone}).")
+    lines.append(f"Done in {elapsed:.1f}s; the feed, SMTP and Slack servers are stopped ({gone}).")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)

@@ -60,7 +60,8 @@ def _split(text: str | None) -> list[str]:
 
 def preview(
     subscriber: Annotated[
-        str | None, typer.Argument(help="A subscriber's email or id (or use --topics).")
+        str | None,
+        typer.Argument(help="A subscriber's email, id or slack:CHANNEL_ID (or use --topics)."),
     ] = None,
     topics: Annotated[str | None, typer.Option(help="Topics to follow, e.g. python,ai.")] = None,
     mute: Annotated[str | None, typer.Option(help="Topics or keywords to mute, e.g. crypto.")] = None,
@@ -72,11 +73,18 @@ def preview(
             "--html", metavar="FILE", help="Also write the HTML email, exactly as it would be sent."
         ),
     ] = None,
+    slack_json: Annotated[
+        bool,
+        typer.Option(
+            "--slack-json", help="Print the Slack messages (Block Kit payloads) it is posted as, as JSON."
+        ),
+    ] = False,
 ) -> None:
     """Show the digest that would be sent now, each item with its score and why it was picked.
 
     Example: flarestart preview --topics python,ai --mute crypto --max 5
-    (or: flarestart preview ada@example.com --html ada.html)
+    (or: flarestart preview ada@example.com --html ada.html;
+    flarestart preview slack:C0123ABCD --slack-json | jq '.[0].blocks')
     """
     with open_app() as flarestart:
         if subscriber is not None:
@@ -86,6 +94,15 @@ def preview(
         else:
             raise ConfigError("preview needs a SUBSCRIBER or --topics (e.g. --topics python,ai)")
         written = _write_html(flarestart, found, html) if html is not None else None
+        if slack_json:
+            if json:
+                raise ConfigError("--slack-json and --json both print JSON: give one of them")
+            payloads = flarestart.render_slack_preview(found)
+    if slack_json:
+        if written is not None:
+            err_console.print(written, highlight=False, soft_wrap=True)
+        print_json(payloads)
+        return
     taxonomy, plan, account, label = found.taxonomy, found.plan, found.account, found.label
     schedule: str | None = None
     next_json: dict[str, Any] | None = None
@@ -123,7 +140,7 @@ def _write_html(flarestart: FlareStart, preview: Preview, path: Path) -> str:
         raise ConfigError(f"--html {path}: cannot write: {exc.strerror}") from None
     quiet = " (an empty digest: on a quiet day nothing is sent)" if not rendered.items else ""
     return (
-        f"Wrote the HTML digest for {escape(preview.reader.email or '')} to {escape(str(path))}: "
+        f"Wrote the HTML digest for {escape(preview.reader.email or preview.label)} to {escape(str(path))}: "
         f'{rendered.items} items, subject "{escape(rendered.subject)}"{quiet}.'
     )
 

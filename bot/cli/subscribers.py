@@ -32,8 +32,19 @@ def _topics_text(topics: dict[str, float]) -> str:
     return ", ".join(slug if weight == 1.0 else f"{slug}:{weight:g}" for slug, weight in topics.items())
 
 
+def _label(subscriber: Subscriber) -> str:
+    from bot.app.types import subscriber_label
+
+    return subscriber_label(subscriber)
+
+
 def _subscriber_dict(subscriber: Subscriber, upcoming: NextDelivery | None) -> dict[str, Any]:
+    from bot.app.types import SubscriberView
+
+    view = SubscriberView(subscriber, upcoming)
     data = subscriber.model_dump()
+    data["destination"] = view.ref
+    data["default_topics"] = view.default_topics
     data["next_delivery"] = upcoming.scheduled_at if upcoming is not None else None
     data["next_period"] = upcoming.period if upcoming is not None else None
     data["due_now"] = upcoming.due_now if upcoming is not None else False
@@ -94,9 +105,7 @@ def sync(
             ) from None
         now = flarestart.now()
     report = outcome.report
-    first = {
-        v.subscriber.email: describe_next(v.next_delivery, v.subscriber.timezone, now) for v in outcome.added
-    }
+    first = {v.ref: describe_next(v.next_delivery, v.subscriber.timezone, now) for v in outcome.added}
     if json:
         places = {entry.email: entry.where for entry in outcome.suppressed}
         print_json(report.as_dict() | {"suppressed_where": places})
@@ -115,7 +124,7 @@ def _print_suppressed(entries: tuple[SuppressedEntry, ...]) -> None:
         )
 
 
-def _print_report(report: SyncReport, folder: Path, first: dict[str | None, str]) -> None:
+def _print_report(report: SyncReport, folder: Path, first: dict[str, str]) -> None:
     for email in report.added:
         when = f"; first digest {first[email]}" if email in first else ""
         console.print(f"[green]+ added[/]   {email}{when}", highlight=False, soft_wrap=True)
@@ -145,7 +154,23 @@ def _print_report(report: SyncReport, folder: Path, first: dict[str | None, str]
 
 @app.command("add")
 def add(
-    email: Annotated[str, typer.Argument(help="The subscriber's email address.")],
+    email: Annotated[
+        str | None, typer.Argument(help="The subscriber's email address (or give --slack).")
+    ] = None,
+    slack: Annotated[
+        str | None,
+        typer.Option(
+            "--slack", metavar="CHANNEL_ID", help="A Slack channel id (C0123ABCD), posted by the bot."
+        ),
+    ] = None,
+    slack_webhook_env: Annotated[
+        str | None,
+        typer.Option(
+            "--slack-webhook-env",
+            metavar="NAME",
+            help="The environment variable holding a Slack incoming webhook URL.",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="How the digest greets them.")] = "",
     topics: Annotated[
         str | None, typer.Option(help="Comma-separated topic slugs, optionally weighted: python:2,ai.")
@@ -156,15 +181,29 @@ def add(
     max_items: Annotated[int, typer.Option("--max", help="Stories in one digest, 1 … 50.")] = 10,
     json: Annotated[bool, typer.Option("--json", help="Print the new subscriber as JSON.")] = False,
 ) -> None:
-    """Add an active subscriber (no confirmation email: you vouch for them).
+    """Add an active subscriber (no confirmation email: you vouch for them): an email address,
+    or a Slack channel (a channel without --topics gets a default set).
 
     Example: flarestart subscribers add ada@example.com --name Ada --topics python,ai --timezone Europe/Berlin
+
+    Example: flarestart subscribers add --slack C0123ABCD --name "Platform team" --time 09:00
     """
     from bot.app import Destination
 
+    given = [v for v in (email, slack, slack_webhook_env) if v is not None]
+    if len(given) != 1:
+        raise ConfigError(
+            "give exactly one destination: an EMAIL, --slack CHANNEL_ID or --slack-webhook-env NAME"
+        )
+    if slack is not None:
+        destination = Destination("slack", slack)
+    elif slack_webhook_env is not None:
+        destination = Destination("slack", "webhook_env:" + slack_webhook_env)
+    else:
+        destination = Destination.email(email or "")
     with open_app(seed=False) as flarestart:
         added = flarestart.subscribe(
-            Destination.email(email),
+            destination,
             name=name,
             timezone=timezone,
             delivery_time=time,
@@ -188,9 +227,11 @@ def add(
         )
         return
     first = describe_next(upcoming, subscriber.timezone, now)
+    default = " (the default topics for a channel: --topics chooses others)" if added.default_topics else ""
     console.print(
-        f"[green]Added[/] {subscriber.email}: {subscriber.frequency} at {subscriber.delivery_time} "
-        f"{subscriber.timezone}; first digest {first}.",
+        f"[green]Added[/] {escape(added.label)}: {subscriber.frequency} at {subscriber.delivery_time} "
+        f"{subscriber.timezone}; topics {_topics_text(subscriber.topics) or 'all'}{default}; "
+        f"first digest {first}.",
         highlight=False,
         soft_wrap=True,
     )
@@ -205,7 +246,7 @@ def list_(
 ) -> None:
     """List subscribers with their status, schedule, topics and next delivery.
 
-    Example: flarestart subscribers list --json | jq '.[] | select(.status == "bouncing") | .email'
+    Example: flarestart subscribers list --json | jq '.[] | select(.status == "bouncing") | .destination'
     """
     from rich.table import Table
 
@@ -226,12 +267,21 @@ def list_(
         )
         return
     table = Table(title=f"{len(subscribers)} subscribers", title_justify="left")
-    for column in ("email", "name", "status", "time zone", "time", "frequency", "topics", "next delivery"):
+    for column in (
+        "destination",
+        "name",
+        "status",
+        "time zone",
+        "time",
+        "frequency",
+        "topics",
+        "next delivery",
+    ):
         table.add_column(column, overflow="fold")
     for s in subscribers:
         style = STATUS_STYLE.get(s.status, "")
         table.add_row(
-            s.email or f"#{s.id}",
+            escape(_label(s)),
             s.name,
             f"[{style}]{s.status}[/]",
             s.timezone,
@@ -245,12 +295,14 @@ def list_(
 
 @app.command("show")
 def show(
-    subscriber: Annotated[str, typer.Argument(help="Email or id.")],
+    subscriber: Annotated[str, typer.Argument(help="Email, id, or slack:CHANNEL_ID.")],
     json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show everything about one subscriber, and when their next digest goes out.
 
     Example: flarestart subscribers show ada@example.com
+
+    Example: flarestart subscribers show slack:C0123ABCD
     """
     from rich.table import Table
 
@@ -266,13 +318,16 @@ def show(
         ("muted keywords", ", ".join(found.muted_keywords)),
         ("muted sources", ", ".join(found.muted_sources)),
     )
+    reason = f" ({escape(found.status_reason)})" if found.status_reason else ""
+    default = " (the default for a channel)" if view.default_topics else ""
     rows: list[tuple[str, str]] = [
-        ("email", found.email or "-"),
-        ("name", found.name or "-"),
-        ("status", f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]"),
+        ("destination", escape(view.label)),
+        ("ref", escape(view.ref)),
+        ("name", escape(found.name) or "-"),
+        ("status", f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]{reason}"),
         ("schedule", f"{found.frequency} at {found.delivery_time} {found.timezone}"),
         ("next delivery", describe_next(upcoming, found.timezone, now)),
-        ("topics", _topics_text(found.topics) or "-"),
+        ("topics", (_topics_text(found.topics) or "-") + default),
         *((label, value or "-") for label, value in mutes),
         ("source weights", _topics_text(found.source_weights) or "-"),
         ("max items", str(found.max_items)),
@@ -294,7 +349,7 @@ def show(
 
 
 @app.command("pause")
-def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> None:
+def pause(subscriber: Annotated[str, typer.Argument(help="Email, id, or slack:CHANNEL_ID.")]) -> None:
     """Stop sending digests until `resume`.
 
     Example: flarestart subscribers pause ada@example.com
@@ -303,15 +358,16 @@ def pause(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> No
         change = flarestart.pause(subscriber)
     found = change.subscriber
     if not change.changed:
-        console.print(f"{found.email} is already paused.", highlight=False, soft_wrap=True)
+        console.print(f"{escape(_label(found))} is already paused.", highlight=False, soft_wrap=True)
         return
     console.print(
-        f"Paused {found.email}; `flarestart subscribers resume` starts them again.", highlight=False
+        f"Paused {escape(_label(found))}; `flarestart subscribers resume` starts them again.",
+        highlight=False,
     )
 
 
 @app.command("resume")
-def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> None:
+def resume(subscriber: Annotated[str, typer.Argument(help="Email, id, or slack:CHANNEL_ID.")]) -> None:
     """Send digests again (also clears a bouncing state).
 
     Example: flarestart subscribers resume ada@example.com
@@ -320,23 +376,23 @@ def resume(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> N
         change = flarestart.resume(subscriber)
     found = change.subscriber
     if not change.changed:
-        console.print(f"{found.email} is already active.", highlight=False, soft_wrap=True)
+        console.print(f"{escape(_label(found))} is already active.", highlight=False, soft_wrap=True)
         return
-    console.print(f"Resumed {found.email} (was {change.was}).", highlight=False, soft_wrap=True)
+    console.print(f"Resumed {escape(_label(found))} (was {change.was}).", highlight=False, soft_wrap=True)
 
 
 @app.command("remove")
-def remove(subscriber: Annotated[str, typer.Argument(help="Email or id.")]) -> None:
+def remove(subscriber: Annotated[str, typer.Argument(help="Email, id, or slack:CHANNEL_ID.")]) -> None:
     """Delete a subscriber and their delivery history.
 
     Example: flarestart subscribers remove ada@example.com
     """
     with open_app(seed=False) as flarestart:
         found = flarestart.remove_subscriber(subscriber)
-    console.print(f"Removed {found.email or f'#{found.id}'}.", highlight=False, soft_wrap=True)
+    console.print(f"Removed {escape(_label(found))}.", highlight=False, soft_wrap=True)
     if found.origin.startswith("file:"):
         err_console.print(
-            f"[yellow]note:[/] {found.email} comes from {found.origin.removeprefix('file:')}; "
+            f"[yellow]note:[/] {escape(_label(found))} comes from {found.origin.removeprefix('file:')}; "
             "delete them there too, or the next sync adds them back.",
             highlight=False,
             soft_wrap=True,

@@ -51,6 +51,7 @@ from bot.futures import settle
 from bot.jobs.queue import ClaimedJob, honour_retry_after
 from bot.jobs.worker import CANCEL_GRACE, DRAIN_SECONDS, POLL_SECONDS, Backoff, default_backoff
 from bot.store.subscribers import SubscriberRecord
+from bot.types import subscriber_ref
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -258,7 +259,7 @@ class BatchSender:
                 subscriber = records.get(_subscriber_id(job))
                 if subscriber is None:
                     raise NotFoundError(f"no subscriber with id {job.payload.get('subscriber_id')}")
-                if subscriber.status != "active" or not subscriber.email:
+                if subscriber.status != "active" or not subscriber.address:
                     skipped.append((job, f"subscriber is {subscriber.status}"))
                     continue
                 payload = job.payload
@@ -374,7 +375,9 @@ class BatchSender:
             await self._failed(ready, delivery_id, exc, permanent=False)
             return None
         except Exception as exc:
-            log.exception("send crashed", extra=_about(job) | {"subscriber": ready.subscriber.email})
+            log.exception(
+                "send crashed", extra=_about(job) | {"subscriber": subscriber_ref(ready.subscriber)}
+            )
             await self._settle_row(delivery_id, f"{type(exc).__name__}: {exc}", permanent=job.last_attempt)
             await self._retry(job, traceback.format_exc())
             return None
@@ -407,7 +410,7 @@ class BatchSender:
             log.info(
                 "digest sent",
                 extra={
-                    "subscriber": sent.ready.subscriber.email,
+                    "subscriber": subscriber_ref(sent.ready.subscriber),
                     "period": sent.ready.period,
                     "channel": self.service.channels.name_for_subscriber(sent.ready.subscriber),
                     "items": len(sent.article_ids),
@@ -523,10 +526,13 @@ class BatchSender:
     async def _failed(self, ready: _Ready, delivery_id: int, exc: Exception, *, permanent: bool) -> None:
         job, service = ready.job, self.service
         error = f"{type(exc).__name__}: {exc}"
-        extra = _about(job) | {"subscriber": ready.subscriber.email}
+        extra = _about(job) | {"subscriber": subscriber_ref(ready.subscriber)}
         try:
             if permanent:
-                await self._db(service.record_permanent_failure, delivery_id, ready.subscriber, str(exc))
+                pauses = isinstance(exc, DeliveryPermanentError) and exc.pauses
+                await self._db(
+                    service.record_permanent_failure, delivery_id, ready.subscriber, str(exc), pauses=pauses
+                )
                 log.warning("delivery failed for good: %s", exc, extra=extra)
                 ours = await self._db(
                     self.queue.fail,
@@ -558,7 +564,7 @@ class BatchSender:
         settled with the reason (pending with the error while the job retries, failed at its last
         attempt or at once when it cannot work, as with an unknown source in the preferences)."""
         reason = _last_line(error)
-        extra = _about(job) | {"subscriber": request.subscriber.email, "period": request.period}
+        extra = _about(job) | {"subscriber": subscriber_ref(request.subscriber), "period": request.period}
         log.error("digest cannot be composed: %s" if permanent else "job crashed: %s", reason, extra=extra)
         final = permanent or job.last_attempt
         try:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bot.delivery.service import CONFIRM_PERIOD, DigestService, send_job_key
 from bot.store.models import Delivery, Subscriber
+from bot.types import subscriber_ref
 
 REQUEUED, WOULD_REQUEUE, SKIPPED = "requeued", "would-requeue", "skipped"
 
@@ -47,8 +48,9 @@ def retry_failed(
     outcomes = []
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id)
-        who = (subscriber.email if subscriber is not None else None) or f"#{row.subscriber_id}"
-        reason = _not_retried(row, subscriber, service.channels.name_for("email"))
+        who = subscriber_ref(subscriber) if subscriber is not None else f"#{row.subscriber_id}"
+        serving = service.channels.name_for_subscriber(subscriber) if subscriber is not None else ""
+        reason = _not_retried(row, subscriber, serving)
         if reason is not None or subscriber is None:
             outcomes.append(RetryOutcome(row, who, SKIPPED, reason or "the subscriber is gone"))
             continue
@@ -66,7 +68,7 @@ def _not_retried(row: Delivery, subscriber: Subscriber | None, channel: str) -> 
         return "a double opt-in mail, not a digest"
     if subscriber is None:
         return "the subscriber is gone"
-    if subscriber.status != "active" or not subscriber.email:
+    if subscriber.status != "active" or not subscriber.address:
         return f"subscriber is {subscriber.status}: nothing is sent to them"
     if row.channel != channel:
         return f"failed through {row.channel}, but the configured channel is {channel}"

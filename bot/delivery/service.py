@@ -42,6 +42,7 @@ from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.suppressions import SuppressionStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
+from bot.types import subscriber_ref
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class Reader(SubscriberPreferences, Protocol):
     def id(self) -> int | None: ...
     @property
     def email(self) -> str | None: ...
+    @property
+    def destination_kind(self) -> str: ...
+    @property
+    def address(self) -> str: ...
     @property
     def name(self) -> str: ...
     @property
@@ -287,13 +292,13 @@ class DigestService:
         """Send one subscriber's digest for one period, at most once. Raises Delivery*Error."""
         subscriber, delivery, delivered = await asyncio.to_thread(self._start, subscriber_id, period, dry_run)
         assert subscriber.id is not None
-        who = subscriber.email or str(subscriber.id)
+        who = subscriber_ref(subscriber)
         extra = {
             "subscriber": who,
             "period": period,
             "channel": self.channels.name_for_subscriber(subscriber),
         }
-        if subscriber.status != "active" or not subscriber.email:
+        if subscriber.status != "active" or not subscriber.address:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
         if delivery is not None and delivery.status == SUPPRESSED:
@@ -382,7 +387,7 @@ class DigestService:
             return self._start_by_ref(ref, period, dry_run)
         with self.store.engine.connect() as conn:
             subscriber = self.subscribers.record(ref, connection=conn)
-            if subscriber.status != "active" or not subscriber.email:
+            if subscriber.status != "active" or not subscriber.address:
                 return subscriber, None, set()
             delivered = self.ledger.sent_article_ids(subscriber.id, connection=conn)
             if dry_run:
@@ -415,11 +420,13 @@ class DigestService:
         """Hand one message to the channel and move its ledger row; errors are recorded, then raised."""
         assert subscriber.id is not None
         channel = self.channels.for_subscriber(subscriber)
-        extra = {"subscriber": subscriber.email, "period": outgoing.period, "channel": channel.name}
+        extra = {"subscriber": subscriber_ref(subscriber), "period": outgoing.period, "channel": channel.name}
         try:
             receipt = await channel.send(outgoing)
         except DeliveryPermanentError as exc:
-            await asyncio.to_thread(self.record_permanent_failure, delivery_id, subscriber, str(exc))
+            await asyncio.to_thread(
+                self.record_permanent_failure, delivery_id, subscriber, str(exc), pauses=exc.pauses
+            )
             log.warning("delivery failed for good: %s", exc, extra=extra)
             raise
         except DeliveryTransientError as exc:
@@ -528,12 +535,26 @@ class DigestService:
         log.info("confirmation sent", extra={"subscriber": subscriber.email, "channel": channel})
         return True
 
-    def record_permanent_failure(self, delivery_id: int, subscriber: Reader, error: str) -> None:
-        """A send the server refused for good: the delivery failed, one more bounce counted."""
+    def record_permanent_failure(
+        self, delivery_id: int, subscriber: Reader, error: str, *, pauses: bool = False
+    ) -> None:
+        """A send the server refused for good: the delivery failed, and one more bounce counted;
+        or, when the destination itself cannot take digests (`pauses`), the subscriber paused
+        with the error as the reason (`subscribers show` says it)."""
         assert subscriber.id is not None
         self.ledger.mark_failed(delivery_id, error=error, permanent=True, now=self.clock())
+        if pauses:
+            if self.subscribers.pause_for(subscriber.id, error, now=self.clock()):
+                log.warning(
+                    "subscriber paused: %s",
+                    error,
+                    extra={"subscriber": subscriber_ref(subscriber), "reason": error},
+                )
+            return
         if self.subscribers.record_bounce(subscriber.id, limit=self.settings.delivery.bounce_limit):
-            log.warning("subscriber is bouncing; no more sends", extra={"subscriber": subscriber.email})
+            log.warning(
+                "subscriber is bouncing; no more sends", extra={"subscriber": subscriber_ref(subscriber)}
+            )
             if subscriber.email:  # a hard bounce: the address stays suppressed whatever its row does
                 SuppressionStore(self.store.engine).add(
                     subscriber.email,
@@ -574,11 +595,12 @@ class DigestService:
         view = self.view(subscriber, period, plan, now=now)
         return OutgoingDigest(
             to_name=subscriber.name or "",
-            to_address=subscriber.email or "",
+            to_address=subscriber.address or subscriber.email or "",
             rendered=self.renderer.render(view),
             message_id=make_message_id(subscriber.id, period, self.domain, key=self.secret),
             unsubscribe_url=view.unsubscribe_url,
             period=period,
+            view=view,
         )
 
     def _item_view(self, item: PlannedItem) -> DigestItemView:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.store.types import UTCDateTime, utcnow
@@ -76,13 +77,29 @@ class Meta(SQLModel, table=True):
     value: str = ""
 
 
+def _address_default(context: Any) -> str:
+    """A row inserted with an email and no address (written before destinations) is an email
+    subscriber: its address is its email."""
+    return str(context.get_current_parameters().get("email") or "")
+
+
 class Subscriber(SQLModel, table=True):
-    """A reader and what they want. Preferences are plain JSON so files, CLI and chat share them."""
+    """A reader or a team and what they want, with exactly one destination (kind + address).
+    Preferences are plain JSON so files, CLI and chat share them."""
 
     __tablename__ = "subscribers"
+    __table_args__ = (UniqueConstraint("destination_kind", "address", name="uq_subscribers_destination"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    # The email address of an email subscriber (None for chat destinations): mail and the web
+    # pages read it; every kind's address is in `address`.
     email: str | None = Field(default=None, unique=True, max_length=320)
+    destination_kind: str = Field(default="email", max_length=20)  # email | slack | discord
+    # email: the address; slack: a channel id or "webhook_env:NAME"; discord: a channel id,
+    # "webhook_env:NAME" or "user:ID". Never a secret: webhook URLs stay in the environment.
+    address: str = Field(
+        default=None, sa_column=Column(String(400), nullable=False, default=_address_default)
+    )
     name: str = Field(default="", max_length=200)
     timezone: str = Field(default="UTC", max_length=64)  # IANA name
     delivery_time: str = Field(default="07:00", max_length=5)  # local HH:MM
@@ -97,6 +114,9 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(default="active", max_length=20, index=True)
     origin: str = Field(default="cli", max_length=500)  # "file:subscribers/team.toml", "cli", "web", "chat"
     consecutive_bounces: int = 0
+    # Why the subscriber was paused by FlareStart itself (a Slack channel archived, the app
+    # removed from it); None when paused by a person or not paused.
+    status_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
     confirmed_at: datetime | None = Field(default=None, sa_column=_utc())
@@ -133,6 +153,19 @@ class Delivery(SQLModel, table=True):
     # While sending: until when the sender holds the row. Another door finds it busy until
     # then; past it, the sender is taken for crashed and the row may be taken over.
     lease_until: datetime | None = Field(default=None, sa_column=_utc())
+
+
+class DeliveryPart(SQLModel, table=True):
+    """One posted part of a chat digest split into several messages (see bot/channels/parts.py):
+    written as soon as the chat service accepts the part, so a retry after a crash posts only
+    the parts that are not there yet."""
+
+    __tablename__ = "delivery_parts"
+
+    delivery_key: str = Field(sa_column=Column(String(300), primary_key=True, nullable=False))
+    part: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False, nullable=False))
+    ref: str = Field(default="", max_length=100)  # Slack's ts, Discord's message id; "" for webhooks
+    posted_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
 
 
 class SentArticle(SQLModel, table=True):

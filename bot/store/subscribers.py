@@ -1,6 +1,8 @@
 """Subscribers behind a narrow interface: add, find, change status, count bounces, sync in batches.
 
-Addresses are kept lower-cased, so lookups by email ignore case.
+Every subscriber has one destination (kind + address, unique together); email addresses are kept
+lower-cased, so lookups by email ignore case. A subscriber is found by id, email address or a
+chat reference ("slack:C0123ABCD").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -23,7 +25,7 @@ from bot.errors import SubscriberError as SubscriberError
 from bot.store.models import Subscriber
 from bot.store.suppressions import SuppressionRecord, SuppressionStore, suppressed_address
 from bot.store.types import utcnow
-from bot.types import SubscriberColumns
+from bot.types import Destination, SubscriberColumns, subscriber_ref
 
 SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
 STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
@@ -31,6 +33,8 @@ STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
 EDITABLE = frozenset(
     {
         "email",
+        "destination_kind",
+        "address",
         "name",
         "timezone",
         "delivery_time",
@@ -60,6 +64,8 @@ class SubscriberRecord:
 
     id: int
     email: str | None
+    destination_kind: str
+    address: str
     name: str
     timezone: str
     delivery_time: str
@@ -82,6 +88,7 @@ class Schedule(NamedTuple):
     timezone: str
     delivery_time: str
     frequency: str
+    destination_kind: str = "email"  # which channel serves them (the job key names it)
 
 
 _RECORD_COLUMNS = [SUBSCRIBERS.c[name] for name in SubscriberRecord.__slots__]
@@ -89,7 +96,7 @@ _RECORDS = select(*_RECORD_COLUMNS).where(SUBSCRIBERS.c.id.in_(bindparam("ids", 
 
 
 class DuplicateSubscriberError(SubscriberError):
-    """A subscriber with this email already exists."""
+    """A subscriber with this destination already exists."""
 
 
 class SubscriberStore:
@@ -111,33 +118,50 @@ class SubscriberStore:
         values = _values(spec_or_fields)
         moment = now or utcnow()
         with self._session() as session:
-            email = values.get("email")
-            if email is not None:
-                known = session.scalars(select(Subscriber).where(SUBSCRIBERS.c.email == email)).first()
-                if known is not None:
-                    raise DuplicateSubscriberError(
-                        f"{email} is already a subscriber ({known.status}, from {known.origin})"
-                    )
+            ref = subscriber_ref(_Named(None, values["email"], values["destination_kind"], values["address"]))
+            known = session.scalars(
+                select(Subscriber).where(
+                    SUBSCRIBERS.c.destination_kind == values["destination_kind"],
+                    SUBSCRIBERS.c.address == values["address"],
+                )
+            ).first()
+            if known is not None:
+                raise DuplicateSubscriberError(
+                    f"{ref} is already a subscriber ({known.status}, from {known.origin})"
+                )
             row = Subscriber(**values, status=status, created_at=moment, updated_at=moment)
             session.add(row)
             try:
                 session.commit()
-            except IntegrityError:  # a concurrent writer added the same address first
-                raise DuplicateSubscriberError(f"{email} is already a subscriber") from None
+            except IntegrityError:  # a concurrent writer added the same destination first
+                raise DuplicateSubscriberError(f"{ref} is already a subscriber") from None
             return row
 
     def get(self, ref: str | int) -> Subscriber:
-        """Find a subscriber by id or email; a miss names the closest addresses."""
+        """Find a subscriber by id, email or chat reference ("slack:C0123ABCD"); a miss names
+        the closest ones."""
         with self._session() as session:
             if isinstance(ref, int) or ref.strip().isdigit():
                 found = session.get(Subscriber, int(ref))
                 if found is not None:
                     return found
-            wanted = str(ref).strip().lower()
-            found = session.scalars(select(Subscriber).where(SUBSCRIBERS.c.email == wanted)).first()
+            destination = Destination.from_ref(str(ref))
+            found = session.scalars(
+                select(Subscriber).where(
+                    SUBSCRIBERS.c.destination_kind == destination.kind,
+                    SUBSCRIBERS.c.address == destination.address,
+                )
+            ).first()
             if found is not None:
                 return found
-            emails = [str(e) for e in session.scalars(select(SUBSCRIBERS.c.email)) if e is not None]
+            wanted = str(destination)
+            columns = (
+                SUBSCRIBERS.c.id,
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.destination_kind,
+                SUBSCRIBERS.c.address,
+            )
+            emails = [subscriber_ref(_Named(*row)) for row in session.execute(select(*columns))]
         close = _close_emails(wanted, emails)
         hint = f"; did you mean {', '.join(repr(e) for e in close)}?" if close else ""
         raise NotFoundError(f"no subscriber {str(ref)!r}{hint} (see `flarestart subscribers list`)")
@@ -163,14 +187,22 @@ class SubscriberStore:
         return found
 
     def schedules(self, statuses: Collection[str] = ("active",)) -> builtins.list[Schedule]:
-        """Id, status and delivery schedule of every subscriber with an unsuppressed address and
-        one of `statuses`, by id: what planning reads, without loading whole rows."""
+        """Id, status and delivery schedule of every subscriber with a destination (an email
+        address that is not suppressed) and one of `statuses`, by id: what planning reads,
+        without loading whole rows."""
         for status in statuses:
             _check_status(status)
         columns = SUBSCRIBERS.c
         query = (
-            select(columns.id, columns.status, columns.timezone, columns.delivery_time, columns.frequency)
-            .where(columns.status.in_(builtins.list(statuses)), columns.email.is_not(None))
+            select(
+                columns.id,
+                columns.status,
+                columns.timezone,
+                columns.delivery_time,
+                columns.frequency,
+                columns.destination_kind,
+            )
+            .where(columns.status.in_(builtins.list(statuses)), columns.address != "")
             .where(~suppressed_address(columns.email))  # never planned, whatever the row says
             .order_by(columns.id)
         )
@@ -178,13 +210,16 @@ class SubscriberStore:
             return [Schedule(*row) for row in conn.execute(query)]
 
     def list(self, status: str | None = None) -> builtins.list[Subscriber]:
-        """All subscribers (or those with one status), by email."""
+        """All subscribers (or those with one status), by kind and address (email first)."""
         with self._session() as session:
             query = select(Subscriber)
             if status is not None:
                 _check_status(status)
                 query = query.where(SUBSCRIBERS.c.status == status)
-            return builtins.list(session.scalars(query.order_by(SUBSCRIBERS.c.email, SUBSCRIBERS.c.id)))
+            order = (SUBSCRIBERS.c.destination_kind != "email", SUBSCRIBERS.c.destination_kind)
+            return builtins.list(
+                session.scalars(query.order_by(*order, SUBSCRIBERS.c.address, SUBSCRIBERS.c.id))
+            )
 
     def active(self) -> builtins.list[Subscriber]:
         """The subscribers digests go to."""
@@ -204,6 +239,7 @@ class SubscriberStore:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))} with update()")
         if "email" in values and values["email"] is not None:
             values["email"] = str(values["email"]).strip().lower()
+            values.setdefault("address", values["email"])  # only email subscribers have one
         self._update(subscriber_id, {**values, "updated_at": now or utcnow()})
         return self.get(subscriber_id)
 
@@ -231,8 +267,21 @@ class SubscriberStore:
             if current.status == "bouncing":  # someone fixed the address: start counting afresh
                 values["consecutive_bounces"] = 0
             values["unsubscribed_at"] = None
+        if status != current.status:
+            values["status_reason"] = None  # a reason said why the last status was set
         self._update(subscriber_id, values, only_status=current.status if expect is not None else None)
         return self.get(subscriber_id)
+
+    def pause_for(self, subscriber_id: int, reason: str, *, now: datetime) -> bool:
+        """FlareStart pauses an active subscriber whose destination cannot work (a Slack channel
+        archived, the app removed from it), saying why; True when this call paused them."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == subscriber_id, SUBSCRIBERS.c.status == "active")
+                .values(status="paused", status_reason=reason[:500], updated_at=now)
+            )
+            return bool(result.rowcount)
 
     def remove(self, ref: str | int) -> Subscriber:
         """Delete a subscriber; their deliveries and sent-article records go with them."""
@@ -288,7 +337,8 @@ class SubscriberStore:
             try:
                 result = conn.execute(statement.values(**values))
             except IntegrityError:
-                raise DuplicateSubscriberError(f"{values.get('email')} is already a subscriber") from None
+                who = values.get("address") or values.get("email")
+                raise DuplicateSubscriberError(f"{who} is already a subscriber") from None
             if not result.rowcount:
                 if (
                     only_status is not None
@@ -307,13 +357,19 @@ class SubscriberBatch:
         self._session = session
         self.now = now
 
-    def find(self, *, emails: Collection[str], origin_prefix: str) -> builtins.list[Subscriber]:
-        """Subscribers with one of `emails`, or whose origin starts with `origin_prefix`."""
+    def find(self, *, destinations: Collection[Destination], origin_prefix: str) -> builtins.list[Subscriber]:
+        """Subscribers with one of `destinations`, or whose origin starts with `origin_prefix`."""
         # LIKE treats % and _ as wildcards; escape them so the prefix is taken literally.
         escaped = origin_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        by_kind: dict[str, builtins.list[str]] = {}
+        for destination in destinations:
+            by_kind.setdefault(destination.kind, []).append(destination.address)
         query = select(Subscriber).where(
             or_(
-                SUBSCRIBERS.c.email.in_(builtins.list(emails)),
+                *(
+                    and_(SUBSCRIBERS.c.destination_kind == kind, SUBSCRIBERS.c.address.in_(addresses))
+                    for kind, addresses in by_kind.items()
+                ),
                 SUBSCRIBERS.c.origin.like(f"{escaped}%", escape="\\"),
             )
         )
@@ -386,4 +442,18 @@ def _values(spec_or_fields: SubscriberColumns | Mapping[str, Any]) -> dict[str, 
         values = spec_or_fields.column_values()
     if values.get("email") is not None:
         values["email"] = str(values["email"]).strip().lower()
+    values.setdefault("destination_kind", "email")
+    if values["destination_kind"] == "email":
+        values["address"] = values.get("email") or values.get("address") or ""
+        values["email"] = values["address"] or None
+    else:
+        values["email"] = None
+        values["address"] = str(values.get("address") or "").strip()
     return values
+
+
+class _Named(NamedTuple):
+    id: int | None
+    email: str | None
+    destination_kind: str
+    address: str

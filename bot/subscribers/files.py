@@ -25,12 +25,32 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.subscribers.destinations import (
+    DEFAULT_CHAT_TOPICS,
+    DESTINATION_KEYS,
+    destination_entry,
+    normalize_email,
+    parse_destination,
+)
 from bot.subscribers.schedule import (
     DEFAULT_DELIVERY_TIME,
     format_delivery_time,
     normalize_frequency,
     parse_delivery_time,
 )
+from bot.types import Destination
+
+__all__ = [
+    "DEFAULT_CHAT_TOPICS",
+    "PreferenceSpec",
+    "Problem",
+    "SubscriberFileError",
+    "SubscriberSpec",
+    "load_subscriber_files",
+    "make_spec",
+    "normalize_email",
+    "parse_preferences",
+]
 
 TopicValidator = Callable[[Iterable[str]], None]
 # The source names a subscriber may mute or weigh (`flarestart sources list`); None: not checked.
@@ -39,11 +59,11 @@ KnownSources = Collection[str]
 DEFAULT_MAX_ITEMS = 10
 MAX_ITEMS_RANGE = (1, 50)
 MAX_MUTED_KEYWORDS, MAX_KEYWORD_CHARS = 20, 40
-MAX_EMAIL, MAX_LOCAL_PART, MAX_NAME, MAX_ORIGIN = 254, 64, 200, 500
+MAX_NAME, MAX_ORIGIN = 200, 500
 TABLE = "subscriber"
 EXAMPLE_PREFIX = "example"  # subscribers/example.toml documents the format; it is never synced
 KEYS = (
-    "email",
+    *DESTINATION_KEYS,
     "name",
     "timezone",
     "delivery_time",
@@ -54,10 +74,6 @@ KEYS = (
     "max_items",
 )
 MUTE_KEYS = ("topics", "keywords", "sources")
-# A sane address check, not RFC 5322: dot-atom local part, dotted host names, letters in the TLD.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -96,12 +112,21 @@ PREFERENCE_FIELDS = tuple(f.name for f in fields(PreferenceSpec))
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubscriberSpec(PreferenceSpec):
-    """A subscriber as a file (or the CLI) describes them: who, where from, and their preferences
-    (the fields it inherits). Validated and normalised."""
+    """A subscriber as a file (or the CLI) describes them: where their digests go, who, where
+    from, and their preferences (the fields it inherits). Validated and normalised."""
 
-    email: str
+    destination: Destination
     name: str = ""
     origin: str = "cli"  # "file:subscribers/team.toml", "cli", "web", "chat"
+
+    @property
+    def ref(self) -> str:
+        """How the subscriber is named everywhere: the email address, or "slack:C0123ABCD"."""
+        return str(self.destination)
+
+    @property
+    def email(self) -> str | None:
+        return self.destination.address if self.destination.kind == "email" else None
 
     @property
     def preferences(self) -> PreferenceSpec:
@@ -112,6 +137,8 @@ class SubscriberSpec(PreferenceSpec):
         # (Not super(): slots=True makes a new class, which zero-argument super() does not know.)
         return {
             "email": self.email,
+            "destination_kind": self.destination.kind,
+            "address": self.destination.address,
             "name": self.name,
             **PreferenceSpec.column_values(self),
             "origin": self.origin,
@@ -137,17 +164,6 @@ class SubscriberFileError(ConfigError):
 
 
 # -- single values ------------------------------------------------------------------------------
-
-
-def normalize_email(text: str) -> str:
-    """A trimmed, lower-cased address; ValueError when it does not look like one."""
-    email = text.strip().lower()
-    local, at, domain = email.rpartition("@")
-    if not at or len(email) > MAX_EMAIL or len(local) > MAX_LOCAL_PART:
-        raise ValueError(f"{text!r} is not an email address")
-    if not _LOCAL.match(local) or not _DOMAIN.match(domain):
-        raise ValueError(f"{text!r} is not an email address")
-    return email
 
 
 # Files that sit in the zoneinfo folder beside the zones, and load like them, but name no place:
@@ -183,7 +199,8 @@ def check_timezone(name: str) -> str:
 
 def make_spec(
     *,
-    email: str,
+    email: str | None = None,
+    destination: Destination | None = None,
     name: str = "",
     timezone: str = "UTC",
     delivery_time: str | time = DEFAULT_DELIVERY_TIME,
@@ -198,9 +215,13 @@ def make_spec(
     validate_topics: TopicValidator | None = None,
     known_sources: KnownSources | None = None,
 ) -> SubscriberSpec:
-    """Validate values given outside a file (CLI, web, chat); ConfigError lists every problem."""
+    """Validate values given outside a file (CLI, web, chat); ConfigError lists every problem.
+    The destination is `destination`, or the address `email`."""
+    if (email is None) == (destination is None):
+        raise ValueError("make_spec takes an email or a destination, exactly one")
+    target = destination if destination is not None else Destination.email(email or "")
     data: dict[str, Any] = {
-        "email": email,
+        **destination_entry(target),
         "name": name,
         "timezone": timezone,
         "delivery_time": delivery_time,
@@ -215,7 +236,10 @@ def make_spec(
         "max_items": max_items,
     }
     spec, problems = _parse_subscriber(
-        data, origin=origin, validate_topics=validate_topics, known_sources=known_sources
+        data,
+        origin=origin,
+        validate_topics=validate_topics,
+        known_sources=known_sources,
     )
     if problems or spec is None:
         raise ConfigError("; ".join(message for _, message in problems))
@@ -239,7 +263,7 @@ def load_subscriber_files(
     them is a problem (with the closest names), not a digest that fails at every send.
 
     Raises SubscriberFileError (a ConfigError) naming file and line for each problem found,
-    including the same address in two places.
+    including the same destination in two places.
     """
     if not folder.is_dir():
         raise ConfigError(f"subscribers folder {folder} does not exist (or is not a folder)")
@@ -249,15 +273,15 @@ def load_subscriber_files(
     for path in sorted(folder.glob("*.toml")):
         if path.name.startswith(EXAMPLE_PREFIX) and not include_examples:
             continue
-        for email, spec, line in _load_file(path, problems, validate_topics, known_sources):
-            if email is None:
+        for ref, spec, line in _load_file(path, problems, validate_topics, known_sources):
+            if ref is None:
                 continue
-            if email in seen:
-                first_path, first_line = seen[email]
+            if ref in seen:
+                first_path, first_line = seen[ref]
                 where = f"line {first_line}" if first_path == path else f"{first_path}:{first_line}"
-                problems.append(Problem(path, line, f"{email} is already a subscriber at {where}"))
+                problems.append(Problem(path, line, f"{ref} is already a subscriber at {where}"))
                 continue
-            seen[email] = (path, line)
+            seen[ref] = (path, line)
             if spec is not None:
                 specs.append(spec)
     if problems:
@@ -279,7 +303,7 @@ def _load_file(
     validate_topics: TopicValidator | None,
     known_sources: KnownSources | None,
 ) -> list[tuple[str | None, SubscriberSpec | None, int]]:
-    """(address if valid, spec if valid, header line) per table; problems are appended."""
+    """(destination ref if valid, spec if valid, header line) per table; problems are appended."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -315,16 +339,14 @@ def _load_file(
         )
         for where, message in messages:
             problems.append(Problem(path, lines.key_line(block, where), message))
-        loaded.append((_email_of(entry), spec, block.start))
+        loaded.append((_ref_of(entry), spec, block.start))
     return loaded
 
 
-def _email_of(entry: Mapping[str, Any]) -> str | None:
-    """The normalised address of a table, even when other keys are wrong (to find duplicates)."""
-    try:
-        return normalize_email(entry["email"]) if isinstance(entry.get("email"), str) else None
-    except ValueError:
-        return None
+def _ref_of(entry: Mapping[str, Any]) -> str | None:
+    """The destination of a table as a ref, even when other keys are wrong (to find duplicates)."""
+    destination, problems = parse_destination(entry)
+    return str(destination) if destination is not None and not problems else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,21 +439,16 @@ def _parse_subscriber(
     validate_topics: TopicValidator | None,
     known_sources: KnownSources | None = None,
 ) -> tuple[SubscriberSpec | None, _Found]:
+    """One subscriber: its destination (the entry's email, slack or discord key), name and
+    preferences. A chat destination with no topics gets DEFAULT_CHAT_TOPICS."""
     found: _Found = []
-    raw_email = data.get("email")
-    who = "subscriber"
-    email = ""
-    if raw_email is None:
-        found.append((None, "subscriber has no email"))
-    elif not isinstance(raw_email, str):
-        found.append(("email", f"email must be a string, got {raw_email!r}"))
-    else:
-        try:
-            email = normalize_email(raw_email)
-            who = email
-        except ValueError as exc:
-            found.append(("email", f"{exc}"))
-            who = f"subscriber {raw_email!r}"
+    destination, destination_problems = parse_destination(data)
+    found.extend(destination_problems)
+    who = str(destination) if destination is not None else "subscriber"
+    if destination is None:
+        raw = next((data[key] for key in DESTINATION_KEYS if isinstance(data.get(key), str)), None)
+        if raw is not None:
+            who = f"subscriber {raw!r}"
 
     def problem(key: str | None, message: str) -> None:
         found.append((key, f"{who}: {message}"))
@@ -451,14 +468,12 @@ def _parse_subscriber(
     for key, message in preference_problems:
         problem(key, message)
 
-    if found or preferences is None:
+    if found or preferences is None or destination is None:
         return None, found
-    spec = SubscriberSpec(
-        email=email,
-        name=name.strip(),
-        origin=origin[:MAX_ORIGIN],
-        **{key: getattr(preferences, key) for key in PREFERENCE_FIELDS},
-    )
+    values = {key: getattr(preferences, key) for key in PREFERENCE_FIELDS}
+    if destination.is_chat and not values["topics"]:
+        values["topics"] = dict.fromkeys(DEFAULT_CHAT_TOPICS, 1.0)
+    spec = SubscriberSpec(destination=destination, name=name.strip(), origin=origin[:MAX_ORIGIN], **values)
     return spec, found
 
 

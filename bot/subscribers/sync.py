@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.subscribers.files import SubscriberSpec
+from bot.types import subscriber_ref
 
 if TYPE_CHECKING:
     from bot.store.subscribers import SubscriberStore
@@ -30,13 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    added: list[str] = field(default_factory=list)  # emails
+    # Subscribers by ref: the email address, or "slack:C0123ABCD" for a chat destination.
+    added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # deleted from the store
     unchanged: int = 0
-    # email → the fields that differed, for each changed subscriber
+    # ref → the fields that differed, for each changed subscriber
     changes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # emails in a file that belong to a CLI/web/chat subscriber, left as they are
+    # refs in a file that belong to a CLI/web/chat subscriber, left as they are
     skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
     # emails in a file whose address is suppressed → the reason: added or kept, never mailed
@@ -48,7 +50,7 @@ class SyncReport:
             "changed": self.changed,
             "removed": self.removed,
             "unchanged": self.unchanged,
-            "changes": {email: list(fields) for email, fields in self.changes.items()},
+            "changes": {ref: list(fields) for ref, fields in self.changes.items()},
             "skipped": self.skipped,
             "dry_run": self.dry_run,
             "suppressed": self.suppressed,
@@ -70,45 +72,47 @@ def sync_subscribers(
     longer in any file (without it, every file subscriber not in `specs` is). With `dry_run` the
     report says what would happen and nothing is written.
     """
-    emails = [spec.email for spec in specs]
-    if len(set(emails)) != len(emails):
-        twice = sorted({e for e in emails if emails.count(e) > 1})
-        raise ValueError(f"the same email is given twice: {', '.join(twice)}")
+    refs = [spec.ref for spec in specs]
+    if len(set(refs)) != len(refs):
+        twice = sorted({r for r in refs if refs.count(r) > 1})
+        raise ValueError(f"the same destination is given twice: {', '.join(twice)}")
     added: list[str] = []
     changed: list[str] = []
     changes: dict[str, tuple[str, ...]] = {}
     skipped: list[str] = []
     unchanged = 0
     with store.batch(now=now) as batch:
-        rows = batch.find(emails=emails, origin_prefix=origin_prefix)
-        by_email = {row.email: row for row in rows if row.email is not None}
+        rows = batch.find(destinations=[spec.destination for spec in specs], origin_prefix=origin_prefix)
+        by_ref = {subscriber_ref(row): row for row in rows}
+        emails = [spec.email for spec in specs if spec.email is not None]
         suppressed = {email: found.reason for email, found in batch.suppressions(emails).items()}
         for spec in specs:
             values = spec.column_values()
-            row = by_email.get(spec.email)
+            row = by_ref.get(spec.ref)
             if row is None:
-                added.append(spec.email)
+                added.append(spec.ref)
                 if not dry_run:
-                    batch.insert(values, status=_status_when_added(suppressed.get(spec.email)))
+                    status = _status_when_added(suppressed.get(spec.email) if spec.email else None)
+                    batch.insert(values, status=status)
                 continue
             if not row.origin.startswith(origin_prefix):
-                skipped.append(spec.email)
+                skipped.append(spec.ref)
                 continue
             differ = {key: value for key, value in values.items() if getattr(row, key) != value}
             if not differ:
                 unchanged += 1
                 continue
-            changed.append(spec.email)
-            changes[spec.email] = tuple(differ)
+            changed.append(spec.ref)
+            changes[spec.ref] = tuple(differ)
             if not dry_run:
                 assert row.id is not None
                 batch.update(row.id, differ)
-        wanted = set(emails)
+        wanted = set(refs)
         gone = [
             row
             for row in rows
             if row.origin.startswith(origin_prefix)
-            and (row.email is None or row.email not in wanted)
+            and subscriber_ref(row) not in wanted
             and (folder is None or _from_folder(row.origin, origin_prefix, folder))
         ]
         if not dry_run:
@@ -116,7 +120,7 @@ def sync_subscribers(
     report = SyncReport(
         added=added,
         changed=changed,
-        removed=[row.email or f"#{row.id}" for row in gone],
+        removed=[subscriber_ref(row) for row in gone],
         unchanged=unchanged,
         changes=changes,
         skipped=skipped,

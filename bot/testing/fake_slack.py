@@ -31,6 +31,12 @@ What it does like Slack:
 - Rate limit: a token bucket per channel (`rate` messages a second, `burst` at once; Slack's is
   about 1/s with short bursts). Over it: HTTP 429, `Retry-After` in whole seconds, body
   `{"ok": false, "error": "ratelimited"}`. `rate_limited` counts those answers per channel.
+- Slash commands: `add_response_url(channel)` makes a `response_url` like Slack's
+  (https://hooks.slack.com/commands/T…/…/…, here under /commands/); what is posted to it is kept in
+  `responses(url)`, and an `in_channel` answer also lands in the channel. Each takes at most five
+  posts, as Slack allows within 30 minutes.
+- Socket Mode: `apps.connections.open` (an app-level token, `xapp-…`, in `app_tokens`) answers
+  with `socket_url`, the loopback WebSocket of bot/testing/fake_slack_socket.py.
 - Faults on demand: `fail_next(n, status=503)` answers the next n requests with a 5xx;
   `drop_after_accept(n)` stores the next n posts and then closes the connection without answering
   (a crash between Slack accepting a message and the sender recording it).
@@ -116,6 +122,10 @@ class FakeSlack(ServedInThread):
         self.clock = clock
         self.channels: dict[str, Channel] = {}
         self.webhooks: dict[str, str] = {}  # path → channel id
+        self.response_urls: dict[str, str] = {}  # path → channel id
+        self._responses: dict[str, list[dict[str, Any]]] = {}  # path → what was posted to it
+        self.app_tokens: set[str] = set()  # app-level tokens apps.connections.open accepts
+        self.socket_url: str | None = None  # what apps.connections.open hands out
         self.requests: list[tuple[str, str]] = []  # (method name or webhook path, channel)
         self._lock = threading.Lock()
         self._failures: list[int] = []
@@ -151,6 +161,21 @@ class FakeSlack(ServedInThread):
         path = f"/services/T0FAKE/B{secrets.token_hex(4).upper()}/{secrets.token_urlsafe(12)}"
         self.webhooks[path] = channel_id
         return self.base_url + path
+
+    def add_response_url(self, channel_id: str) -> str:
+        """A slash command's `response_url` for `channel_id` (added if new)."""
+        if channel_id not in self.channels:
+            self.add_channel(channel_id)
+        path = f"/commands/T0FAKE/{secrets.randbelow(10**12)}/{secrets.token_urlsafe(16)}"
+        with self._lock:
+            self.response_urls[path] = channel_id
+            self._responses[path] = []
+        return self.base_url + path
+
+    def responses(self, url: str) -> list[dict[str, Any]]:
+        """What was posted to a `response_url`, oldest first."""
+        with self._lock:
+            return [dict(body) for body in self._responses.get(urlsplit(url).path, [])]
 
     def fail_next(self, count: int, *, status: int = 503) -> None:
         with self._lock:
@@ -197,6 +222,8 @@ class FakeSlack(ServedInThread):
                 return status, {"Content-Type": "text/plain"}, b"internal_error"
         if split.path.startswith("/services/"):
             return self._webhook(split.path, args)
+        if split.path.startswith("/commands/"):
+            return self._respond(split.path, args)
         if split.path == "/_fake/stats":  # for benchmarks that run the fake in another process
             with self._lock:
                 limited = {channel.id: channel.rate_limited for channel in self.channels.values()}
@@ -211,6 +238,12 @@ class FakeSlack(ServedInThread):
             self.requests.append((name, str(args.get("channel", ""))))
         if not token:
             return _answer({"ok": False, "error": "not_authed"})
+        if name == "apps.connections.open":
+            if token not in self.app_tokens:
+                return _answer({"ok": False, "error": "invalid_auth"})
+            if self.socket_url is None:
+                return _answer({"ok": False, "error": "internal_error"})
+            return _answer({"ok": True, "url": self.socket_url})
         state = self.tokens.get(token)
         if state is None:
             return _answer({"ok": False, "error": "invalid_auth"})
@@ -276,6 +309,23 @@ class FakeSlack(ServedInThread):
                 self._drops -= 1
         if drop:
             raise _Drop
+        return _text(200, "ok")
+
+    def _respond(self, path: str, args: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            channel_id = self.response_urls.get(path)
+            if channel_id is None:
+                return _text(404, "no_service")
+            if len(self._responses[path]) >= 5:
+                return _text(404, "used_url")
+        if not args.get("text") and not args.get("blocks"):
+            return _text(400, "no_text")
+        if _check_payload(args) is not None:
+            return _text(400, "invalid_blocks")
+        with self._lock:
+            self._responses[path].append(dict(args))
+            if args.get("response_type") == "in_channel":
+                self._store(self.channels[channel_id], args, bot=True)
         return _text(200, "ok")
 
     def _history(self, name: str, args: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

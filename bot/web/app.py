@@ -18,6 +18,9 @@
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
                            303 back to GET (?done=saved); invalid input 400 with the form again;
                            a change the subscriber may not make here 409 (see bot.app.preferences)
+    POST /slack/commands   `/flarestart …` from Slack (bot.chat.slack): only when a signing secret
+                           is configured; an unsigned, forged, stale or replayed request is 401
+                           and changes nothing
     GET  /healthz          200 {"status": "ok", "database": "ok"}, 503 when the database fails
     GET  /metrics          aggregate figures in the Prometheus text format (bot.web.metrics); only
                            when web.metrics_token is set (else 404), and only with
@@ -34,14 +37,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -52,6 +58,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.app import FlareStart, preferences
+from bot.app.chat import ChatCommands
 from bot.app.preferences import (
     NOTICES,
     Decision,
@@ -63,6 +70,15 @@ from bot.app.preferences import (
     Save,
     SetStatus,
     Unchanged,
+)
+from bot.chat.slack import MAX_BODY_BYTES as SLACK_BODY_BYTES
+from bot.chat.slack import (
+    SlackAuthError,
+    SlackCommand,
+    SlackCommandHandler,
+    SlackVerifier,
+    read_form,
+    slack_options,
 )
 from bot.config import Settings
 from bot.errors import NotFoundError, StatusChangedError
@@ -106,13 +122,19 @@ class BodyTooLargeError(Exception):
     """The request body is over MAX_BODY_BYTES."""
 
 
-def create_app(settings: Settings, *, store_factory: StoreFactory | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    store_factory: StoreFactory | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
     """The web app. The store is opened (and migrated) when the server starts, closed when it stops.
 
     `store_factory` builds the subscriber store from the engine (default: the application layer's).
+    `clock`: what the application layer and the Slack verifier take as now (tests fix it).
     """
     pages = Pages(TEMPLATE_DIR)
-    flarestart = FlareStart(settings, seed=False, subscriber_access=store_factory)
+    flarestart = FlareStart(settings, seed=False, subscriber_access=store_factory, clock=clock)
     editor = flarestart.preferences_editor()
     web = _Web(flarestart, resolve_secret(settings), pages, editor)
     routes = [
@@ -125,6 +147,16 @@ def create_app(settings: Settings, *, store_factory: StoreFactory | None = None)
     ]
     if settings.web.metrics_token:  # off unless an operator opts in: the figures are the business's
         routes.append(Route("/metrics", web.scrape, methods=["GET"]))
+    slack = slack_options(settings)
+    if slack.signing_secret:  # no secret, no way to tell Slack from anyone: no route
+        now = (lambda: clock().timestamp()) if clock is not None else time.time
+        web.slack = _SlackDoor(
+            SlackVerifier(slack.signing_secret, clock=now),
+            SlackCommandHandler(
+                ChatCommands(flarestart, prefix="slack", origin="slack"), stand_in=slack.stand_in
+            ),
+        )
+        routes.append(Route("/slack/commands", web.slack_command, methods=["POST"]))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders, headers=pages.security_headers)],
@@ -225,7 +257,15 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[0]}***@{domain}"
 
 
+@dataclass(frozen=True, slots=True)
+class _SlackDoor:
+    verifier: SlackVerifier
+    handler: SlackCommandHandler
+
+
 class _Web:
+    slack: _SlackDoor | None = None
+
     def __init__(
         self,
         flarestart: FlareStart,
@@ -380,6 +420,25 @@ class _Web:
                 return self._preferences(subscriber, form=form, errors=errors, status_code=400)
             case Refused(reason=reason):
                 return self._preferences(subscriber, refusal=reason, status_code=409)
+
+    async def slack_command(self, request: Request) -> Response:
+        assert self.slack is not None
+        body = await _read_body(request, SLACK_BODY_BYTES)
+        try:
+            self.slack.verifier.check(body, request.headers)
+        except SlackAuthError as exc:
+            log.warning("refused a slack request", extra={"reason": str(exc)})
+            return PlainTextResponse("invalid signature", status_code=401)
+        try:
+            fields = read_form(body)
+        except ValueError:
+            return PlainTextResponse("not a slash command", status_code=400)
+        if fields.get("ssl_check") == "1":  # Slack checking the certificate: nothing to run
+            return PlainTextResponse("ok")
+        command = SlackCommand.of(fields)
+        answer = await self.slack.handler.handle(command)
+        background = BackgroundTask(answer.follow_up) if answer.follow_up is not None else None
+        return JSONResponse(answer.payload, background=background)
 
     async def healthz(self, request: Request) -> Response:
         try:

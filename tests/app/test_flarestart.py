@@ -53,13 +53,36 @@ def test_an_unsubscribed_reader_is_never_resumed_by_an_operator(settings: Settin
             app.resume("bob@example.com")
 
 
-def test_unknown_topics_and_unserved_destinations_are_refused(settings: Settings) -> None:
+def test_unknown_topics_and_invalid_destinations_are_refused(settings: Settings) -> None:
     with FlareStart(settings, seed=False, clock=lambda: NOW) as app:
         with pytest.raises(ConfigError, match="pyhton"):
             app.subscribe("ada@example.com", topics={"pyhton": 1.0})
-        with pytest.raises(ConfigError, match="not served yet"):
-            app.subscribe(Destination("slack", "C0123"), topics={"python": 1.0})  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="not a Slack channel id"):
+            app.subscribe(Destination("slack", "#general"), topics={"python": 1.0})
+        with pytest.raises(ConfigError, match="not an environment variable name"):
+            app.subscribe("slack:webhook_env:https://hooks.slack.com/services/T/B/x")
         assert app.list_subscribers() == []
+
+
+def test_a_slack_channel_subscribes_with_the_default_topics_and_is_found_by_its_ref(
+    settings: Settings,
+) -> None:
+    with FlareStart(settings, seed=False, clock=lambda: NOW) as app:
+        added = app.subscribe(Destination("slack", "c0123abcd"))
+        assert (added.destination, added.default_topics) == (Destination("slack", "C0123ABCD"), True)
+        assert added.subscriber.email is None
+        assert added.label == "Slack channel C0123ABCD" and added.ref == "slack:C0123ABCD"
+        chosen = app.subscribe("slack:webhook_env:TEAM_SLACK_WEBHOOK", topics={"python": 1.0})
+        assert chosen.default_topics is False and chosen.label == "Slack webhook $TEAM_SLACK_WEBHOOK"
+        assert app.subscriber("slack:C0123ABCD").subscriber.id == added.subscriber.id
+        with pytest.raises(SubscriberError, match="slack:C0123ABCD is already a subscriber"):
+            app.subscribe("slack:C0123ABCD")
+        app.subscribe("ada@example.com")  # an email reader beside them, listed first
+        assert [v.ref for v in app.list_subscribers()] == [
+            "ada@example.com",
+            "slack:C0123ABCD",
+            "slack:webhook_env:TEAM_SLACK_WEBHOOK",
+        ]
 
 
 def test_a_sign_up_is_confirmed_once_and_an_unsubscribe_is_final(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.demo import DEMO_FEEDS, SAMPLE_SUBSCRIBERS
+from bot.testing.fake_slack import seen
 from tests.cli.conftest import Runner
 
 DEMO_TITLES = {article.title for feed in DEMO_FEEDS for article in feed.articles}
@@ -73,7 +75,11 @@ def test_demo_delivers_one_digest_per_sample_reader_and_says_where(
     ledger = cli("deliveries", "list", "--json").json()
     assert {(row["subscriber"], row["status"], row["channel"]) for row in ledger} == {
         (email, "sent", "email") for email in readers
-    }
+    } | {("slack:C0DEMOTEAM", "sent", "slack")}
+    posted = json.loads((folder / "inbox" / "slack-C0DEMOTEAM.json").read_text(encoding="utf-8"))
+    assert posted and posted[0]["blocks"][0]["type"] == "header"
+    assert sum(title in seen(message).text for message in posted for title in DEMO_TITLES) >= 3
+    assert str(folder / "inbox" / "slack-C0DEMOTEAM.json") in result.out
     assert len(cli("articles", "list", "--json", "--limit", "100").json()) == len(DEMO_TITLES)
 
 

@@ -16,6 +16,7 @@ from bot.subscribers.files import (
     make_spec,
     normalize_email,
 )
+from bot.types import Destination
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def test_a_file_with_several_subscribers_loads_normalised(tmp_path: Path) -> Non
     write(tmp_path, "team.toml", TEAM)
     ada, grace, linus = load_subscriber_files(tmp_path)
     assert ada == SubscriberSpec(
-        email="ada@example.com",
+        destination=Destination.email("ada@example.com"),
         name="Ada",
         timezone="Europe/Berlin",
         delivery_time=time(6, 45),
@@ -107,8 +108,9 @@ def test_several_files_load_in_name_order_and_the_example_is_skipped(tmp_path: P
 
 def test_the_shipped_example_is_valid_and_shows_every_option() -> None:
     specs = load_subscriber_files(REPO / "subscribers", include_examples=True)
-    assert len(specs) == 3
-    assert all(spec.email.endswith("@example.com") for spec in specs)
+    assert len(specs) == 4
+    assert [spec.ref for spec in specs if spec.email is None] == ["slack:C0123ABCD"]
+    assert all(spec.email.endswith("@example.com") for spec in specs if spec.email is not None)
     assert {s.frequency for s in specs} == {"daily", "weekdays", "weekly:sun"}
     assert any(s.muted_topics and s.muted_keywords and s.muted_sources and s.source_weights for s in specs)
     assert any(s.topics and len(set(s.topics.values())) > 1 for s in specs)  # weighted topics
@@ -136,6 +138,7 @@ def test_the_shipped_example_is_valid_and_shows_every_option() -> None:
         ("topics = { python = -1 }", 4, "above 0"),
         ('mute = { topic = ["x"] }', 4, "did you mean 'topics'?"),
         ('timezon = "UTC"', 4, "unknown key 'timezon' (did you mean 'timezone'?)"),
+        ('slack = { channel = "general" }', 4, "exactly one destination, got email and slack"),
     ],
 )
 def test_each_mistake_names_file_and_line(tmp_path: Path, body: str, line: int, message: str) -> None:
@@ -151,7 +154,7 @@ def test_a_missing_email_names_the_table(tmp_path: Path) -> None:
     path = write(
         tmp_path, "team.toml", '[[subscriber]]\nemail = "a@example.com"\n\n[[subscriber]]\nname = "Nobody"\n'
     )
-    assert problems_of(tmp_path) == [f"{path}:4: subscriber has no email"]
+    assert problems_of(tmp_path) == [f"{path}:4: subscriber has no destination: give email, slack or discord"]
 
 
 def test_keys_are_found_in_the_right_table_and_sub_table(tmp_path: Path) -> None:

@@ -14,8 +14,14 @@ from bot.errors import NotFoundError
 from bot.store.engine import make_engine
 from bot.store.migrate import upgrade
 from bot.store.subscribers import DuplicateSubscriberError, SubscriberBatch, SubscriberStore
-from bot.subscribers.files import SubscriberFileError, SubscriberSpec, load_subscriber_files
+from bot.subscribers.files import (
+    DEFAULT_CHAT_TOPICS,
+    SubscriberFileError,
+    SubscriberSpec,
+    load_subscriber_files,
+)
 from bot.subscribers.sync import sync_subscribers
+from bot.types import Destination
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
@@ -31,7 +37,7 @@ def store(database_url: str) -> Iterator[SubscriberStore]:
 
 def spec(email: str, **changes: object) -> SubscriberSpec:
     base = SubscriberSpec(
-        email=email,
+        destination=Destination.email(email),
         name=email.split("@")[0].title(),
         timezone="Europe/Berlin",
         delivery_time=time(7, 0),
@@ -238,7 +244,7 @@ def test_records_and_schedules_read_only_what_sending_and_planning_need(store: S
     assert (found[bob.id].status, found[bob.id].timezone) == ("pending", "Asia/Tokyo")
     with pytest.raises(NotFoundError, match="999999"):
         store.record(999_999)
-    assert store.schedules() == [(ada.id, "active", "Europe/Berlin", "07:00", "daily")]
+    assert store.schedules() == [(ada.id, "active", "Europe/Berlin", "07:00", "daily", "email")]
     assert [s.id for s in store.schedules(("active", "pending"))] == [ada.id, bob.id]
     with pytest.raises(ValueError, match="status must be one of"):
         store.schedules(("gone",))
@@ -266,3 +272,79 @@ def test_a_sync_of_another_folder_removes_only_that_folders_subscribers(
     # An empty folder removes its own subscribers, and only them.
     assert sync_subscribers(store, [], folder=other, now=LATER).removed == ["grace@example.com"]
     assert emails(store) == ["ada@example.com"]
+
+
+TEAM_CHANNELS = """\
+[[subscriber]]
+email = "ada@example.com"
+topics = ["python"]
+
+[[subscriber]]
+name = "Platform team"
+slack = { channel = "C0PLATFORM" }
+delivery_time = "09:00"
+
+[[subscriber]]
+name = "Release notes"
+slack = { webhook_env = "RELEASES_SLACK_WEBHOOK" }
+topics = ["devops"]
+"""
+
+
+def test_a_sync_with_slack_entries_adds_changes_and_removes_them_by_destination(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    (tmp_path / "team.toml").write_text(TEAM_CHANNELS, encoding="utf-8")
+    first = sync_subscribers(store, load_subscriber_files(tmp_path), folder=tmp_path, now=NOW)
+    assert first.added == ["ada@example.com", "slack:C0PLATFORM", "slack:webhook_env:RELEASES_SLACK_WEBHOOK"]
+    platform = store.get("slack:C0PLATFORM")
+    assert (platform.email, platform.destination_kind, platform.address, platform.name) == (
+        None,
+        "slack",
+        "C0PLATFORM",
+        "Platform team",
+    )
+    assert set(platform.topics) == set(DEFAULT_CHAT_TOPICS)  # none chosen: the chat default
+    assert store.get("ada@example.com").topics == {"python": 1.0}  # email readers get no default
+
+    again = sync_subscribers(store, load_subscriber_files(tmp_path), folder=tmp_path, now=NOW)
+    assert (again.added, again.changed, again.unchanged) == ([], [], 3)
+
+    changed = TEAM_CHANNELS.replace('delivery_time = "09:00"', 'delivery_time = "10:00"').replace(
+        '[[subscriber]]\nname = "Release notes"\nslack = { webhook_env = "RELEASES_SLACK_WEBHOOK" }\n'
+        'topics = ["devops"]\n',
+        "",
+    )
+    (tmp_path / "team.toml").write_text(changed, encoding="utf-8")
+    third = sync_subscribers(store, load_subscriber_files(tmp_path), folder=tmp_path, now=NOW)
+    assert (third.changed, third.changes, third.removed) == (
+        ["slack:C0PLATFORM"],
+        {"slack:C0PLATFORM": ("delivery_time",)},
+        ["slack:webhook_env:RELEASES_SLACK_WEBHOOK"],
+    )
+    assert store.get("slack:C0PLATFORM").delivery_time == "10:00"
+
+
+def test_the_same_slack_channel_twice_names_both_lines(tmp_path: Path) -> None:
+    (tmp_path / "team.toml").write_text(
+        '[[subscriber]]\nslack = { channel = "C0PLATFORM" }\n\n[[subscriber]]\nname = "again"\n'
+        'slack = { channel = "c0platform" }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(SubscriberFileError) as caught:
+        load_subscriber_files(tmp_path)
+    assert [str(p).split("/")[-1] for p in caught.value.problems] == [
+        "team.toml:4: slack:C0PLATFORM is already a subscriber at line 1"
+    ]
+
+
+def test_a_bad_slack_entry_is_placed_on_its_line(tmp_path: Path) -> None:
+    (tmp_path / "team.toml").write_text(
+        '[[subscriber]]\nemail = "ada@example.com"\n\n[[subscriber]]\nname = "Platform"\n'
+        'slack = { channel = "#platform" }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(SubscriberFileError) as caught:
+        load_subscriber_files(tmp_path)
+    [problem] = caught.value.problems
+    assert problem.line == 6 and "'#platform' is not a Slack channel id" in problem.message

@@ -6,7 +6,7 @@ is kept by address; it outlives every row and every sync. Addresses already unsu
 bouncing are suppressed here, so the upgrade loses none of them.
 
 Revision ID: 0007
-Revises: 0005 (the lead re-points this to 0006 when the destinations migration is merged)
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import bot.store.types
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
