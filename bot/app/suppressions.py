@@ -179,6 +179,7 @@ class SuppressionVerbs(AppBase):
             await channel.send(outgoing)
         except (DeliveryTransientError, DeliveryPermanentError) as exc:
             log.warning("subscribe-again mail failed: %s", exc, extra={**who, "channel": channel.name})
+            await asyncio.to_thread(self.suppressions.give_back_reoptin_turn, suppression.id, taken_at=now)
             return ReoptinRequest("failed", suppression.address, str(exc))
         finally:
             await registry.aclose()

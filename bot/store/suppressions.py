@@ -192,6 +192,17 @@ class SuppressionStore:
         with self.engine.begin() as conn:
             return conn.execute(statement).rowcount == 1
 
+    def give_back_reoptin_turn(self, suppression_id: int, *, taken_at: datetime) -> None:
+        """The mail of the turn taken at `taken_at` did not go out: the next press may send one."""
+        column = SUPPRESSIONS.c.reoptin_sent_at
+        statement = (
+            update(SUPPRESSIONS)
+            .where(SUPPRESSIONS.c.id == suppression_id, column == taken_at)
+            .values(reoptin_sent_at=None)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
 
 @contextmanager
 def _transaction(engine: Engine, connection: Connection | None) -> Iterator[Connection]:

@@ -116,3 +116,21 @@ def test_forged_and_wrong_purpose_re_opt_in_links_change_nothing(mailing_web: We
     for token in (web.token("unsubscribe", 1), web.token("confirm", 1), "x" * 20 + "." + "y" * 22):
         assert web.client.post(f"/again/{token}", data={}).status_code == 400
     assert web.get(ada).status == "unsubscribed"
+
+
+def test_a_re_opt_in_mail_that_could_not_be_sent_can_be_asked_for_again(
+    mailing_web: Web, smtp: SmtpServer
+) -> None:
+    web = mailing_web
+    ada = web.add()
+    link = f"/u/{web.token('unsubscribe', ada)}"
+    web.client.post(link, content=b"List-Unsubscribe=One-Click")
+    smtp.rcpt_replies["ada@example.com"] = "451 4.3.0 try again later"
+    failed = web.client.post(f"{link}/again", data={})
+    assert_page(failed, 503, "We could not send the mail", "Nothing was changed")
+    assert smtp.messages == []
+
+    del smtp.rcpt_replies["ada@example.com"]
+    asked = web.client.post(f"{link}/again", data={})  # not "sent a few minutes ago": none was
+    assert_page(asked, 200, "Check your inbox")
+    assert [m.rcpt_tos for m in smtp.messages] == [["ada@example.com"]]
