@@ -1,6 +1,6 @@
 """An SMTP sink for the email benchmark: aiosmtpd in its own process, counting what it accepts.
 
-    python bench/_sink.py [--port 0] [--dump-at-exit ids.json]
+    python bench/_sink.py [--port 0] [--dump-at-exit ids.json] [--delay 0.05]
 
 It prints one line, `{"port": PORT, "pid": PID}`, once it listens on 127.0.0.1, then reads
 commands on stdin, one a line, and answers each with one JSON line on stdout:
@@ -50,7 +50,8 @@ def _cpu() -> float:
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds each DATA takes to be accepted, as a real server's do
         self.ids: Counter[str] = Counter()
         self.messages = 0
         self.bytes = 0
@@ -60,6 +61,8 @@ class Sink:
         self.cpu0 = _cpu()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         data = envelope.original_content or b""
         if isinstance(data, str):
             data = data.encode()
@@ -106,9 +109,9 @@ class Sink:
         return answer, False
 
 
-async def serve(port: int, dump_at_exit: Path | None) -> None:
+async def serve(port: int, dump_at_exit: Path | None, delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
-    sink = Sink()
+    sink = Sink(delay)
     done = asyncio.Event()
 
     def factory() -> SMTP:
@@ -145,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed at start)")
     parser.add_argument("--dump-at-exit", type=Path, help="write the stats and Message-IDs here at exit")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each DATA is accepted")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, args.dump_at_exit))
+    asyncio.run(serve(args.port, args.dump_at_exit, args.delay))
     return 0
 
 

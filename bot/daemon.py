@@ -4,6 +4,8 @@ them: a job worker runs the planning and confirmation jobs, a `BatchSender` the 
 Several processes on PostgreSQL share the same job table.
 
 SIGTERM / Ctrl-C stop it cleanly: no new fetch cycle or job starts, running sends get 25 s.
+A database that goes away (a PostgreSQL restart) stops nothing: every loop logs the failure and
+tries again (the fetch loop with a growing wait), and the engine's pre-ping reconnects.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ MAX_SLEEP = 60.0  # re-read the schedule at least this often (sources added by a
 MIN_SLEEP = 1.0
 STOP_GRACE = 10.0  # seconds a running fetch cycle gets to finish after a stop signal
 PLAN_EVERY = timedelta(minutes=1)  # how often due digests are looked for
+# After a fetch cycle failed (the database went away: a restart, a failover), the next try waits
+# this long, doubling up to MAX_SLEEP: the service keeps running and picks up when it is back.
+FAILED_CYCLE_WAIT = 5.0
 
 
 async def run_daemon(
@@ -106,6 +111,7 @@ async def _fetch_loop(
 ) -> int:
     ingestor = Ingestor(store, settings, clock=clock)
     cycles = 0
+    failures = 0
     try:
         while not stop.is_set():
             cycle = asyncio.create_task(ingestor.run())
@@ -117,7 +123,16 @@ async def _fetch_loop(
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(cycle, STOP_GRACE)
                 break
-            reports = cycle.result()
+            try:
+                reports = cycle.result()
+            except Exception:  # the database (or a bug) failed the whole cycle: log it, try again
+                failures += 1
+                wait = min(FAILED_CYCLE_WAIT * 2 ** (failures - 1), max_sleep)
+                log.exception("fetch cycle failed; trying again", extra={"retry_in_s": wait})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                continue
+            failures = 0
             cycles += 1
             first_cycle_done.set()
             if reports:
@@ -140,7 +155,11 @@ async def _fetch_loop(
 async def _sleep_until_due(
     store: Store, stop: asyncio.Event, clock: Callable[[], datetime], max_sleep: float
 ) -> None:
-    due = store.next_due_at()
+    try:
+        due = store.next_due_at()
+    except Exception:  # the database is away: the next cycle says so, and backs off
+        log.warning("could not read when the next source is due", exc_info=True)
+        due = None
     wait = max_sleep if due is None else (due - clock()).total_seconds()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), min(max(wait, MIN_SLEEP), max_sleep))

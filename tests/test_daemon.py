@@ -3,6 +3,7 @@ sources, stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import os
 import signal
@@ -12,7 +13,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from bot.config import Settings
 from bot.testing.httpserver import FixtureServer, static
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Daemon feed</title>
@@ -78,6 +84,42 @@ def test_run_fetches_sends_the_due_digest_and_stops_cleanly(
     assert "stopped" in err and "Traceback" not in err
     with sqlite3.connect(tmp_path / "data" / "flarestart.db") as conn:
         assert conn.execute("SELECT status FROM deliveries").fetchall() == [("sent",)]
+
+
+async def test_the_fetch_loop_outlives_a_database_that_goes_away(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PostgreSQL restart under `run` (bench/chaos.py's pg phase) failed a fetch cycle, and the
+    daemon exited with it; now the cycle's failure is logged and the loop tries again."""
+    import bot.daemon as daemon
+    from bot.store import Store
+    from bot.store.types import utcnow
+
+    monkeypatch.setattr(daemon, "FAILED_CYCLE_WAIT", 0.05)
+    store = Store.open(settings)
+    calls: list[int] = []
+    real = store.sources_due
+
+    def away_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT sources", {}, ConnectionRefusedError("the server restarts"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "sources_due", away_once)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    loop = asyncio.create_task(daemon._fetch_loop(store, settings, stop, utcnow, 0.05, ready))
+    try:
+        for _ in range(200):
+            if len(calls) >= 2 and ready.is_set():
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        cycles = await asyncio.wait_for(loop, 10)
+    finally:
+        store.close()
+    assert len(calls) >= 2 and cycles >= 1
+    assert "fetch cycle failed; trying again" in caplog.text
 
 
 def test_run_sends_a_slack_channels_digest_beside_the_email_one(

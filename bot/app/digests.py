@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.app.base import AppBase
+from bot.app.suppressions import SuppressionVerbs
 from bot.errors import ConfigError
 from bot.types import subscriber_ref
 
@@ -29,7 +29,7 @@ PREVIEW_ADDRESS = "preview@example.com"  # the stand-in reader of a preview of p
 STAND_IN_ID = 1  # links need an id; a throwaway key (see render_preview) keeps them from working
 
 
-class DigestVerbs(AppBase):
+class DigestVerbs(SuppressionVerbs):
     def preview_subscriber(self, ref: str | int, *, max_items: int | None = None) -> Preview:
         """The digest `ref` (email or id) would get now: their preferences, minus what they were sent."""
         from dataclasses import replace
@@ -173,9 +173,11 @@ class DigestVerbs(AppBase):
         from bot.subscribers.files import normalize_email
 
         try:
-            return normalize_email(address)
+            normalized = normalize_email(address)
         except ValueError as exc:
             raise ConfigError(f"--test: {exc}") from None
+        self.refuse_suppressed(normalized, what="a test digest")
+        return normalized
 
     def list_deliveries(
         self, *, status: str | None = None, subscriber: str | None = None, limit: int = 50

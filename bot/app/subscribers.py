@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from bot.app.base import AppBase
+from bot.app.suppressions import SuppressionVerbs
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bot.types import Destination
 
 
-class SubscriberVerbs(AppBase):
+class SubscriberVerbs(SuppressionVerbs):
     def validate_topics(self, slugs: Iterable[str]) -> None:
         """Raise ConfigError naming unknown topic slugs (and the closest known ones)."""
         self.taxonomy.resolve(slugs)
@@ -49,7 +49,8 @@ class SubscriberVerbs(AppBase):
 
         added = set(report.added)
         rows = [s for s in self.subscribers.list() if subscriber_ref(s) in added]
-        return SyncOutcome(report, str(where), tuple(self.with_next_delivery(rows)))
+        suppressed = self.suppressed_entries(specs, report)
+        return SyncOutcome(report, str(where), tuple(self.with_next_delivery(rows)), suppressed)
 
     def sync_subscriber_files_at_start(self) -> tuple[str, ...]:
         """`run`'s start: sync the subscribers_dir when it exists. Broken files change nothing;
@@ -64,7 +65,8 @@ class SubscriberVerbs(AppBase):
             specs = self.load_subscriber_files(folder)
         except SubscriberFileError as exc:
             return tuple(str(problem) for problem in exc.problems)
-        sync_subscribers(self.subscribers, specs, folder=folder)  # logs what it added, changed, removed
+        report = sync_subscribers(self.subscribers, specs, folder=folder)  # logs what changed
+        self.suppressed_entries(specs, report)  # and logs each suppressed entry with its file:line
         return ()
 
     def subscribe(
@@ -98,6 +100,8 @@ class SubscriberVerbs(AppBase):
             origin=origin,
             validate_topics=self.validate_topics,
         )
+        if target.kind == "email":  # a suppressed address is added unsubscribed/bouncing, never active
+            status = self.status_for_new(target.address, status)
         subscriber = self.subscribers.add(spec, status=status, now=self.now())
         [view] = self.with_next_delivery([subscriber])
         return view
@@ -143,11 +147,13 @@ class SubscriberVerbs(AppBase):
         """One subscriber's row, through the lifecycle access (NotFoundError when there is none)."""
         return self.lifecycle.get(ref)
 
-    def unsubscribe(self, subscriber_id: int) -> StatusChange:
-        """The subscriber asked to stop: unsubscribed from now on (again: nothing changes)."""
+    def unsubscribe(self, subscriber_id: int, *, source: str = "web") -> StatusChange:
+        """The subscriber asked to stop: unsubscribed from now on (again: nothing changes), and
+        the address suppressed, so no sync or new row ever mails it before they opt in again."""
         from bot.app.types import StatusChange
 
         found = self.lifecycle.get(subscriber_id)
+        self.suppress_unsubscribed(found, source=source)
         if found.status == "unsubscribed":
             return StatusChange(found, "unsubscribed", changed=False)
         changed = self.lifecycle.set_status(subscriber_id, "unsubscribed", now=self.now())

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modu
     from bot.store.models import Delivery as Delivery
     from bot.store.models import Source as Source
     from bot.store.models import Subscriber as Subscriber
+    from bot.store.suppressions import SuppressionRecord as SuppressionRecord
     from bot.subscribers.schedule import NextDelivery as NextDelivery
     from bot.subscribers.sync import SyncReport as SyncReport
 
@@ -131,6 +132,17 @@ class SyncOutcome:
     report: SyncReport
     folder_name: str
     added: tuple[SubscriberView, ...]  # the added subscribers with their first digest
+    # entries whose address is suppressed: never mailed until the reader opts in again
+    suppressed: tuple[SuppressedEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressedEntry:
+    """A subscriber file's entry whose address is suppressed, and where it is (file:line)."""
+
+    email: str
+    where: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

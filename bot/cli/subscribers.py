@@ -10,12 +10,14 @@ from rich.markup import escape
 
 from bot.app.words import describe_next
 from bot.cli.common import console, err_console, open_app, print_json, state
+from bot.cli.suppressions import app as suppressions_app
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.app.types import NextDelivery, Subscriber, SyncReport
+    from bot.app.types import NextDelivery, Subscriber, SuppressedEntry, SyncReport
 
 app = typer.Typer(help="Manage who receives digests, and when.", no_args_is_help=True)
+app.add_typer(suppressions_app, name="suppressions")
 
 STATUS_STYLE = {
     "active": "green",
@@ -105,9 +107,21 @@ def sync(
     report = outcome.report
     first = {v.ref: describe_next(v.next_delivery, v.subscriber.timezone, now) for v in outcome.added}
     if json:
-        print_json(report.as_dict())
+        places = {entry.email: entry.where for entry in outcome.suppressed}
+        print_json(report.as_dict() | {"suppressed_where": places})
         return
     _print_report(report, where, first)
+    _print_suppressed(outcome.suppressed)
+
+
+def _print_suppressed(entries: tuple[SuppressedEntry, ...]) -> None:
+    for entry in entries:
+        err_console.print(
+            f"[yellow]! suppressed[/] {escape(entry.where)}: {escape(entry.email)} is suppressed "
+            f"({entry.reason}); nothing is sent to it until they subscribe again from an unsubscribe link",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_report(report: SyncReport, folder: Path, first: dict[str, str]) -> None:
@@ -232,6 +246,15 @@ def add(
     subscriber, upcoming = added.subscriber, added.next_delivery
     if json:
         print_json(_subscriber_dict(subscriber, upcoming))
+        return
+    if subscriber.status in ("unsubscribed", "bouncing"):
+        err_console.print(
+            f"[yellow]Added {subscriber.email} as {subscriber.status}:[/] the address is suppressed, so no "
+            "digest goes to it until they subscribe again from an unsubscribe link "
+            "(see `flarestart subscribers suppressions list`).",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     first = describe_next(upcoming, subscriber.timezone, now)
     default = " (the default topics for a channel: --topics chooses others)" if added.default_topics else ""

@@ -67,6 +67,7 @@ from sqlmodel import Session
 
 from bot.errors import ConfigError, NotFoundError
 from bot.store.models import Article, Delivery, SentArticle
+from bot.store.suppressions import SuppressionStore
 from bot.store.types import UTCDateTime, utcnow
 
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -74,6 +75,8 @@ SENT_ARTICLES: Table = SentArticle.__table__  # type: ignore[attr-defined]
 ARTICLES: Table = Article.__table__  # type: ignore[attr-defined]
 
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
+# Not a row's status: what `begin` says for a subscriber whose address is suppressed.
+SUPPRESSED = "suppressed"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED)
 OPEN = (PENDING, SENDING)  # states a delivery can still leave
 LEASE = timedelta(seconds=120)  # as DeliverySettings.lease_seconds: how long a sender holds a row
@@ -113,6 +116,7 @@ class DeliveryLedger:
         if dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"the delivery ledger needs SQLite or PostgreSQL, not {dialect}")
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        self._suppressions = SuppressionStore(engine)
         # The send path's statements, built once with bound parameters: each call then costs the
         # database's time, not SQLAlchemy's statement construction.
         d = DELIVERIES.c
@@ -253,7 +257,10 @@ class DeliveryLedger:
         """`open()` and `begin_send()` in one statement: the row is created as sending, or moved
         pending/skipped/sending-under-an-expired-lease → sending (attempts + 1), held for `lease`.
         `began` is False when the row is sent or failed for good, or busy (another sender holds
-        it: `Opened.busy`); the caller must then not send."""
+        it: `Opened.busy`), or the subscriber's address is suppressed (status SUPPRESSED, the row
+        left as it was: a planned job made before an unsubscribe sends nothing); the caller must
+        then not send. The suppression is read in the claim's own transaction, right before it,
+        so every door's send checks it at the last moment before the channel."""
         params = {
             "subscriber_id": subscriber_id,
             "period": period,
@@ -262,6 +269,9 @@ class DeliveryLedger:
             "lease_until": now + lease,
         }
         with self._transaction(connection) as conn:
+            if self._suppressions.subscriber_suppressed(subscriber_id, connection=conn):
+                found = conn.execute(self._find, params).first()
+                return Opened(int(found.id) if found is not None else 0, SUPPRESSED, False)
             began = conn.execute(self._begin, params).scalar_one_or_none()
             if began is not None:
                 return Opened(int(began), SENDING, True, now + lease)

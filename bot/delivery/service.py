@@ -25,7 +25,7 @@ from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import make_message_id, message_id_domain
 from bot.channels.registry import ChannelRegistry
 from bot.config import EmailSettings, Settings
-from bot.delivery.ledger import DeliveryLedger, Opened
+from bot.delivery.ledger import SUPPRESSED, DeliveryLedger, Opened
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
 from bot.digest.view import ConfirmView, DigestItemView, DigestView
@@ -39,6 +39,7 @@ from bot.store import Store
 from bot.store.models import Subscriber
 from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
+from bot.store.suppressions import SuppressionStore
 from bot.store.types import utcnow
 from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
 from bot.types import subscriber_ref
@@ -300,6 +301,11 @@ class DigestService:
         if subscriber.status != "active" or not subscriber.address:
             log.info("not sending: subscriber is %s", subscriber.status, extra=extra)
             return SendResult("skipped", who, period, 0, f"subscriber is {subscriber.status}")
+        if delivery is not None and delivery.status == SUPPRESSED:
+            log.info("not sending: the address is suppressed", extra=extra)
+            return SendResult(
+                "skipped", who, period, 0, "the address is suppressed (unsubscribed or bounced)"
+            )
         if delivery is not None and delivery.busy:
             raise self.busy(who, period, delivery.lease_until)
         if delivery is not None and not delivery.began:
@@ -557,6 +563,15 @@ class DigestService:
             log.warning(
                 "subscriber is bouncing; no more sends", extra={"subscriber": subscriber_ref(subscriber)}
             )
+            if subscriber.email:  # a hard bounce: the address stays suppressed whatever its row does
+                SuppressionStore(self.store.engine).add(
+                    subscriber.email,
+                    "hard_bounce",
+                    now=self.clock(),
+                    source="delivery",
+                    note=error,
+                    subscriber_id=subscriber.id,
+                )
 
     # -- rendering ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Signed links for the subscriber lifecycle: one-click unsubscribe, double opt-in confirmation and
-the preferences page.
+"""Signed links for the subscriber lifecycle: one-click unsubscribe, double opt-in confirmation,
+the preferences page and "subscribe again" (a re-opt-in that lifts a suppression).
 
 Nothing is stored on the server: a token carries what it is for, whom it concerns and when it was
 made, and an HMAC over those with the secret key proves we made it. The format is
@@ -27,7 +27,7 @@ from typing import Literal, get_args
 
 from bot.errors import FlareStartError
 
-Purpose = Literal["unsubscribe", "confirm", "preferences"]
+Purpose = Literal["unsubscribe", "confirm", "preferences", "again"]
 Reason = Literal["malformed", "forged", "wrong_purpose", "expired", "stale"]
 
 CONFIRM_MAX_AGE = timedelta(days=7)
@@ -36,13 +36,17 @@ MAX_AGE: dict[Purpose, timedelta | None] = {
     "unsubscribe": None,
     "confirm": CONFIRM_MAX_AGE,
     "preferences": None,
+    "again": CONFIRM_MAX_AGE,  # a re-opt-in is a confirmation: it expires like one
 }
 UNSUBSCRIBE_PATH = "/u/{token}"
 CONFIRM_PATH = "/confirm/{token}"
 PREFERENCES_PATH = "/p/{token}"
+# "Subscribe again": the id in an `again` token is a suppression's, not a subscriber's.
+AGAIN_PATH = "/again/{token}"
+AGAIN_REQUEST_PATH = "/u/{token}/again"  # the unsubscribe page's button: mail me a re-opt-in link
 
 _VERSION = 1
-_PURPOSE_CODES: dict[Purpose, int] = {"unsubscribe": 1, "confirm": 2, "preferences": 3}
+_PURPOSE_CODES: dict[Purpose, int] = {"unsubscribe": 1, "confirm": 2, "preferences": 3, "again": 4}
 _PURPOSES_BY_CODE = {code: purpose for purpose, code in _PURPOSE_CODES.items()}
 _PAYLOAD = struct.Struct(">BBQQ")
 _MAC_BYTES = 16
@@ -163,6 +167,12 @@ def preferences_url(
     """The preferences page for digests' footers ("Choose your topics and time")."""
     token = make_token(secret, purpose="preferences", subscriber_id=subscriber_id, issued_at=issued_at)
     return base_url.rstrip("/") + PREFERENCES_PATH.format(token=token)
+
+
+def again_url(base_url: str, secret: bytes, suppression_id: int, *, issued_at: datetime | None = None) -> str:
+    """The re-opt-in link of a "subscribe again" mail: it lifts suppression `suppression_id`."""
+    token = make_token(secret, purpose="again", subscriber_id=suppression_id, issued_at=issued_at)
+    return base_url.rstrip("/") + AGAIN_PATH.format(token=token)
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:

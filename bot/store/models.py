@@ -210,3 +210,23 @@ class Job(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=_utc())
+
+
+class Suppression(SQLModel, table=True):
+    """An address no digest may go to, whatever the subscriber rows say: kept by address, so an
+    unsubscribe or a hard bounce outlives the row (a sync that deletes and re-adds a file
+    subscriber, a removal and a new sign-up). Only the person's own re-opt-in or an operator lifts it."""
+
+    __tablename__ = "suppressions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True, max_length=320)  # lower-cased, as subscribers.email
+    reason: str = Field(max_length=20)  # unsubscribed | hard_bounce | complaint | operator
+    source: str = Field(default="", max_length=200)  # what recorded it: "web", "cli", "delivery", …
+    note: str = Field(default="", max_length=2000)
+    # The subscriber row it was recorded for (rows come and go: no foreign key). An old
+    # unsubscribe link finds the suppression through it after its row was deleted.
+    subscriber_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    # When the last "subscribe again" mail went out: one per REOPT_INTERVAL, whoever asks.
+    reoptin_sent_at: datetime | None = Field(default=None, sa_column=_utc())

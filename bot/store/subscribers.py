@@ -23,6 +23,7 @@ from bot.errors import NotFoundError
 from bot.errors import StatusChangedError as StatusChangedError
 from bot.errors import SubscriberError as SubscriberError
 from bot.store.models import Subscriber
+from bot.store.suppressions import SuppressionRecord, SuppressionStore, suppressed_address
 from bot.store.types import utcnow
 from bot.types import Destination, SubscriberColumns, subscriber_ref
 
@@ -186,8 +187,9 @@ class SubscriberStore:
         return found
 
     def schedules(self, statuses: Collection[str] = ("active",)) -> builtins.list[Schedule]:
-        """Id, status and delivery schedule of every subscriber with a destination and one of
-        `statuses`, by id: what planning reads, without loading whole rows."""
+        """Id, status and delivery schedule of every subscriber with a destination (an email
+        address that is not suppressed) and one of `statuses`, by id: what planning reads,
+        without loading whole rows."""
         for status in statuses:
             _check_status(status)
         columns = SUBSCRIBERS.c
@@ -201,6 +203,7 @@ class SubscriberStore:
                 columns.destination_kind,
             )
             .where(columns.status.in_(builtins.list(statuses)), columns.address != "")
+            .where(~suppressed_address(columns.email))  # never planned, whatever the row says
             .order_by(columns.id)
         )
         with self.engine.connect() as conn:
@@ -382,6 +385,11 @@ class SubscriberBatch:
         self._session.execute(
             update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(**values, updated_at=self.now)
         )
+
+    def suppressions(self, emails: Collection[str]) -> dict[str, SuppressionRecord]:
+        """The suppressed ones of `emails` (a sync never makes them active)."""
+        store = SuppressionStore(self._session.get_bind())  # type: ignore[arg-type]
+        return store.among(emails, connection=self._session.connection())
 
     def delete(self, subscriber_ids: Collection[int]) -> None:
         if subscriber_ids:

@@ -6,7 +6,9 @@ it read, a sync removes only subscribers whose file was in that folder: `subscri
 OTHER_DIR` leaves the default folder's subscribers alone. Status is the
 subscriber's own: a sync never resumes someone paused, bouncing or unsubscribed, it only keeps
 their preferences in step with the file. A file subscriber no longer in any file is deleted
-(with their delivery history).
+(with their delivery history). An entry whose address is suppressed (bot/store/suppressions.py:
+an unsubscribe or a hard bounce, kept by address) is added unsubscribed or bouncing, never
+active, and the report names it: deleting and re-adding a row never undoes the reader's word.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class SyncReport:
     # refs in a file that belong to a CLI/web/chat subscriber, left as they are
     skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # emails in a file whose address is suppressed → the reason: added or kept, never mailed
+    suppressed: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +53,7 @@ class SyncReport:
             "changes": {ref: list(fields) for ref, fields in self.changes.items()},
             "skipped": self.skipped,
             "dry_run": self.dry_run,
+            "suppressed": self.suppressed,
         }
 
 
@@ -79,13 +84,16 @@ def sync_subscribers(
     with store.batch(now=now) as batch:
         rows = batch.find(destinations=[spec.destination for spec in specs], origin_prefix=origin_prefix)
         by_ref = {subscriber_ref(row): row for row in rows}
+        emails = [spec.email for spec in specs if spec.email is not None]
+        suppressed = {email: found.reason for email, found in batch.suppressions(emails).items()}
         for spec in specs:
             values = spec.column_values()
             row = by_ref.get(spec.ref)
             if row is None:
                 added.append(spec.ref)
                 if not dry_run:
-                    batch.insert(values, status="active")
+                    status = _status_when_added(suppressed.get(spec.email) if spec.email else None)
+                    batch.insert(values, status=status)
                 continue
             if not row.origin.startswith(origin_prefix):
                 skipped.append(spec.ref)
@@ -117,6 +125,7 @@ def sync_subscribers(
         changes=changes,
         skipped=skipped,
         dry_run=dry_run,
+        suppressed={email: suppressed[email] for email in emails if email in suppressed},
     )
     log.info(
         "subscribers synced",
@@ -126,10 +135,19 @@ def sync_subscribers(
             "removed": len(report.removed),
             "unchanged": unchanged,
             "skipped": len(skipped),
+            "suppressed": len(report.suppressed),
             "dry_run": dry_run,
         },
     )
     return report
+
+
+def _status_when_added(suppression: str | None) -> str:
+    """A file entry whose address is suppressed is added, but never active: the reader's word
+    (or the bounce) stands until they opt in again through the web."""
+    if suppression is None:
+        return "active"
+    return "bouncing" if suppression == "hard_bounce" else "unsubscribed"
 
 
 def _from_folder(origin: str, prefix: str, folder: Path) -> bool:

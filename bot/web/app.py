@@ -8,6 +8,11 @@
     GET  /confirm/{token}  a page with a Confirm button; changes nothing (the same mail scanners
                            would otherwise complete the double opt-in for the recipient)
     POST /confirm/{token}  double opt-in: pending → active; idempotent
+    POST /u/{token}/again  the unsubscribed page's "Subscribe again": mails the suppressed address
+                           a re-opt-in link (at most one per 10 minutes); changes nothing else
+    GET  /again/{token}    the re-opt-in link: a page with a button; changes nothing
+    POST /again/{token}    lifts the address's suppression (and an unsubscribed row is active
+                           again); idempotent
     GET  /p/{token}        the preferences page (the digest footer's "Choose your topics and
                            time"): topics, mutes, schedule, size; pause and resume
     POST /p/{token}        saves it (a form, application/x-www-form-urlencoded, else 415); then
@@ -79,6 +84,8 @@ from bot.config import Settings
 from bot.errors import NotFoundError, StatusChangedError
 from bot.links.secret import resolve_secret
 from bot.links.tokens import (
+    AGAIN_PATH,
+    AGAIN_REQUEST_PATH,
     CONFIRM_PATH,
     MAX_AGE,
     PREFERENCES_PATH,
@@ -96,7 +103,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from bot.app.core import SubscriberAccess
-    from bot.app.types import Subscriber
+    from bot.app.types import Subscriber, SuppressionRecord
     from bot.web.public import PublicPages
 
 TEMPLATE_DIR = shipped_template_dir("web")
@@ -139,6 +146,8 @@ def create_app(
     routes = [
         *public.routes(),
         Route(UNSUBSCRIBE_PATH, web.unsubscribe_link, methods=["GET", "POST"]),
+        Route(AGAIN_REQUEST_PATH, web.request_again, methods=["POST"]),
+        Route(AGAIN_PATH, web.again_link, methods=["GET", "POST"]),
         Route(CONFIRM_PATH, web.confirm_link, methods=["GET", "POST"]),
         Route(PREFERENCES_PATH, web.preferences_link, methods=["GET", "POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
@@ -309,9 +318,10 @@ class _Web:
         return await self.unsubscribe_page(request)
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self._find, self._claims(request, "unsubscribe"))
-        if subscriber.status == "unsubscribed":
-            return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
+        claims = self._claims(request, "unsubscribe")
+        subscriber, suppression = await run_in_threadpool(self._unsubscribed_state, claims)
+        if subscriber is None or subscriber.status == "unsubscribed":
+            return self._done(request, subscriber, suppression)
         return self.pages.render(
             "unsubscribe.html.j2", name=subscriber.name, address=mask_email(subscriber.email)
         )
@@ -320,8 +330,50 @@ class _Web:
         claims = self._claims(request, "unsubscribe")
         body = await _read_body(request, MAX_BODY_BYTES)
         via = "page" if b"via=page" in body else "one-click" if b"One-Click" in body else "post"
-        subscriber = await run_in_threadpool(self._unsubscribe, claims, via)
-        return self.pages.render("done.html.j2", address=mask_email(subscriber.email))
+        subscriber, suppression = await run_in_threadpool(self._unsubscribe, claims, via)
+        return self._done(request, subscriber, suppression)
+
+    def _done(
+        self, request: Request, subscriber: Subscriber | None, suppression: SuppressionRecord | None
+    ) -> Response:
+        """The unsubscribed page: what is true of the address now, and "subscribe again" while
+        it is suppressed (a mail with a re-opt-in link; nothing changes before it is confirmed)."""
+        address = suppression.address if suppression is not None else None
+        if address is None and subscriber is not None:
+            address = subscriber.email
+        again = None
+        if suppression is not None:
+            again = AGAIN_REQUEST_PATH.format(token=request.path_params["token"])
+        return self.pages.render("done.html.j2", address=mask_email(address), again_url=again)
+
+    async def request_again(self, request: Request) -> Response:
+        claims = self._claims(request, "unsubscribe")
+        await _read_body(request, MAX_BODY_BYTES)  # the button's form; nothing in it matters
+        subscriber, suppression = await run_in_threadpool(self._unsubscribed_state, claims)
+        if suppression is None:
+            address = mask_email(subscriber.email if subscriber is not None else None)
+            return self.pages.render("again.html.j2", outcome="nothing", address=address)
+        result = await self.app.request_reoptin(suppression)
+        status = 503 if result.outcome == "failed" else 200
+        return self.pages.render(
+            "again.html.j2", status_code=status, outcome=result.outcome, address=mask_email(result.address)
+        )
+
+    async def again_link(self, request: Request) -> Response:
+        claims = self._claims(request, "again")
+        if request.method == "POST":
+            await _read_body(request, MAX_BODY_BYTES)
+            done = await run_in_threadpool(self.app.reoptin, claims.subscriber_id, claims.issued_at)
+            log.info(
+                "subscribed again" if done.outcome == "subscribed" else "subscribe again: nothing to lift",
+                extra={"subscriber": done.address, "suppression": claims.subscriber_id},
+            )
+            return self.pages.render("again.html.j2", outcome=done.outcome, address=mask_email(done.address))
+        found = await run_in_threadpool(self.app.reoptin_suppression, claims.subscriber_id, claims.issued_at)
+        outcome = "ask" if found is not None else "nothing"
+        return self.pages.render(
+            "again.html.j2", outcome=outcome, address=mask_email(found.address if found else None)
+        )
 
     async def confirm_link(self, request: Request) -> Response:
         if request.method == "POST":
@@ -458,22 +510,47 @@ class _Web:
             raise InvalidTokenError("stale", "the link was made for an earlier subscriber")
         return subscriber
 
-    def _unsubscribe(self, claims: TokenClaims, via: str) -> Subscriber:
-        self._find(claims)
-        change = self.app.unsubscribe(claims.subscriber_id)
+    def _unsubscribed_state(self, claims: TokenClaims) -> tuple[Subscriber | None, SuppressionRecord | None]:
+        """The link's subscriber (None when their row is gone or made anew since the link) and
+        the suppression of the address. A link whose row went away, or was re-made by a sync,
+        finds the suppression recorded for it, so it says what is true of the address now."""
+        try:
+            subscriber = self._find(claims)
+        except (NotFoundError, InvalidTokenError):
+            suppression = self.app.suppression_for_link(claims.subscriber_id, claims.issued_at)
+            if suppression is None:
+                raise
+            return None, suppression
+        found = self.app.suppression(subscriber.email) if subscriber.email else None
+        return subscriber, found
+
+    def _unsubscribe(
+        self, claims: TokenClaims, via: str
+    ) -> tuple[Subscriber | None, SuppressionRecord | None]:
+        subscriber, suppression = self._unsubscribed_state(claims)
+        if subscriber is None:  # the row is gone; its address is suppressed already
+            log.info(
+                "unsubscribe again: the address is suppressed", extra={"subscriber": claims.subscriber_id}
+            )
+            return None, suppression
+        change = self.app.unsubscribe(claims.subscriber_id, source=f"web:{via}")
         if not change.changed:
             log.info("unsubscribe again: already unsubscribed", extra={"subscriber": claims.subscriber_id})
-            return change.subscriber
-        log.info(
-            "unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": change.was, "via": via}
-        )
-        return change.subscriber
+        else:
+            log.info(
+                "unsubscribed", extra={"subscriber": claims.subscriber_id, "previous": change.was, "via": via}
+            )
+        email = change.subscriber.email
+        return change.subscriber, self.app.suppression(email) if email else None
 
     def _confirm(self, claims: TokenClaims) -> tuple[Subscriber, str]:
         self._find(claims)
         change = self.app.confirm(claims.subscriber_id)
         if change.changed:
             log.info("confirmed", extra={"subscriber": claims.subscriber_id})
+            email = change.subscriber.email
+            if email and self.app.lift_on_confirm(email, claims.issued_at):
+                log.info("suppression lifted: confirmed again", extra={"subscriber": claims.subscriber_id})
             return change.subscriber, "confirmed"
         if change.was == "unsubscribed":
             log.info("confirm refused: unsubscribed", extra={"subscriber": claims.subscriber_id})
@@ -643,7 +720,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _route_name(request: Request) -> str:
     prefix = request.url.path.split("/")[1]
-    return {"confirm": "confirm", "p": "preferences"}.get(prefix, "unsubscribe")
+    return {"confirm": "confirm", "p": "preferences", "again": "again"}.get(prefix, "unsubscribe")
 
 
 def _now() -> datetime:

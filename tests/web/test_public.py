@@ -16,10 +16,11 @@ import pytest
 
 from bot.config import Settings
 from bot.delivery.ledger import DeliveryLedger
-from bot.links.tokens import make_view_token
+from bot.links.tokens import UNSUBSCRIBE_PATH, make_token, make_view_token
 from bot.sources.types import ParsedEntry
 from bot.store import NewSource, Store
 from bot.store.subscribers import SubscriberStore
+from bot.store.suppressions import SuppressionStore
 from bot.types import TopicMatch
 from bot.web.app import create_app
 from tests.channels.smtp_server import SmtpServer
@@ -163,6 +164,25 @@ def test_signing_up_again_after_unsubscribing_goes_through_the_opt_in(public: Pu
     [mail] = public.mails(1)
     public.client.post(confirm_link(mail))
     assert public.subscribers.get(row.id).status == "active"
+
+
+def test_an_unsubscribed_reader_who_signs_up_and_confirms_is_suppressed_no_more(public: Public) -> None:
+    # The unsubscribe is kept by address (issue 14); the sign-up form's double opt-in is the way
+    # back, so confirming lifts it, or the reader would be active and never mailed.
+    row = public.subscribers.add({"email": "mary@example.com"}, status="active")
+    assert row.id is not None
+    token = make_token(SECRET.encode(), purpose="unsubscribe", subscriber_id=row.id)
+    assert public.client.post(UNSUBSCRIBE_PATH.format(token=token)).status_code == 200
+    suppressions = SuppressionStore(public.store.engine)
+    assert suppressions.get("mary@example.com") is not None
+
+    public.client.post("/subscribe", data=public.form(email="mary@example.com"))
+    [mail] = public.mails(1)
+    assert suppressions.get("mary@example.com") is not None  # signing up alone lifts nothing
+    public.client.post(confirm_link(mail))
+
+    assert public.subscribers.get(row.id).status == "active"
+    assert suppressions.get("mary@example.com") is None
 
 
 def test_a_form_without_its_csrf_token_or_from_another_site_is_refused(public: Public) -> None:
