@@ -58,11 +58,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.testing.served import ServedInThread
+from bot.testing.served import DropConnection, LoopbackHTTPServer, ServedInThread, dispatching_handler
 
 API_PREFIX = "/api/v10"
 # Discord's limits, kept apart from the renderer's on purpose: the fake checks what we send.
@@ -109,7 +108,7 @@ class Seen:
     pings: tuple[str, ...]  # the mentions that notify someone
 
 
-class _Drop(Exception):
+class _Drop(DropConnection):
     """Close the connection without an answer."""
 
 
@@ -117,7 +116,7 @@ Answer = tuple[int, dict[str, str], bytes]
 
 
 class FakeDiscord(ServedInThread):
-    _server: _Server
+    _server: LoopbackHTTPServer
 
     def __init__(
         self,
@@ -158,7 +157,7 @@ class FakeDiscord(ServedInThread):
         self._drops = 0
         self._next_id = 1_100_000_000_000_000_000
         self._epoch = time.time() - clock()
-        self._server = _Server((host, port), self._handler_class())
+        self._server = LoopbackHTTPServer((host, port), dispatching_handler(self._handle))
 
     # setup -------------------------------------------------------------------------------
 
@@ -572,58 +571,6 @@ class FakeDiscord(ServedInThread):
         status, extra, data = _json(429, body)
         headers = {"Retry-After": str(max(1, math.ceil(retry))), "X-RateLimit-Global": "true"}
         return status, {**extra, **headers, "X-RateLimit-Scope": "global"}, data
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {key.lower(): value for key, value in self.headers.items()}
-                try:
-                    status, extra, payload = fake._handle(method, self.path, headers, body)
-                except _Drop:
-                    self.close_connection = True
-                    with contextlib.suppress(OSError):
-                        self.connection.shutdown(2)
-                    return
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_PUT(self) -> None:
-                self._serve("PUT")
-
-            def do_PATCH(self) -> None:
-                self._serve("PATCH")
-
-            def do_DELETE(self) -> None:
-                self._serve("DELETE")
-
-        return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a benchmark's 200 webhooks connect at once
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up are part of the script
 
 
 def _bot_user() -> dict[str, Any]:

@@ -59,11 +59,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.testing.served import ServedInThread
+from bot.testing.served import DropConnection, LoopbackHTTPServer, ServedInThread, dispatching_handler
 
 # Slack's limits, kept apart from the renderer's on purpose: the fake checks what we send.
 BLOCKS_MAX = 50
@@ -96,12 +95,12 @@ class Seen:
     formatted: tuple[tuple[str, str], ...]  # (style, text): bold, italic, strike, code
 
 
-class _Drop(Exception):
+class _Drop(DropConnection):
     """Close the connection without an answer."""
 
 
 class FakeSlack(ServedInThread):
-    _server: _Server
+    _server: LoopbackHTTPServer
 
     def __init__(
         self,
@@ -134,7 +133,7 @@ class FakeSlack(ServedInThread):
         # same clock as the rate limit (so a fake clock moves both), unique and increasing.
         self._ts_base = time.time() - clock()
         self._last_ts = 0.0
-        self._server = _Server((host, port), self._handler_class())
+        self._server = LoopbackHTTPServer((host, port), dispatching_handler(self._handle))
 
     # setup -------------------------------------------------------------------------------
 
@@ -391,51 +390,6 @@ class FakeSlack(ServedInThread):
                 message[flag] = str(args[flag]).lower() in ("1", "true")
         channel.messages.append(message)
         return dict(message)
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {key.lower(): value for key, value in self.headers.items()}
-                try:
-                    status, extra, payload = fake._handle(method, self.path, headers, body)
-                except _Drop:
-                    self.close_connection = True
-                    with contextlib.suppress(OSError):
-                        self.connection.shutdown(2)
-                    return
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-        return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default listen backlog is 5: a burst of new connections (a benchmark's 200
-    # channels at once) overflows it and the kernel drops SYNs, which clients resend a second later.
-    request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up are part of the script
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
