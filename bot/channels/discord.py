@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.channels.base import Receipt
-from bot.channels.parts import PartLog
+from bot.channels.parts import PartLog, parts_receipt
 from bot.digest.discord import DiscordMessage
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
 
@@ -333,15 +333,7 @@ class DiscordPoster:
                 message.parts,
                 message_id or "-",
             )
-        detail = f"{len(messages)} part(s): {posted} posted"
-        if found:
-            detail += f", {found} found already in the channel"
-        skipped = len(messages) - posted - found
-        if skipped:
-            detail += f", {skipped} recorded before"
-        return Receipt(
-            channel=self.name, destination=destination.label, message_id=done.get(1) or None, detail=detail
-        )
+        return parts_receipt(self.name, destination.label, len(messages), done, posted=posted, found=found)
 
     # the steps ---------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@ as several messages, and a retry must post only the parts that are not there yet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
+
+from bot.channels.base import Receipt
 
 
 class PartLog(Protocol):
@@ -29,3 +32,17 @@ class MemoryPartLog:
 
     async def record(self, key: str, part: int, ts: str) -> None:
         self.parts.setdefault(key, {})[part] = ts
+
+
+def parts_receipt(
+    channel: str, destination: str, total: int, done: Mapping[int, str], *, posted: int, found: int
+) -> Receipt:
+    """What sending a split chat digest did: parts posted now, found in the channel (posted by an
+    attempt that crashed before recording them), or recorded before; part 1's ref names it."""
+    detail = f"{total} part(s): {posted} posted"
+    if found:
+        detail += f", {found} found already in the channel"
+    skipped = total - posted - found
+    if skipped:
+        detail += f", {skipped} recorded before"
+    return Receipt(channel=channel, destination=destination, message_id=done.get(1) or None, detail=detail)

@@ -53,7 +53,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.channels.base import Receipt
-from bot.channels.parts import PartLog
+from bot.channels.parts import PartLog, parts_receipt
 from bot.digest.slack import SlackMessage
 from bot.errors import DeliveryPermanentError, DeliveryTransientError
 
@@ -294,15 +294,7 @@ class SlackPoster:
                 message.parts,
                 ts or "-",
             )
-        detail = f"{len(messages)} part(s): {posted} posted"
-        if found:
-            detail += f", {found} found already in the channel"
-        skipped = len(messages) - posted - found
-        if skipped:
-            detail += f", {skipped} recorded before"
-        return Receipt(
-            channel=self.name, destination=destination.label, message_id=done.get(1) or None, detail=detail
-        )
+        return parts_receipt(self.name, destination.label, len(messages), done, posted=posted, found=found)
 
     # bot token ---------------------------------------------------------------------------
 
