@@ -22,6 +22,7 @@ from sqlmodel import Session
 from bot.errors import NotFoundError
 from bot.errors import StatusChangedError as StatusChangedError
 from bot.errors import SubscriberError as SubscriberError
+from bot.store.connections import connected, transaction
 from bot.store.models import Subscriber
 from bot.store.suppressions import SuppressionRecord, SuppressionStore, suppressed_address
 from bot.store.types import utcnow
@@ -172,7 +173,7 @@ class SubscriberStore:
         """The subscribers with these ids (the ones that exist), by id: one query per 500 ids."""
         wanted = sorted({int(s) for s in subscriber_ids})
         found: dict[int, SubscriberRecord] = {}
-        with _connected(self.engine, connection) as conn:
+        with connected(self.engine, connection) as conn:
             for start in range(0, len(wanted), ID_BATCH):
                 rows = conn.execute(_RECORDS, {"ids": wanted[start : start + ID_BATCH]})
                 for row in rows:
@@ -313,7 +314,7 @@ class SubscriberStore:
 
     def reset_bounces(self, subscriber_id: int, *, connection: Connection | None = None) -> None:
         """A delivery got through: the bounce count starts again from zero."""
-        with _transaction(self.engine, connection) as conn:
+        with transaction(self.engine, connection) as conn:
             conn.execute(
                 update(SUBSCRIBERS)
                 .where(SUBSCRIBERS.c.id == subscriber_id)
@@ -396,26 +397,6 @@ class SubscriberBatch:
             self._session.execute(
                 delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(builtins.list(subscriber_ids)))
             )
-
-
-@contextmanager
-def _transaction(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
-    """The caller's connection (its transaction goes on), or a transaction of our own."""
-    if connection is not None:
-        yield connection
-    else:
-        with engine.begin() as conn:
-            yield conn
-
-
-@contextmanager
-def _connected(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
-    """The caller's connection (its transaction goes on), or a new one for this read."""
-    if connection is not None:
-        yield connection
-    else:
-        with engine.connect() as conn:
-            yield conn
 
 
 def _close_emails(wanted: str, emails: builtins.list[str]) -> builtins.list[str]:

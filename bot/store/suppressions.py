@@ -10,8 +10,7 @@ re-opt-in through the web (a confirmed mail) or an operator's `suppressions remo
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bot.store.connections import connected, transaction
 from bot.store.models import Subscriber, Suppression
 
 SUPPRESSIONS: Table = Suppression.__table__  # type: ignore[attr-defined]
@@ -104,7 +104,7 @@ class SuppressionStore:
             .on_conflict_do_nothing(index_elements=[SUPPRESSIONS.c.address])
             .returning(SUPPRESSIONS.c.id)
         )
-        with _transaction(self.engine, connection) as conn:
+        with transaction(self.engine, connection) as conn:
             return conn.execute(statement).scalar_one_or_none() is not None
 
     def get(self, address: str) -> SuppressionRecord | None:
@@ -143,7 +143,7 @@ class SuppressionStore:
         """The suppressed ones of `addresses`, by (normalised) address."""
         wanted = sorted({normalise_address(a) for a in addresses})
         found: dict[str, SuppressionRecord] = {}
-        with _connected(self.engine, connection) as conn:
+        with connected(self.engine, connection) as conn:
             for start in range(0, len(wanted), ID_BATCH):
                 query = select(*_COLUMNS).where(SUPPRESSIONS.c.address.in_(wanted[start : start + ID_BATCH]))
                 for row in conn.execute(query):
@@ -152,14 +152,14 @@ class SuppressionStore:
 
     def subscriber_suppressed(self, subscriber_id: int, *, connection: Connection | None = None) -> bool:
         """Whether the address of subscriber `subscriber_id` is suppressed (one indexed lookup)."""
-        with _connected(self.engine, connection) as conn:
+        with connected(self.engine, connection) as conn:
             params = {"subscriber_id": subscriber_id}
             return conn.execute(self._subscriber_suppressed, params).first() is not None
 
     def remove(self, address: str, *, connection: Connection | None = None) -> SuppressionRecord | None:
         """Lift the suppression of `address`; the record that was lifted, or None when there was none."""
         wanted = normalise_address(address)
-        with _transaction(self.engine, connection) as conn:
+        with transaction(self.engine, connection) as conn:
             row = conn.execute(select(*_COLUMNS).where(SUPPRESSIONS.c.address == wanted)).first()
             if row is None:
                 return None
@@ -174,7 +174,7 @@ class SuppressionStore:
         statement = delete(SUPPRESSIONS).where(
             SUPPRESSIONS.c.id == suppression_id, SUPPRESSIONS.c.created_at <= made_before
         )
-        with _transaction(self.engine, connection) as conn:
+        with transaction(self.engine, connection) as conn:
             return conn.execute(statement).rowcount == 1
 
     def take_reoptin_turn(self, suppression_id: int, *, now: datetime, every: timedelta) -> bool:
@@ -202,22 +202,3 @@ class SuppressionStore:
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
-
-
-@contextmanager
-def _transaction(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
-    """The caller's connection (its transaction goes on), or a transaction of our own."""
-    if connection is not None:
-        yield connection
-    else:
-        with engine.begin() as conn:
-            yield conn
-
-
-@contextmanager
-def _connected(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
-    if connection is not None:
-        yield connection
-    else:
-        with engine.connect() as conn:
-            yield conn
