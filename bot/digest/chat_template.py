@@ -13,18 +13,44 @@ decides how that text is made safe for its platform.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from bot.digest.render import DigestTemplateError
-from bot.digest.text import clean_text
+from bot.digest.text import clean_text, date_label
+from bot.digest.view import DigestView
 from bot.errors import ConfigError
 from bot.resources import shipped_template_dir
 
 TEMPLATE = "digest.j2"
 LINE_MAX = 300  # one line of our own words (byline, reason, intro)
+BRAND = "FlareStart"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestContext:
+    """What a chat template's macros know of the digest as a whole."""
+
+    brand: str
+    name: str
+    date_label: str
+    date_iso: str
+    count: int
+    period: str
+
+    @classmethod
+    def of(cls, view: DigestView, count: int) -> DigestContext:
+        return cls(
+            brand=BRAND,
+            name=clean_text(view.subscriber_name, 80),
+            date_label=date_label(view.date),
+            date_iso=view.date.isoformat(),
+            count=count,
+            period=view.period,
+        )
 
 
 class ChatTemplate:

@@ -35,9 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.digest.chat_template import LINE_MAX, TEMPLATE, ChatTemplate
+from bot.digest.chat_template import BRAND, LINE_MAX, TEMPLATE, ChatTemplate, DigestContext
 from bot.digest.render import DigestTemplateError
-from bot.digest.text import ItemContext, clean_text, date_label, item_context, safe_link, shorten
+from bot.digest.text import ItemContext, item_context, safe_link, shorten
 from bot.digest.view import DigestView
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "escape_markdown",
 ]
 
-BRAND = "FlareStart"
 CONTENT_MAX = 2_000
 EMBEDS_MAX = 10
 EMBED_TOTAL_MAX = 6_000
@@ -140,16 +139,6 @@ def embed_size(embed: dict[str, Any]) -> int:
     return size
 
 
-@dataclass(frozen=True, slots=True)
-class _DigestContext:
-    brand: str
-    name: str
-    date_label: str
-    date_iso: str
-    count: int
-    period: str
-
-
 class DiscordRenderer:
     """Loads the Discord template once (a broken one fails at start, with file and line) and renders
     digests into `DiscordMessage` parts."""
@@ -161,14 +150,7 @@ class DiscordRenderer:
     def render(self, view: DigestView) -> tuple[DiscordMessage, ...]:
         """The digest as one or more messages, in posting order."""
         items = tuple(item_context(number, item, view) for number, item in enumerate(view.items, 1))
-        digest = _DigestContext(
-            brand=BRAND,
-            name=clean_text(view.subscriber_name, 80),
-            date_label=date_label(view.date),
-            date_iso=view.date.isoformat(),
-            count=len(items),
-            period=view.period,
-        )
+        digest = DigestContext.of(view, len(items))
         links = self._links(view)
         header = "**" + escaped_within(self.words.line("header", digest), TITLE_MAX) + "**"
         if view.is_empty:

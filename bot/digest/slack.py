@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.digest.chat_template import LINE_MAX, TEMPLATE, ChatTemplate
+from bot.digest.chat_template import BRAND, LINE_MAX, TEMPLATE, ChatTemplate, DigestContext
 from bot.digest.render import DigestTemplateError
-from bot.digest.text import ItemContext, clean_text, date_label, item_context, safe_link
+from bot.digest.text import ItemContext, clean_text, item_context, safe_link
 from bot.digest.view import DigestView
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "slack_url",
 ]
 
-BRAND = "FlareStart"
 BLOCKS_MAX = 50
 HEADER_MAX = 150
 SECTION_MAX = 3_000
@@ -112,16 +111,6 @@ def slack_url(url: str | None) -> str | None:
     return link
 
 
-@dataclass(frozen=True, slots=True)
-class _DigestContext:
-    brand: str
-    name: str
-    date_label: str
-    date_iso: str
-    count: int
-    period: str
-
-
 class SlackRenderer:
     """Loads the Slack template once (a broken one fails at start, with file and line) and renders
     digests into `SlackMessage` parts."""
@@ -137,14 +126,7 @@ class SlackRenderer:
         """The digest as one or more messages, in posting order. `thread` overrides the default."""
         threaded = self.thread if thread is None else thread
         items = tuple(item_context(number, item, view) for number, item in enumerate(view.items, 1))
-        digest = _DigestContext(
-            brand=BRAND,
-            name=clean_text(view.subscriber_name, 80),
-            date_label=date_label(view.date),
-            date_iso=view.date.isoformat(),
-            count=len(items),
-            period=view.period,
-        )
+        digest = DigestContext.of(view, len(items))
         header = [self._header(digest), self._context(self._line("intro", digest))]
         footer = self._footer(view)
         if view.is_empty:
@@ -196,7 +178,7 @@ class SlackRenderer:
 
     # blocks ------------------------------------------------------------------------------
 
-    def _header(self, digest: _DigestContext) -> dict[str, Any]:
+    def _header(self, digest: DigestContext) -> dict[str, Any]:
         text = clean_text(self._call("header", digest), HEADER_MAX) or BRAND
         return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": False}}
 
@@ -253,7 +235,7 @@ class SlackRenderer:
             return []
         return [{"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}]
 
-    def _fallback(self, digest: _DigestContext, items: tuple[ItemContext, ...], part: int, parts: int) -> str:
+    def _fallback(self, digest: DigestContext, items: tuple[ItemContext, ...], part: int, parts: int) -> str:
         text = self._call("fallback", digest, items, part, parts).strip()
         if len(text) > FALLBACK_MAX:
             cut = text[: FALLBACK_MAX - 1]
