@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
 from bot.config import DeliverySettings
@@ -375,6 +375,8 @@ def _message_id(subscriber_id: int, period: str) -> str:
 
 def _child(url: str, sink: str, worker_id: str) -> None:
     """One worker process: sends digests to the sink file (our stand-in SMTP server) until SIGTERM."""
+    if url.startswith("postgresql"):  # named, so the test can see when the server is done with it
+        url += ("&" if "?" in url else "?") + f"application_name={worker_id}"
     engine = make_engine(url)
     queue, ledger = JobQueue(engine), DeliveryLedger(engine)
 
@@ -444,6 +446,21 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, *, every: float 
         time.sleep(every)
 
 
+def _wait_for_server_to_let_go(engine: Engine, worker_id: str) -> None:
+    """After a SIGKILL, PostgreSQL may still be processing a COMMIT the worker sent just before it
+    died: the ledger read until the worker's sessions are gone could miss a row going to
+    'sending' or 'sent'. SQLite runs in the worker's process, so its writes ended with it."""
+    if engine.dialect.name != "postgresql":
+        return
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+
+    def gone() -> bool:
+        with engine.connect() as conn:
+            return conn.scalar(query, {"name": worker_id}) == 0
+
+    _wait(gone, 30, f"PostgreSQL to close {worker_id}'s sessions")
+
+
 def test_sigkill_mid_run_then_restart_delivers_every_digest_once(
     engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
@@ -464,6 +481,7 @@ def test_sigkill_mid_run_then_restart_delivers_every_digest_once(
     finally:
         if first.poll() is None:
             first.kill()
+    _wait_for_server_to_let_go(engine, "worker-a")
     sent_before_restart = len(_lines(sink))
     in_flight_at_kill = ledger.counts()["sending"]
 
