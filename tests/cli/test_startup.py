@@ -117,3 +117,42 @@ def test_fetch_leaves_parsing_and_tagging_to_the_parser_processes(tmp_path: Path
     assert {"bot.sources.ingest", "bot.sources.parse_pool", "httpx"} <= modules
     parsing = ["lxml", "feedparser", "bot.sources.parse", "bot.ranking.setup", "bot.ranking.topics"]
     assert modules.isdisjoint(parsing), sorted(modules & set(parsing))
+
+
+# What the parser processes of a command started by the `flarestart` script hold: multiprocessing
+# runs the script again in each one (as `__mp_main__`) before its first job.
+SCRIPT = """
+import sys
+from {module} import {attr}  # the line the installed script starts with
+
+if __name__ == "__main__":
+    import json
+    from bot.config import load_settings
+    from bot.sources.parse_pool import make_parse_pool
+
+    pool = make_parse_pool(load_settings())
+    modules = pool.submit(eval, "sorted(__import__('sys').modules)").result()
+    pool.shutdown()
+    with open(sys.argv[1], "w") as handle:
+        json.dump(modules, handle)
+"""
+
+
+def test_the_scripts_parser_processes_do_not_import_the_command_line(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    (script_entry,) = entry_points(group="console_scripts", name="flarestart")
+    script = tmp_path / "flarestart"
+    script.write_text(SCRIPT.format(module=script_entry.module, attr=script_entry.attr), encoding="utf-8")
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLARESTART_")}
+    env["FLARESTART_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, str(script), str(out)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(out.read_text()))
+
+    assert {"__mp_main__", script_entry.module} <= modules  # the script did run again there
+    cli = ["bot.cli", "typer", "rich", "pydantic", "sqlalchemy"]
+    assert modules.isdisjoint(cli), sorted(modules & set(cli))
