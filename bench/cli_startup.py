@@ -283,12 +283,16 @@ def phases_main() -> int:
         last = now
 
     import asyncio
+    from contextlib import ExitStack
 
     import bot.cli  # noqa: F401 - what every command imports
     from bot.cli.common import state
+    from bot.cli.fetching import collections_paused
 
     state.one_shot = True  # as in the flarestart script: the process ends with the command
     stamp("import bot.cli")
+    paused = ExitStack()
+    paused.enter_context(collections_paused())  # as the command: no collections until ingest
     settings = state.get_settings()
     stamp("settings (pydantic) + logging")
     from bot.sources.parse_pool import start_parse_pool
@@ -317,6 +321,7 @@ def phases_main() -> int:
         stamp("ingest")
         store.next_due_at()
         pool.shutdown(wait=True, cancel_futures=True)
+    paused.close()
     stamp("next due, close store, stop the pool")
     _print_reports(reports)
     stamp("summary table")

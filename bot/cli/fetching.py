@@ -44,9 +44,28 @@ def freeze_heap_then(on_start: Callable[[list[Source]], None]) -> Callable[[list
             import gc
 
             gc.freeze()
+            gc.enable()  # paused by `collections_paused` while the command started
         on_start(sources)
 
     return begin
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """No garbage collection while the command (`state.one_shot`) imports pydantic, SQLAlchemy
+    and httpx and opens the store: what it builds then lives until the process exits, yet the
+    ~200 collections those allocations set off walked it for 0.03-0.05 s. Collection resumes as
+    ingest starts (`freeze_heap_then`), or on leaving when ingest never starts."""
+    import gc
+
+    if not state.one_shot or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager
@@ -91,7 +110,11 @@ def fetch(
 
     Example: flarestart fetch --all
     """
-    with open_app() as flarestart, fetch_progress(disable=json) as (started, advanced):
+    with (
+        collections_paused(),
+        open_app() as flarestart,
+        fetch_progress(disable=json) as (started, advanced),
+    ):
         run = flarestart.fetch(
             refs=source or (), force=all_, on_start=freeze_heap_then(started), on_progress=advanced
         )

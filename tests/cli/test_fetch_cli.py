@@ -8,7 +8,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from bot.cli.common import state
-from bot.cli.fetching import TABLE_ROWS_MAX, freeze_heap_then
+from bot.cli.fetching import TABLE_ROWS_MAX, collections_paused, freeze_heap_then
 from bot.testing.httpserver import FixtureServer, Response, static
 from tests.cli.conftest import Runner
 
@@ -138,3 +138,24 @@ def test_the_command_freezes_its_heap_when_ingest_starts_and_a_caller_of_main_ke
         state.one_shot = False
         gc.unfreeze()
     assert seen[0] == 0 and seen[1] > 1000
+
+
+def test_the_command_collects_no_garbage_while_it_starts_and_collects_again_once_ingest_runs() -> None:
+    enabled: list[bool] = []
+    begin = freeze_heap_then(lambda sources: enabled.append(gc.isenabled()))
+    with collections_paused():  # a test, or a program calling main: the collector stays on
+        enabled.append(gc.isenabled())
+    try:
+        state.one_shot = True  # the flarestart script
+        with collections_paused():
+            enabled.append(gc.isenabled())
+            begin([])  # ingest starts
+            enabled.append(gc.isenabled())
+        with collections_paused():  # ingest never started (an error, nothing due)
+            enabled.append(gc.isenabled())
+        enabled.append(gc.isenabled())
+    finally:
+        state.one_shot = False
+        gc.enable()
+        gc.unfreeze()
+    assert enabled == [True, False, True, True, False, True]
