@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from bot.ranking.types import Topic
     from bot.sources.types import PackedEntries, ParsedFeed
 
-# The parser processes import these and nothing heavier: parsing and tagging, and this module,
-# whose `parse_job` is what they run.
-PARSE_PRELOAD = ["bot.ranking.setup", "bot.sources.parse_pool"]
+# The parser processes import these and nothing heavier: parsing and tagging, this module, whose
+# `parse_job` is what they run, and parse_warm, which builds the tagger before they are forked.
+PARSE_PRELOAD = ["bot.ranking.setup", "bot.sources.parse_pool", "bot.sources.parse_warm"]
 
 
 def parse_job(

@@ -184,9 +184,9 @@ def test_parse_pool_job_is_picklable_and_imports_nothing_heavy() -> None:
     nothing else: no store, SQLAlchemy, HTTP client or settings, which cost each of them tens of MB."""
     assert pickle.loads(pickle.dumps(parse_and_tag)) is parse_and_tag
     assert pickle.loads(pickle.dumps(parse_job)) is parse_job
-    assert PARSE_PRELOAD == ["bot.ranking.setup", "bot.sources.parse_pool"]
+    assert PARSE_PRELOAD == ["bot.ranking.setup", "bot.sources.parse_pool", "bot.sources.parse_warm"]
     code = (
-        "import sys, bot.ranking.setup, bot.sources.parse_pool\n"
+        "import sys, bot.ranking.setup, bot.sources.parse_pool, bot.sources.parse_warm\n"
         "heavy = ('sqlalchemy', 'sqlmodel', 'alembic', 'pydantic', 'httpx', 'numpy', 'scipy', 'bot.config',"
         " 'bot.store', 'bot.sources.fetch', 'bot.sources.ingest')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"

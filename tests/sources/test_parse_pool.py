@@ -46,3 +46,15 @@ def test_stopping_it_before_its_first_worker_is_quiet(monkeypatch: pytest.Monkey
 
     [run] = deferred
     run()  # raised RuntimeError ("cannot schedule new futures after shutdown") before
+
+
+def test_a_parser_process_has_the_shipped_tagger_before_its_first_feed() -> None:
+    """The forkserver builds the tagger once (bot/sources/parse_warm.py, preloaded) and every
+    parser process is forked with it, instead of each building one for its first feed."""
+    pool = start_parse_pool(SETTINGS)
+    try:  # (hits, misses, maxsize, currsize) of the tagger cache, as a tuple: CacheInfo won't pickle
+        ask = "tuple(__import__('bot.ranking.setup', fromlist=['_']).tagger_for.cache_info())"
+        hits, misses, _, size = pool.submit(eval, ask).result(timeout=60)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    assert (hits, misses, size) == (0, 1, 1)  # built before the fork, not asked for since
