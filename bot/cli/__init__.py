@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from typer.main import get_command_name
 
 from bot import __version__
 from bot.cli import delivery, demo, discord, fetching, ranking, slack, sources, subscribers, web
@@ -156,12 +158,37 @@ def db_current() -> None:
     console.print(f"database: {current or 'empty'}; code: {head}")
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """`app` holding only the command or group that `args` name first, beside the root's options.
+
+    typer builds the click command of every registered command, its parameters read from the
+    function's signature, on every start: ~20 ms for all of ours, where the one that runs needs
+    ~1 ms. Parsing, help and errors are those of the whole app for that command; when `args` do not
+    start with a command's name (no arguments, options first, a typo) the whole app answers, with
+    its own help and suggestions.
+    """
+    if not args or args[0].startswith("-"):
+        return app
+    commands = [
+        c
+        for c in app.registered_commands
+        if c.callback is not None and (c.name or get_command_name(c.callback.__name__)) == args[0]
+    ]
+    groups = [g for g in app.registered_groups if g.name == args[0]]
+    if not commands and not groups:
+        return app
+    one = copy.copy(app)
+    one.registered_commands, one.registered_groups = commands, groups
+    return one
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: expected errors become one line and an exit code; anything else is a
     bug and keeps its traceback."""
     try:
         # Outside standalone mode the parser returns the code of typer.Exit instead of exiting.
-        code: Any = app(args=argv, prog_name="flarestart", standalone_mode=False)
+        chosen = app_for(sys.argv[1:] if argv is None else argv)
+        code: Any = chosen(args=argv, prog_name="flarestart", standalone_mode=False)
     except FlareStartError as exc:
         # escaped: messages quote user input and TOML headers such as [fetch], not rich markup
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

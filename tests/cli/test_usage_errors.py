@@ -9,8 +9,12 @@ from pathlib import Path
 
 import click
 import pytest
+import typer
 
+import bot.cli
+from bot.cli import app, app_for
 from bot.cli.usage import exit_code_for
+from tests.cli.conftest import Runner
 
 
 def flarestart(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,3 +75,37 @@ def test_click_usage_errors_are_one_line_too(capsys: pytest.CaptureFixture[str])
     assert err == "error: No such command 'fetc'. Did you mean 'fetch'? (see 'flarestart --help')\n"
     assert exit_code_for(click.exceptions.Exit(3)) == 3
     assert exit_code_for(ValueError("a bug")) is None  # anything else keeps its traceback
+
+
+def test_the_command_named_first_is_parsed_by_an_app_holding_only_it() -> None:
+    def names(one: typer.Typer) -> list[str]:
+        commands = [c.name or (c.callback.__name__ if c.callback else "?") for c in one.registered_commands]
+        return commands + [f"{g.name}/" for g in one.registered_groups]
+
+    assert names(app_for(["fetch", "--all"])) == ["fetch"]
+    assert names(app_for(["run"])) == ["run"]  # registered without a name: the function's
+    assert names(app_for(["sources", "list"])) == ["sources/"]
+    for args in ([], ["--help"], ["--config", "x.toml", "fetch"], ["fetc"], ["help"]):
+        assert app_for(args) is app, args  # the whole app: its help, its suggestions
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fetch", "--help"],
+        ["fetch", "--bogus"],
+        ["sources", "lst"],
+        ["sources", "list", "--help"],
+        ["run", "--help"],
+        ["prune", "--older-than", "soon"],
+        ["subscribers", "add"],
+    ],
+)
+def test_an_app_holding_one_command_answers_as_the_whole_app(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    one = cli(*args)
+    monkeypatch.setattr(bot.cli, "app_for", lambda _args: app)
+    whole = cli(*args)
+    assert (one.code, one.out, one.err) == (whole.code, whole.out, whole.err)
+    assert one.out or one.err  # help, or a one-line error
