@@ -86,6 +86,13 @@ class SubscriberColumns(Protocol):
 DestinationKind = Literal["email", "slack", "discord"]
 DESTINATION_KINDS: tuple[DestinationKind, ...] = ("email", "slack", "discord")
 CHAT_KINDS: tuple[DestinationKind, ...] = ("slack", "discord")
+# A chat address naming an environment variable that holds a webhook URL, or a Discord user (a
+# direct message); other chat addresses are channel ids.
+WEBHOOK_PREFIX = "webhook_env:"
+USER_PREFIX = "user:"
+# Topics a chat channel subscribed without any gets: a team channel wants a broad morning read,
+# not "everything" (which is what an email reader with no topics gets).
+DEFAULT_CHAT_TOPICS: tuple[str, ...] = ("programming", "ai", "security", "devops", "web-development")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.errors import OPMLError
-from bot.subscribers.destinations import DEFAULT_CHAT_TOPICS as DEFAULT_CHAT_TOPICS
-from bot.subscribers.destinations import USER_PREFIX, WEBHOOK_PREFIX
-from bot.types import Destination, HasDestination, destination_of, subscriber_ref
+from bot.types import DEFAULT_CHAT_TOPICS as DEFAULT_CHAT_TOPICS
+from bot.types import (
+    USER_PREFIX,
+    WEBHOOK_PREFIX,
+    Destination,
+    HasDestination,
+    destination_of,
+    subscriber_ref,
+)
 
 if TYPE_CHECKING:  # names for the doors' annotations; the verbs import the modules they use
     from bot.app.delivery import SampleSend as SampleSend

@@ -22,15 +22,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+# The default chat topics and the address prefixes live in bot.types, so that bot.app.types
+# names them without importing this package (and its files, schedule and sync modules).
 from bot.types import CHAT_KINDS, Destination
-
-# Topics a chat channel subscribed without any gets: a team channel wants a broad morning read,
-# not "everything" (which is what an email reader with no topics gets).
-DEFAULT_CHAT_TOPICS: tuple[str, ...] = ("programming", "ai", "security", "devops", "web-development")
+from bot.types import DEFAULT_CHAT_TOPICS as DEFAULT_CHAT_TOPICS
+from bot.types import USER_PREFIX as USER_PREFIX
+from bot.types import WEBHOOK_PREFIX as WEBHOOK_PREFIX
 
 DESTINATION_KEYS = ("email", "slack", "discord")
-WEBHOOK_PREFIX = "webhook_env:"
-USER_PREFIX = "user:"
 MAX_ADDRESS = 400
 # Slack ids: C (public), G (private, older), D (direct message); upper-case letters and digits.
 MAX_EMAIL, MAX_LOCAL_PART = 254, 64

@@ -117,6 +117,8 @@ def test_fetch_leaves_parsing_and_tagging_to_the_parser_processes(tmp_path: Path
     assert {"bot.sources.ingest", "bot.sources.parse_pool", "httpx"} <= modules
     parsing = ["lxml", "feedparser", "bot.sources.parse", "bot.ranking.setup", "bot.ranking.topics"]
     assert modules.isdisjoint(parsing), sorted(modules & set(parsing))
+    # nor the subscribers' files, schedule and sync (bot.app.types names its constants from bot.types)
+    assert "bot.subscribers" not in modules
 
 
 # What the parser processes of a command started by the `flarestart` script hold: multiprocessing
