@@ -16,9 +16,9 @@ bot.web.public). The delivery ledger keeps it to one mail (one row per confirmat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,11 @@ from bot.app.preferences import PreferencesForm, TopicGroup, first
 from bot.delivery.confirmations import KNOWN_STATUSES, again_job, confirm_job
 from bot.errors import StatusChangedError
 from bot.jobs.queue import JobQueue
+from bot.store.grouped_writes import GroupedWriter
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from bot.app.core import FlareStart
 
 log = logging.getLogger(__name__)
@@ -108,10 +111,18 @@ class Signups:
         from bot.store.models import Subscriber
 
         self._blank = Subscriber()
-        # SQLite has one writer, and a writer that finds it busy sleeps in SQLite's back-off steps
-        # (up to 100 ms each): under a burst, sign-ups queue here instead and each goes the moment
-        # the one before is done. PostgreSQL takes them side by side.
-        self._one_writer = threading.Lock() if app.store.engine.dialect.name == "sqlite" else None
+        # SQLite has one writer: new sign-ups go in groups, one transaction each, through one
+        # thread that goes before the worker's writes (bot/store/grouped_writes.py). PostgreSQL
+        # takes them side by side, one transaction each.
+        self._grouped: GroupedWriter[tuple[Any, bool], int | None] | None = None
+        if app.store.engine.dialect.name == "sqlite":
+            self._grouped = GroupedWriter(app.store.engine, self._add_new, name="sign-up writer")
+            self._grouped.start()
+
+    def close(self) -> None:
+        """The sign-ups under way are written; then the writer stops."""
+        if self._grouped is not None:
+            self._grouped.close()
 
     def blank_form(self) -> SignupForm:
         return SignupForm(topics=self.preselected)
@@ -165,36 +176,46 @@ class Signups:
         )
         return {"spec": spec, "email": email}, {}
 
-    def sign_up(self, form: SignupForm, *, may_mail: Callable[[str], bool] | None = None) -> SignupOutcome:
+    async def sign_up(
+        self, form: SignupForm, *, may_mail: Callable[[str], bool] | None = None
+    ) -> SignupOutcome:
         """Store what the form asks for, and the job that mails the address (a worker sends it):
         when the outcome is Accepted, both are committed. `may_mail(email)` False (a rate limit):
         stored, not mailed."""
         values, errors = self.check(form)
         if errors:
             return Rejected(form, errors)
-        mail = may_mail is None or may_mail(values["email"])
-        if self._one_writer is None:
-            return self._store(values, mail)
-        with self._one_writer:
-            return self._store(values, mail)
-
-    def _store(self, values: Mapping[str, Any], mail: bool) -> SignupOutcome:
         spec, email = values["spec"], values["email"]
-        subscribers = self.app.subscribers
-        now = self.app.now()
-        # A new address: the pending row and its mail's job in one transaction (one INSERT each).
+        mail = may_mail is None or may_mail(email)
+        if self._grouped is not None:
+            new_id = await self._grouped.submit((spec, mail))
+        else:
+            new_id = await asyncio.to_thread(self._add_new_alone, spec, mail)
+        if new_id is None:  # a known address (seldom): a few transactions of its own
+            return await asyncio.to_thread(self._known, email, spec, mail)
+        log.info("signed up: pending until confirmed", extra={"subscriber": email, "origin": ORIGIN})
+        return Accepted(PendingMail(new_id, "new") if mail else None)
+
+    def _add_new_alone(self, spec: Any, mail: bool) -> int | None:
         with self.app.store.engine.begin() as conn:
-            new_id = subscribers.add_new(spec, status="pending", now=now, connection=conn)
-            if new_id is not None and mail:
-                job = confirm_job(new_id, channel=self.channel, max_attempts=self.attempts)
-                if self.queue.enqueue_one(job, connection=conn) is None and job.unique_key:
-                    # The key is a finished job's of an earlier subscriber with this id (SQLite
-                    # reuses the highest id after a delete): run it again, for this one.
-                    self.queue.requeue(job.unique_key, now=now, connection=conn)
-        if new_id is not None:
-            log.info("signed up: pending until confirmed", extra={"subscriber": email, "origin": ORIGIN})
-            return Accepted(PendingMail(new_id, "new") if mail else None)
-        known = subscribers.get(email)
+            return self._add_new(conn, (spec, mail))
+
+    def _add_new(self, conn: Connection, signup: tuple[Any, bool]) -> int | None:
+        """A new address: its pending row and its mail's job, in the caller's transaction; None
+        (nothing written) when the address is known."""
+        spec, mail = signup
+        now = self.app.now()
+        new_id = self.app.subscribers.add_new(spec, status="pending", now=now, connection=conn)
+        if new_id is not None and mail:
+            job = confirm_job(new_id, channel=self.channel, max_attempts=self.attempts)
+            if self.queue.enqueue_one(job, connection=conn) is None and job.unique_key:
+                # The key is a finished job's of an earlier subscriber with this id (SQLite reuses
+                # the highest id after a delete): run it again, for this one.
+                self.queue.requeue(job.unique_key, now=now, connection=conn)
+        return new_id
+
+    def _known(self, email: str, spec: Any, mail: bool) -> SignupOutcome:
+        known = self.app.subscribers.get(email)
         assert known.id is not None
         reason = self._again(known, spec)
         if not mail:
@@ -203,7 +224,7 @@ class Signups:
         # (the reader sends it again), never a "check your inbox" without a mail owed.
         statuses = KNOWN_STATUSES if reason == "known" else ("pending",)
         job = again_job(
-            known.id, channel=self.channel, now=now, statuses=statuses, max_attempts=self.attempts
+            known.id, channel=self.channel, now=self.app.now(), statuses=statuses, max_attempts=self.attempts
         )
         self.queue.enqueue_one(job)
         return Accepted(PendingMail(known.id, reason))

@@ -130,6 +130,8 @@ class PublicPages:
             with contextlib.suppress(Exception):
                 await self._mailing
         await self.flarestart.channels.aclose()
+        if self.signups is not None:
+            await run_in_threadpool(self.signups.close)
 
     @property
     def desk(self) -> Signups:
@@ -223,7 +225,7 @@ class PublicPages:
         if (fields.get(HONEYPOT) or [""])[0].strip():
             log.info("sign-up with the honeypot field filled: ignored", extra={"client": client})
             return self._cors(request, self._sent())
-        outcome = await run_in_threadpool(self.desk.sign_up, form, may_mail=self._may_mail)
+        outcome = await self.desk.sign_up(form, may_mail=self._may_mail)
         if not isinstance(outcome, Accepted):
             return self._cors(
                 request, self._form(request, outcome.form, dict(outcome.errors), status_code=400)
