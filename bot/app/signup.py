@@ -21,12 +21,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.app.preferences import PreferencesForm, TopicGroup, first
-from bot.delivery.confirmations import KNOWN_STATUSES, again_job, confirm_job
+from bot.delivery.confirmations import CONFIRM_TASK, KNOWN_STATUSES, again_job, confirm_job
 from bot.errors import StatusChangedError
 from bot.jobs.queue import JobQueue
+from bot.jobs.worker import Worker
 from bot.store.grouped_writes import GroupedWriter
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ORIGIN = "web"
+MAILER_STOP_SECONDS = 10.0  # how long the stand-in's sends under way may take at the stop
+# Sends the sign-up mails in the web process (`run(stop)`, `wake()`): see `stand_in_mailer`.
+SignupMailer = Worker
 MAX_TOPICS = 60
 # Fields of the form as labels show them, for messages that name the field.
 LABELS = {
@@ -118,6 +123,24 @@ class Signups:
         if app.store.engine.dialect.name == "sqlite":
             self._grouped = GroupedWriter(app.store.engine, self._add_new, name="sign-up writer")
             self._grouped.start()
+
+    def stand_in_mailer(self) -> SignupMailer:
+        """The stand-in for `flarestart run`'s worker in the web process: it sends the sign-up
+        mails no worker claimed within web.signup_mail_wait seconds (0: all of them, at once)."""
+        from bot.delivery.service import DigestService
+
+        app = self.app
+        service = DigestService(app.store, app.settings, app.channels, clock=app.now, taxonomy=app.taxonomy)
+        wait = app.settings.web.signup_mail_wait
+        return Worker(
+            service.queue,
+            {CONFIRM_TASK: service.handle_confirm},
+            settings=app.settings.delivery,
+            clock=app.now,
+            poll_interval=min(1.0, wait) if wait else 1.0,
+            waits_for_others=timedelta(seconds=wait),
+            drain_seconds=MAILER_STOP_SECONDS,
+        )
 
     def close(self) -> None:
         """The sign-ups under way are written; then the writer stops."""

@@ -39,9 +39,7 @@ from starlette.routing import Route
 from bot.app import FlareStart
 from bot.app.archive import FILTERS, Archive, ArchiveDay, parse_day
 from bot.app.preferences import FormError, is_form, read_form
-from bot.app.signup import Accepted, SignupForm, Signups
-from bot.delivery.confirmations import CONFIRM_TASK
-from bot.jobs.worker import Worker
+from bot.app.signup import Accepted, SignupForm, SignupMailer, Signups
 from bot.links.tokens import InvalidTokenError, read_view_token
 from bot.resources import shipped_template_dir
 from bot.web.csrf import FIELD, CsrfGuard
@@ -57,7 +55,6 @@ HONEYPOT = "website"
 SCRIPT = (shipped_template_dir("web") / "flarestart.js").read_text(encoding="utf-8")
 ARCHIVE_CACHE = "public, max-age=300"
 ATOM_DAYS = 14
-MAIL_STOP_SECONDS = 10.0  # how long the stand-in mail worker may finish its sends at the stop
 
 
 class PublicPages:
@@ -81,7 +78,7 @@ class PublicPages:
         self.wall = wall
         self.signups: Signups | None = None
         self.archive = Archive(flarestart)
-        self._mailer: Worker | None = None
+        self._mailer: SignupMailer | None = None
         self._mailing: asyncio.Task[object] | None = None
         self._stop_mailing = asyncio.Event()
         self._pages: dict[str, tuple[float, str]] = {}
@@ -104,22 +101,8 @@ class PublicPages:
         self._sent_page = self.pages.env.get_template("sent.html.j2").render()
 
     def start_mailer(self) -> None:
-        """The stand-in for `flarestart run`'s worker (on the event loop): it sends the sign-up
-        mails no worker claimed within web.signup_mail_wait seconds."""
-        from bot.delivery.service import DigestService
-
-        app, delivery = self.flarestart, self.settings.delivery
-        service = DigestService(app.store, self.settings, app.channels, clock=app.now, taxonomy=app.taxonomy)
-        wait = self.settings.web.signup_mail_wait
-        self._mailer = Worker(
-            service.queue,
-            {CONFIRM_TASK: service.handle_confirm},
-            settings=delivery,
-            clock=app.now,
-            poll_interval=min(1.0, wait) if wait else 1.0,
-            waits_for_others=timedelta(seconds=wait),
-            drain_seconds=MAIL_STOP_SECONDS,
-        )
+        """The stand-in for `flarestart run`'s worker, on this event loop (bot.app.signup)."""
+        self._mailer = self.desk.stand_in_mailer()
         self._mailing = asyncio.create_task(self._mailer.run(self._stop_mailing))
 
     async def close(self) -> None:
