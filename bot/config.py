@@ -151,6 +151,12 @@ class WebSettings(_Section):
         20, ge=1, description="sign-up posts one client address may make an hour"
     )
     signups_per_address_day: int = Field(3, ge=1, description="sign-up mails one email address gets a day")
+    signup_mail_wait: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="seconds a sign-up mail waits for `flarestart run` before `serve` sends it itself (0: at once)",
+    )
     archive_title: str = Field("FlareStart daily", min_length=1, description="the public archive's name")
     archive_topics: list[str] = Field(
         default_factory=lambda: ["programming", "ai", "web-development", "security", "devops"],

@@ -23,7 +23,8 @@ from bot.channels.base import Channel
 from bot.channels.registry import ChannelRegistry
 from bot.config import Settings
 from bot.delivery.batch import BatchSender
-from bot.delivery.service import CONFIRM_TASK, PLAN_TASK, DigestService
+from bot.delivery.confirmations import CONFIRM_TASK
+from bot.delivery.service import PLAN_TASK, DigestService
 from bot.jobs.clock import Clock, Recurring
 from bot.jobs.queue import ClaimedJob
 from bot.jobs.worker import Worker

@@ -7,34 +7,41 @@ again with the new choices), and either way the answer is "check your inbox" and
 to the address. Nothing is active before its owner presses the button in that mail (double
 opt-in); an unsubscribed address comes back only that way.
 
-The database half (`sign_up`) is quick and synchronous; the mail (`send_confirmation`) is sent
-after the door has answered. Mails go through the delivery ledger (one row per confirmation),
-so none is sent twice; one lost to a crash is sent by the daemon's planner, which mails every
-pending subscriber who has not had theirs.
+`sign_up` stores the pending subscriber and, in the same transaction, the job that sends the
+opt-in mail (bot.delivery.confirmations): the door answers "check your inbox" only once the mail
+is owed, and the mail itself (rendering, the ledger, the channel) is a worker's, outside the web
+process: `flarestart run`, or `flarestart serve` itself when no worker takes it in time (see
+bot.web.public). The delivery ledger keeps it to one mail (one row per confirmation).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.app.preferences import PreferencesForm, TopicGroup, first
+from bot.delivery.confirmations import CONFIRM_TASK, KNOWN_STATUSES, again_job, confirm_job
 from bot.errors import StatusChangedError
+from bot.jobs.queue import JobQueue
+from bot.jobs.worker import Worker
+from bot.store.grouped_writes import GroupedWriter
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from bot.app.core import FlareStart
-    from bot.delivery.service import DigestService
 
 log = logging.getLogger(__name__)
 
 ORIGIN = "web"
-# The mail of a known address, or of a reader who signs up again: a ledger period of its own each
-# time (the first one is the planner's, "confirm"); at most 20 characters like every period.
-AGAIN_PREFIX = "confirm-"
+MAILER_STOP_SECONDS = 10.0  # how long the stand-in's sends under way may take at the stop
+# Sends the sign-up mails in the web process (`run(stop)`, `wake()`): see `stand_in_mailer`.
+SignupMailer = Worker
 MAX_TOPICS = 60
 # Fields of the form as labels show them, for messages that name the field.
 LABELS = {
@@ -67,7 +74,8 @@ class SignupForm:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The door answers "check your inbox"; `mail` is whom to mail and why (None: nobody)."""
+    """The door answers "check your inbox"; `mail`: whom the committed job mails, and why (None:
+    nobody, the address's rate limit said no)."""
 
     mail: PendingMail | None
 
@@ -99,11 +107,45 @@ class Signups:
         self.zones: tuple[str, ...] = self.editor.zones
         known = {choice.slug for group in self.groups for choice in group.topics}
         self.preselected = tuple(s for s in app.settings.web.signup_topics if s in known)
-        self._service: DigestService | None = None
-        # SQLite has one writer, and a writer that finds it busy sleeps in SQLite's back-off steps
-        # (up to 100 ms each): under a burst, sign-ups queue here instead and each goes the moment
-        # the one before is done. PostgreSQL takes them side by side.
-        self._one_writer = threading.Lock() if app.store.engine.dialect.name == "sqlite" else None
+        # The mail's job: in the queue the workers read, keyed per channel as the planner keys it.
+        self.queue = JobQueue(app.store.engine, clock=app.now)
+        self.channel = app.channels.name_for("email")
+        self.attempts = app.settings.delivery.max_attempts
+        # What `check` compares the form with. A model instance costs ~0.3 ms to build (pydantic
+        # inspects every default factory), so one serves every sign-up; it is only read.
+        from bot.store.models import Subscriber
+
+        self._blank = Subscriber()
+        # SQLite has one writer: new sign-ups go in groups, one transaction each, through one
+        # thread that goes before the worker's writes (bot/store/grouped_writes.py). PostgreSQL
+        # takes them side by side, one transaction each.
+        self._grouped: GroupedWriter[tuple[Any, bool], int | None] | None = None
+        if app.store.engine.dialect.name == "sqlite":
+            self._grouped = GroupedWriter(app.store.engine, self._add_new, name="sign-up writer")
+            self._grouped.start()
+
+    def stand_in_mailer(self) -> SignupMailer:
+        """The stand-in for `flarestart run`'s worker in the web process: it sends the sign-up
+        mails no worker claimed within web.signup_mail_wait seconds (0: all of them, at once)."""
+        from bot.delivery.service import DigestService
+
+        app = self.app
+        service = DigestService(app.store, app.settings, app.channels, clock=app.now, taxonomy=app.taxonomy)
+        wait = app.settings.web.signup_mail_wait
+        return Worker(
+            service.queue,
+            {CONFIRM_TASK: service.handle_confirm},
+            settings=app.settings.delivery,
+            clock=app.now,
+            poll_interval=min(1.0, wait) if wait else 1.0,
+            waits_for_others=timedelta(seconds=wait),
+            drain_seconds=MAILER_STOP_SECONDS,
+        )
+
+    def close(self) -> None:
+        """The sign-ups under way are written; then the writer stops."""
+        if self._grouped is not None:
+            self._grouped.close()
 
     def blank_form(self) -> SignupForm:
         return SignupForm(topics=self.preselected)
@@ -122,7 +164,6 @@ class Signups:
     def check(self, form: SignupForm) -> tuple[dict[str, Any], dict[str, str]]:
         """The subscriber's columns, or a message per field that is wrong (every field at once,
         in the words of the preferences page, whose validator this is)."""
-        from bot.store.models import Subscriber
         from bot.subscribers.files import DEFAULT_MAX_ITEMS, make_spec, normalize_email
         from bot.subscribers.schedule import WEEKDAYS
 
@@ -145,7 +186,7 @@ class Signups:
             weekly_day=WEEKDAYS[0],
             max_items=str(DEFAULT_MAX_ITEMS),
         )
-        columns, problems = self.editor.check(wanted, Subscriber())
+        columns, problems = self.editor.check(wanted, self._blank)
         errors.update(problems)
         if errors:
             return {}, errors
@@ -158,30 +199,62 @@ class Signups:
         )
         return {"spec": spec, "email": email}, {}
 
-    def sign_up(self, form: SignupForm) -> SignupOutcome:
-        """Store what the form asks for; the mail to send is the caller's to send (after it answered)."""
+    async def sign_up(
+        self, form: SignupForm, *, may_mail: Callable[[str], bool] | None = None
+    ) -> SignupOutcome:
+        """Store what the form asks for, and the job that mails the address (a worker sends it):
+        when the outcome is Accepted, both are committed. `may_mail(email)` False (a rate limit):
+        stored, not mailed."""
         values, errors = self.check(form)
         if errors:
             return Rejected(form, errors)
-        if self._one_writer is None:
-            return self._store(values)
-        with self._one_writer:
-            return self._store(values)
-
-    def _store(self, values: Mapping[str, Any]) -> SignupOutcome:
-        from bot.store.subscribers import DuplicateSubscriberError
-
         spec, email = values["spec"], values["email"]
-        subscribers = self.app.subscribers
-        try:
-            row = subscribers.add(spec, status="pending", now=self.app.now())
-            assert row.id is not None
-            log.info("signed up: pending until confirmed", extra={"subscriber": email, "origin": ORIGIN})
-            return Accepted(PendingMail(row.id, "new"))
-        except DuplicateSubscriberError:
-            pass  # known: below
-        known = subscribers.get(email)
+        mail = may_mail is None or may_mail(email)
+        if self._grouped is not None:
+            new_id = await self._grouped.submit((spec, mail))
+        else:
+            new_id = await asyncio.to_thread(self._add_new_alone, spec, mail)
+        if new_id is None:  # a known address (seldom): a few transactions of its own
+            return await asyncio.to_thread(self._known, email, spec, mail)
+        log.info("signed up: pending until confirmed", extra={"subscriber": email, "origin": ORIGIN})
+        return Accepted(PendingMail(new_id, "new") if mail else None)
+
+    def _add_new_alone(self, spec: Any, mail: bool) -> int | None:
+        with self.app.store.engine.begin() as conn:
+            return self._add_new(conn, (spec, mail))
+
+    def _add_new(self, conn: Connection, signup: tuple[Any, bool]) -> int | None:
+        """A new address: its pending row and its mail's job, in the caller's transaction; None
+        (nothing written) when the address is known."""
+        spec, mail = signup
+        now = self.app.now()
+        new_id = self.app.subscribers.add_new(spec, status="pending", now=now, connection=conn)
+        if new_id is not None and mail:
+            job = confirm_job(new_id, channel=self.channel, max_attempts=self.attempts)
+            if self.queue.enqueue_one(job, connection=conn) is None and job.unique_key:
+                # The key is a finished job's of an earlier subscriber with this id (SQLite reuses
+                # the highest id after a delete): run it again, for this one.
+                self.queue.requeue(job.unique_key, now=now, connection=conn)
+        return new_id
+
+    def _known(self, email: str, spec: Any, mail: bool) -> SignupOutcome:
+        known = self.app.subscribers.get(email)
         assert known.id is not None
+        reason = self._again(known, spec)
+        if not mail:
+            return Accepted(None)
+        # After the changes, before the answer: a crash between the two leaves a page unanswered
+        # (the reader sends it again), never a "check your inbox" without a mail owed.
+        statuses = KNOWN_STATUSES if reason == "known" else ("pending",)
+        job = again_job(
+            known.id, channel=self.channel, now=self.app.now(), statuses=statuses, max_attempts=self.attempts
+        )
+        self.queue.enqueue_one(job)
+        return Accepted(PendingMail(known.id, reason))
+
+    def _again(self, known: Any, spec: Any) -> str:
+        """A known address signs up: its new choices when it is not theirs yet; why it is mailed."""
+        email = known.email
         if known.status in ("pending", "unsubscribed"):
             # Not theirs yet (pending) or given up (unsubscribed): the new choices count, and
             # nothing is sent but the mail that asks them to confirm.
@@ -198,47 +271,15 @@ class Signups:
                     "signed up again after unsubscribing: pending until confirmed",
                     extra={"subscriber": email},
                 )
-                return Accepted(PendingMail(known.id, "back"))
+                return "back"
             log.info("signed up again while pending", extra={"subscriber": email})
-            return Accepted(PendingMail(known.id, "pending-again"))
+            return "pending-again"
         # Active, paused or bouncing: nothing changes; the mail leads them to their page.
         log.info(
             "sign-up of a known address: mailed, nothing changed",
             extra={"subscriber": email, "status": known.status},
         )
-        return Accepted(PendingMail(known.id, "known"))
-
-    # -- the mail --------------------------------------------------------------------------------
-
-    @property
-    def service(self) -> DigestService:
-        if self._service is None:
-            from bot.delivery.service import DigestService
-
-            self._service = DigestService(
-                self.app.store, self.app.settings, self.app.channels, taxonomy=self.app.taxonomy
-            )
-        return self._service
-
-    async def send_confirmation(self, mail: PendingMail) -> bool:
-        """The opt-in mail: the planner's first one if it was not sent yet, else one of its own."""
-        from bot.delivery.service import CONFIRM_PERIOD
-
-        statuses = ("pending",) if mail.reason != "known" else ("active", "paused", "bouncing", "pending")
-        service = self.service
-        # Not the last attempt: a row that failed now stays open for the planner's job to retry.
-        if await service.send_confirmation(
-            mail.subscriber_id, period=CONFIRM_PERIOD, statuses=statuses, last_attempt=False
-        ):
-            return True
-        stamp = f"{int(self.app.now().timestamp()):x}"
-        return await service.send_confirmation(
-            mail.subscriber_id, period=AGAIN_PREFIX + stamp, statuses=statuses, last_attempt=False
-        )
-
-    async def aclose(self) -> None:
-        if self._service is not None:
-            await self.app.channels.aclose()
+        return "known"
 
 
 def _changed(known: Any, changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.delivery.service import CONFIRM_PERIOD, DigestService, send_job_key
+from bot.delivery.confirmations import CONFIRM_PERIOD
+from bot.delivery.service import DigestService, send_job_key
 from bot.store.models import Delivery, Subscriber
 from bot.types import subscriber_ref
 

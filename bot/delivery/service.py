@@ -25,6 +25,7 @@ from bot.channels.base import Channel, OutgoingDigest, Receipt
 from bot.channels.email import make_message_id, message_id_domain
 from bot.channels.registry import ChannelRegistry
 from bot.config import EmailSettings, Settings
+from bot.delivery.confirmations import CONFIRM_PERIOD, confirm_job
 from bot.delivery.ledger import SUPPRESSED, DeliveryLedger, Opened
 from bot.digest.compose import Composer, DigestPlan, PlannedItem, SubscriberPreferences, window_for
 from bot.digest.render import DigestRenderer
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 
 PLAN_TASK = "plan_digests"
 SEND_TASK = "send_digest"
-CONFIRM_TASK = "send_confirmation"
-CONFIRM_PERIOD = "confirm"  # the ledger period of the one double opt-in mail
 COMPOSER_TTL = 300.0  # seconds one candidate pool serves before it is rebuilt with new articles
 ITEM_VIEWS_LIMIT = 50_000  # cached item views before the cache starts afresh
 
@@ -197,12 +196,7 @@ class DigestService:
         for row in schedules:
             channel = self.channels.name_for_subscriber(row)
             if row.status == "pending":
-                yield NewJob(
-                    CONFIRM_TASK,
-                    {"subscriber_id": row.id},
-                    unique_key=f"{CONFIRM_TASK}:{row.id}:{channel}",
-                    max_attempts=attempts,
-                )
+                yield confirm_job(row.id, channel=channel, max_attempts=attempts)
                 continue
             key = (row.timezone, row.delivery_time, row.frequency)
             if key not in periods:
@@ -487,7 +481,20 @@ class DigestService:
     # -- double opt-in -----------------------------------------------------------------------
 
     async def handle_confirm(self, job: ClaimedJob) -> None:
-        await self.send_confirmation(int(job.payload["subscriber_id"]), last_attempt=job.last_attempt)
+        """A `send_confirmation` job (bot.delivery.confirmations): the planner's and a first
+        sign-up's send the one opt-in mail; a sign-up again's (`again` in its payload) sends that
+        one if it was never sent, else a mail of its own."""
+        subscriber_id = int(job.payload["subscriber_id"])
+        again = job.payload.get("again")
+        if again is None:
+            await self.send_confirmation(subscriber_id, last_attempt=job.last_attempt)
+            return
+        statuses = tuple(str(status) for status in job.payload.get("statuses") or ("pending",))
+        if await self.send_confirmation(subscriber_id, statuses=statuses, last_attempt=job.last_attempt):
+            return
+        await self.send_confirmation(
+            subscriber_id, period=str(again), statuses=statuses, last_attempt=job.last_attempt
+        )
 
     async def send_confirmation(
         self,
@@ -499,8 +506,8 @@ class DigestService:
     ) -> bool:
         """Mail a pending subscriber the link that activates them, once (a ledger row of its own).
 
-        The web sign-up asks again with a `period` of its own ("confirm-…") when the reader signs
-        up again, and for any `statuses` (a known address gets the mail, never a page saying so)."""
+        A sign-up again's job asks with a `period` of its own ("confirm-…"), and for any
+        `statuses` (a known address gets the mail, never a page saying so)."""
         subscriber = await asyncio.to_thread(self.subscribers.get, subscriber_id)
         if subscriber.status not in statuses or not subscriber.email or subscriber.id is None:
             return False

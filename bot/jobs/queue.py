@@ -285,17 +285,25 @@ class JobQueue:
         lease: timedelta,
         tasks: Collection[str] | None = None,
         limit: int = 1,
+        waited: timedelta = timedelta(0),
     ) -> list[ClaimedJob]:
         """Take up to `limit` due jobs for `worker_id`, oldest run_at first.
 
         Due means queued with run_at ≤ now, or running with an expired lease (its worker died or
         stalled: we take it over). A job whose lease expired on its last attempt is not run again
-        but marked failed, so a job that kills its worker cannot loop forever.
+        but marked failed, so a job that kills its worker cannot loop forever. With `waited`, a
+        queued job is due only once it has been due that long (a stand-in for another worker).
         """
         if limit < 1 or (tasks is not None and not tasks):
             return []
         give_up, claim = self._claims[tasks is not None]
-        params: dict[str, Any] = {"now": now, "until": now + lease, "worker_id": worker_id, "n": limit}
+        params: dict[str, Any] = {
+            "now": now,
+            "due": now - waited,
+            "until": now + lease,
+            "worker_id": worker_id,
+            "n": limit,
+        }
         if tasks is not None:
             params["tasks"] = list(tasks)
         with self.engine.begin() as conn:
@@ -518,7 +526,7 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
 
 
 def _claim_statements(filtered: bool) -> tuple[Any, Any]:
-    """(give up, claim) for JobQueue.claim, with :now, :until, :worker_id, :n (and :tasks).
+    """(give up, claim) for JobQueue.claim, with :now, :due, :until, :worker_id, :n (and :tasks).
 
     Each branch reads the claim index in order and stops after n rows; PostgreSQL locks what it
     read with `FOR UPDATE SKIP LOCKED` (in each branch: a UNION cannot carry a locking clause
@@ -526,11 +534,12 @@ def _claim_statements(filtered: bool) -> tuple[Any, Any]:
     """
     jobs = JOBS.c
     now = bindparam("now", type_=UTCDateTime())
+    due = bindparam("due", type_=UTCDateTime())  # queued jobs due this long: now, or earlier
     expired = and_(jobs.status == RUNNING, jobs.locked_until < now)
     exhausted = jobs.attempts >= jobs.max_attempts
     tasks = jobs.task.in_(bindparam("tasks", expanding=True)) if filtered else None
     branches = []
-    for condition in (and_(jobs.status == QUEUED, jobs.run_at <= now), and_(expired, ~exhausted)):
+    for condition in (and_(jobs.status == QUEUED, jobs.run_at <= due), and_(expired, ~exhausted)):
         branch = select(jobs.id, jobs.run_at).where(condition)
         if tasks is not None:
             branch = branch.where(tasks)

@@ -77,7 +77,10 @@ class Worker:
         poll_interval: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
         backoff: Backoff = default_backoff,
+        waits_for_others: timedelta = timedelta(0),
     ) -> None:
+        """`waits_for_others`: a queued job is claimed here only once it has been due that long,
+        so this worker stands in for others (that claim at once) instead of competing with them."""
         if not handlers:
             raise ValueError("a worker needs at least one handler")
         self.queue = queue
@@ -89,6 +92,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.drain_seconds = drain_seconds
         self.backoff = backoff
+        self.waits_for_others = waits_for_others
         self.stats = WorkerStats()
         self._running: dict[asyncio.Task[None], _Running] = {}
         self._wake = asyncio.Event()
@@ -140,6 +144,7 @@ class Worker:
                 lease=self.lease,
                 tasks=list(self.handlers),
                 limit=free,
+                waited=self.waits_for_others,
             )
         except Exception:
             log.exception("could not claim jobs; trying again later", extra={"worker": self.worker_id})

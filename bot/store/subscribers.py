@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import functools
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -137,6 +140,24 @@ class SubscriberStore:
             except IntegrityError:  # a concurrent writer added the same destination first
                 raise DuplicateSubscriberError(f"{ref} is already a subscriber") from None
             return row
+
+    def add_new(
+        self,
+        spec_or_fields: SubscriberColumns | Mapping[str, Any],
+        *,
+        status: str,
+        now: datetime,
+        connection: Connection | None = None,
+    ) -> int | None:
+        """`add` for a door that takes strangers (the sign-up page): the new subscriber's id, or
+        None (nothing written) when the destination or the email address is taken. One INSERT,
+        in the caller's transaction when it passes one (the sign-up commits its mail job with it)."""
+        _check_status(status)
+        values = _values(spec_or_fields)
+        row = {**values, "status": status, "created_at": now, "updated_at": now}
+        with transaction(self.engine, connection) as conn:
+            new_id = conn.execute(_insert_new(self.engine.dialect.name), row).scalar_one_or_none()
+        return None if new_id is None else int(new_id)
 
     def get(self, ref: str | int) -> Subscriber:
         """Find a subscriber by id, email or chat reference ("slack:C0123ABCD"); a miss names
@@ -397,6 +418,15 @@ class SubscriberBatch:
             self._session.execute(
                 delete(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(builtins.list(subscriber_ids)))
             )
+
+
+@functools.cache
+def _insert_new(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once: the values come as parameters,
+    so a sign-up pays neither the statement's construction nor its cache key (~0.3 ms)."""
+    insert_row = (pg_insert if dialect == "postgresql" else sqlite_insert)(SUBSCRIBERS)
+    # No conflict target: either unique constraint (destination, email) makes it a duplicate.
+    return insert_row.on_conflict_do_nothing().returning(SUBSCRIBERS.c.id)
 
 
 def _close_emails(wanted: str, emails: builtins.list[str]) -> builtins.list[str]:

@@ -293,6 +293,7 @@ class _Web:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         flarestart = await run_in_threadpool(self.flarestart.open)
         await run_in_threadpool(self.public.open)
+        self.public.start_mailer()
         self._open = True
         app.state.store = flarestart.store
         log.info("web app started", extra={"base_url": self.settings.web.base_url})

@@ -12,13 +12,19 @@
 The sign-up answer never says whether an address is known (bot/app/signup.py). Abuse is braked
 before any work: a foreign Origin or a missing CSRF token (bot/web/csrf.py) is refused, a filled
 honeypot field is answered like a success and does nothing, and every client address and every
-email address has its rate (bot/web/limits.py). The mail is sent after the answer, so the POST
-costs one short transaction.
+email address has its rate (bot/web/limits.py).
+
+The POST costs one short transaction: the pending subscriber and the job of its opt-in mail
+(bot.app.signup). A worker sends the mail: `flarestart run`'s, which claims it within a second.
+Rendering and sending a mail costs more CPU than answering the form, and here it would share the
+event loop with every request, so this process sends one itself only when no worker took it
+within web.signup_mail_wait seconds (`serve` on its own still mails; 0: at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +39,7 @@ from starlette.routing import Route
 from bot.app import FlareStart
 from bot.app.archive import FILTERS, Archive, ArchiveDay, parse_day
 from bot.app.preferences import FormError, is_form, read_form
-from bot.app.signup import Accepted, PendingMail, SignupForm, Signups
+from bot.app.signup import Accepted, SignupForm, SignupMailer, Signups
 from bot.links.tokens import InvalidTokenError, read_view_token
 from bot.resources import shipped_template_dir
 from bot.web.csrf import FIELD, CsrfGuard
@@ -49,7 +55,6 @@ HONEYPOT = "website"
 SCRIPT = (shipped_template_dir("web") / "flarestart.js").read_text(encoding="utf-8")
 ARCHIVE_CACHE = "public, max-age=300"
 ATOM_DAYS = 14
-MAIL_YIELD = 2.0  # seconds a queued mail gives way to sign-ups being answered, at most
 
 
 class PublicPages:
@@ -73,12 +78,11 @@ class PublicPages:
         self.wall = wall
         self.signups: Signups | None = None
         self.archive = Archive(flarestart)
-        # Mails wait in a queue for one sender: under a burst of sign-ups the answers go out
-        # first and the mails (each ~8 ms of rendering and writing) follow, one at a time.
-        self._mails: asyncio.Queue[PendingMail] | None = None
-        self._mailer: asyncio.Task[None] | None = None
-        self._answering = 0  # sign-ups being answered now
+        self._mailer: SignupMailer | None = None
+        self._mailing: asyncio.Task[object] | None = None
+        self._stop_mailing = asyncio.Event()
         self._pages: dict[str, tuple[float, str]] = {}
+        self._sent_page = ""  # "check your inbox": the same for everyone, rendered once
 
     def routes(self) -> list[Route]:
         return [
@@ -94,20 +98,23 @@ class PublicPages:
     def open(self) -> None:
         """At the server's start, with the store open (the sign-up desk reads the taxonomy)."""
         self.signups = Signups(self.flarestart)
+        self._sent_page = self.pages.env.get_template("sent.html.j2").render()
+
+    def start_mailer(self) -> None:
+        """The stand-in for `flarestart run`'s worker, on this event loop (bot.app.signup)."""
+        self._mailer = self.desk.stand_in_mailer()
+        self._mailing = asyncio.create_task(self._mailer.run(self._stop_mailing))
 
     async def close(self) -> None:
-        """At the server's stop: the mails under way are sent before the channels close."""
-        if self._mails is not None and self._mailer is not None:
-            try:
-                await asyncio.wait_for(self._mails.join(), timeout=30)
-            except TimeoutError:
-                log.warning(
-                    "stopping with sign-up mails unsent; the daemon's planner sends them",
-                    extra={"count": self._mails.qsize()},
-                )
-            self._mailer.cancel()
+        """At the server's stop: the stand-in's sends under way finish (a job cut short is taken
+        over by a worker once its lease ends), then the channels close."""
+        if self._mailing is not None:
+            self._stop_mailing.set()
+            with contextlib.suppress(Exception):
+                await self._mailing
+        await self.flarestart.channels.aclose()
         if self.signups is not None:
-            await self.signups.aclose()
+            await run_in_threadpool(self.signups.close)
 
     @property
     def desk(self) -> Signups:
@@ -201,66 +208,28 @@ class PublicPages:
         if (fields.get(HONEYPOT) or [""])[0].strip():
             log.info("sign-up with the honeypot field filled: ignored", extra={"client": client})
             return self._cors(request, self._sent())
-        self._answering += 1
-        try:
-            outcome = await run_in_threadpool(self.desk.sign_up, form)
-        finally:
-            self._answering -= 1
+        outcome = await self.desk.sign_up(form, may_mail=self._may_mail)
         if not isinstance(outcome, Accepted):
             return self._cors(
                 request, self._form(request, outcome.form, dict(outcome.errors), status_code=400)
             )
-        if outcome.mail is not None:
-            if self.per_address.hit(form.email.strip().lower()) is None:
-                self._mail_later(outcome.mail)
-            else:
-                log.info("sign-up mail not sent: too many for this address today", extra={"client": client})
+        if outcome.mail is None:
+            log.info("sign-up mail not sent: too many for this address today", extra={"client": client})
+        elif self._mailer is not None and not self.settings.web.signup_mail_wait:
+            self._mailer.wake()  # the stand-in sends at once: no need to wait for its next poll
         return self._cors(request, self._sent())
 
+    def _may_mail(self, email: str) -> bool:
+        return self.per_address.hit(email) is None
+
     def _sent(self) -> Response:
-        return self.pages.render("sent.html.j2")
+        return HTMLResponse(self._sent_page)
 
     def _cors(self, request: Request, response: Response) -> Response:
         if self.csrf.is_embedded(request):
             response.headers["Access-Control-Allow-Origin"] = request.headers["origin"].lower()
             response.headers["Vary"] = "Origin"
         return response
-
-    def _mail_later(self, mail: PendingMail) -> None:
-        if self._mails is None:
-            self._mails = asyncio.Queue()
-        if self._mailer is None or self._mailer.done():
-            self._mailer = asyncio.create_task(self._send_mails(self._mails))
-        self._mails.put_nowait(mail)
-
-    async def _send_mails(self, queue: asyncio.Queue[PendingMail]) -> None:
-        while True:
-            mail = await queue.get()
-            # Answers first: a mail waits while sign-ups are being answered, MAIL_YIELD at most,
-            # so a burst is answered at full speed and its mails follow a moment later.
-            waited = 0.0
-            while self._answering and waited < MAIL_YIELD:
-                await asyncio.sleep(0.005)
-                waited += 0.005
-            try:
-                await self._mail(mail)
-            finally:
-                queue.task_done()
-
-    async def _mail(self, mail: PendingMail) -> None:
-        try:
-            sent = await self.desk.send_confirmation(mail)
-        except Exception as exc:  # the daemon's planner mails pending subscribers it finds unmailed
-            log.warning(
-                "sign-up mail not sent: %s",
-                f"{type(exc).__name__}: {exc}",
-                extra={"subscriber": mail.subscriber_id, "reason": mail.reason},
-            )
-            return
-        log.info(
-            "sign-up mail sent" if sent else "sign-up mail not needed",
-            extra={"subscriber": mail.subscriber_id, "reason": mail.reason},
-        )
 
     # -- digests on the web ----------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from bot.channels.email import SmtpChannel
 from bot.channels.outbox import OutboxChannel
 from bot.channels.registry import ChannelRegistry
 from bot.config import Settings, load_settings
-from bot.delivery.service import CONFIRM_TASK, SEND_TASK, DigestService
+from bot.delivery.confirmations import CONFIRM_TASK
+from bot.delivery.service import SEND_TASK, DigestService
 from bot.errors import DeliveryPermanentError
 from bot.jobs.queue import JobQueue
 from bot.links.secret import resolve_secret

@@ -72,6 +72,23 @@ def test_claim_takes_due_jobs_of_the_asked_tasks_oldest_first(queue: JobQueue) -
     assert queue.counts()["running"] == 2
 
 
+def test_a_stand_in_claims_a_queued_job_only_once_it_has_waited_but_expired_leases_at_once(
+    queue: JobQueue,
+) -> None:
+    dead = add(queue, run_at=NOW - timedelta(hours=1))
+    [crashed] = queue.claim("crashed", now=NOW - LEASE * 2, lease=LEASE, limit=10)  # its lease ended
+    fresh = add(queue, run_at=NOW - timedelta(seconds=4))
+    waited = add(queue, run_at=NOW - timedelta(seconds=6))
+    wait = timedelta(seconds=5)
+
+    taken = queue.claim("stand-in", now=NOW, lease=LEASE, limit=10, waited=wait)
+
+    assert crashed.id == dead
+    assert sorted(j.id for j in taken) == sorted([waited, dead])
+    assert queue.claim("stand-in", now=NOW, lease=LEASE, limit=10, waited=wait) == []
+    assert [j.id for j in queue.claim("worker", now=NOW, lease=LEASE, limit=10)] == [fresh]
+
+
 def test_concurrent_claimers_get_every_job_exactly_once(queue: JobQueue, database_url: str) -> None:
     ids = {add(queue, payload={"n": n}) for n in range(200)}
     barrier = threading.Barrier(4)
