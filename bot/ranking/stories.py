@@ -102,10 +102,10 @@ _EVERGREEN_RE: Final = re.compile(
     r"beginner|cheat ?sheet|walkthrough|in \d+ minutes|unpopular|overrated|the case (for|against))\b"
 )
 # ... of which tutorials: they teach a tool, whatever its news ("5 tips for Jetpack Compose" is no
-# second take on "What's new in Compose 1.9"); an opinion or a question ("Does Google need an
-# Edward Snowden?") is a take on the event it names.
+# second take on "What's new in Compose 1.9"); an opinion, a question or an explainer ("Does Google
+# need an Edward Snowden?", "How might forex market be rigged?") is a take on the event it names.
 _TUTORIAL_RE: Final = re.compile(
-    r"^\s*how\b|\b(how to|guide|tutorial|tips|tricks|step[- ]by[- ]step|introduction to|"
+    r"^\s*how (i|we)\b|\b(how to|guide|tutorial|tips|tricks|step[- ]by[- ]step|introduction to|"
     r"getting started|beginner|cheat ?sheet|walkthrough|in \d+ minutes)\b"
 )
 # Reports on the market as a whole ("Wall Street closes lower", "Asian stock markets flat", "FTSE
