@@ -33,9 +33,18 @@ Precision guards, checked before an article may join a story:
   ("Snowden speaks at SXSW", then "Snowden: I would do it again") that are the same story;
 - generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) stay on their own.
 
-Once the batch is placed, stories with two articles (within the window) whose telling words agree
-(cosine ≥ ALIKE_SIMILARITY) are marked *related* (`StoryAssignments.related`, one sparse product):
-a digest holds at most one of them, the second guard against a merge clustering missed.
+Once the batch is placed, stories a digest must not hold together are marked *related*
+(`StoryAssignments.related`), the second guard against a merge clustering missed:
+
+- two articles (within the window) whose telling words agree (cosine ≥ ALIKE_SIMILARITY, one
+  sparse product), unless each names something the other never mentions and they share no full
+  name ("Neil Young to take on Apple …", "Apple's Newest Competitor: Neil Young?"); an opinion or
+  a question on an event relates to it, a tutorial never does (it teaches, it reports nothing);
+- an article whose headline names a rare name that a story of several articles keeps using
+  ("FX fixing scandal: BoE claims …" and the hearing where a quarter of the headlines say "BoE"),
+  unless the two report different kinds of event;
+- market reports less than a day apart ("Wall St closes lower", "Most Asian stock markets flat"):
+  one day's trading, however each outlet headlines it.
 
 Cost: a story is found through an inverted index of its centroid's words, restricted to words
 that English does not use everywhere, so 5,000 articles never cost 12.5 million comparisons.
@@ -50,6 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -82,6 +92,7 @@ CANDIDATES: Final = 8  # stories scored in full per article
 CANDIDATE_CAP: Final = 20  # ... unless that many open stories use the word (it tells nothing)
 INDEX_RARITY: Final = 1.5  # words at least this rare find candidate stories (Zipf ≤ 5.5)
 RARE_NAME: Final = 3.0  # a name at least this rare (Zipf ≤ 4) vouches for a story on its own
+CORE_STORY: Final = 3  # a story of this many articles tells which rare names it keeps using
 
 _TOKEN_RE: Final = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]{2,}")
 # Titles of evergreen pieces (tutorials, explainers, opinions): articles of their own, not events.
@@ -90,6 +101,29 @@ _EVERGREEN_RE: Final = re.compile(
     r"step[- ]by[- ]step|in defen[cs]e of|opinion|lessons|explained|introduction to|getting started|"
     r"beginner|cheat ?sheet|walkthrough|in \d+ minutes|unpopular|overrated|the case (for|against))\b"
 )
+# ... of which tutorials: they teach a tool, whatever its news ("5 tips for Jetpack Compose" is no
+# second take on "What's new in Compose 1.9"); an opinion, a question or an explainer ("Does Google
+# need an Edward Snowden?", "How might forex market be rigged?") is a take on the event it names.
+_TUTORIAL_RE: Final = re.compile(
+    r"^\s*how (i|we)\b|\b(how to|guide|tutorial|tips|tricks|step[- ]by[- ]step|introduction to|"
+    r"getting started|beginner|cheat ?sheet|walkthrough|in \d+ minutes)\b"
+)
+# Reports on the market as a whole ("Wall Street closes lower", "Asian stock markets flat", "FTSE
+# aided by bullish US markets"): a daily beat, many outlets' versions of one event, the day's
+# trading, whose headlines share no telling word (the day's worry, a mover or two).
+_MARKET_RE: Final = re.compile(
+    r"\b(stocks|stock markets?|wall st(reet)?|dow|nasdaq|s&p|ftse\w*|nikkei|dax|hang seng|sensex|"
+    r"equities|bourses?)\b"
+)
+# ... the day's move, which is what a market report is about ("Stocks slip", "FTSE aided by …"),
+# and not a company's news against the market ("beats Wall Street expectations").
+_MARKET_MOVE_RE: Final = re.compile(
+    r"\b(fall|falls|fell|rise|rises|rose|slip|slips|dip|dips|drop|drops|gain|gains|climb|climbs|"
+    r"edges?|close|closes|closed|end|ends|flat|lower|higher|up|down|rally|rallies|retreats?|slides?|"
+    r"slump|slumps|tumbles?|plunges?|surges?|jumps?|sinks?|steady|mixed|rebounds?|recovers?|weighs?|"
+    r"fluctuates?|extends?|losses|declines?|opens?|aided|held back|hit|hits)\b"
+)
+_NOT_MARKET_RE: Final = re.compile(r"\b(nasdaq|nyse|amex)\s*:\s*\w+|\b(expectations|estimates|forecasts?)\b")
 # Capitalised words inside a sentence (after a lowercase letter, digit or comma and a space).
 _MID_SENTENCE_CAP_RE: Final = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z]+\b")
 _HEAD_RE: Final = re.compile(r"[\W_]*([a-z]+)\b")  # a headline's first word, in lowercase
@@ -179,6 +213,7 @@ class _Doc:
     events: frozenset[str]  # company events the title reports: "~layoff", "~earnings"
     kinds: frozenset[str]  # every kind of event the title reports, launches too
     special: bool  # a generic or evergreen title: an article of its own
+    generic: bool  # ... generic ("Business Highlights"): its words say nothing of which event
 
 
 @dataclass(slots=True)
@@ -243,14 +278,17 @@ class StoryClusterer:
         if threshold is None:
             threshold = ALIKE_SIMILARITY
         # a word in a tenth of the batch says little about two articles being one event, and
-        # would make the product dense
+        # would make the product dense; unless English seldom uses it: then it is the name of the
+        # day's big story ("Snowden" in every seventh headline)
         words = [word for doc in docs for word in doc.vector]
         usage = Counter(words)
         cap = max(ALIKE_MIN_CAP, len(docs) // 10)
         columns = {
             word: n
             for n, word in enumerate(
-                w for w, k in usage.items() if k <= cap and rarity_of_stem(w) >= INDEX_RARITY
+                w
+                for w, k in usage.items()
+                if rarity_of_stem(w) >= INDEX_RARITY and (k <= cap or rarity_of_stem(w) >= RARE_NAME)
             )
         }
         cols = np.fromiter((columns.get(word, -1) for word in words), dtype=np.int64, count=len(words))
@@ -276,13 +314,73 @@ class StoryClusterer:
         related = self.assignments.related
         for first, second in zip(i[near].tolist(), j[near].tolist(), strict=True):
             one, other = docs[first], docs[second]
-            if one.special or other.special or one.article.source_id == other.article.source_id:
-                continue  # two tutorials on one tool, or one source's two pieces: as in clustering
-            if (one.named - other.mentions) and (other.named - one.mentions):
+            if one.generic or other.generic or one.article.source_id == other.article.source_id:
+                continue  # a roundup's words tell nothing; one source's two pieces: as in clustering
+            if (one.special and other.special) or _is_tutorial(one) or _is_tutorial(other):
+                continue  # tutorials teach, they report nothing (an opinion on an event relates)
+            if (
+                (one.named - other.mentions)
+                and (other.named - one.mentions)
+                and not _same_full_name(one.article.title, other.article.title)
+            ):
                 continue  # alike words, different names: "Halden raises …", "Patchwise raises …"
             a, b = int(stories[first]), int(stories[second])
             related.setdefault(a, set()).add(b)
             related.setdefault(b, set()).add(a)
+        self._relate_core_names()
+        self._relate_market_reports()
+
+    def _relate_core_names(self) -> None:
+        """Relate an article to a story of several articles that keeps using a rare name its
+        headline names: "FX fixing scandal: BoE claims …" and the story where a quarter of the
+        headlines on Carney's hearing say "BoE" are one news cycle, though no word of the first
+        headline is in the second."""
+        holders: dict[str, list[_Story]] = {}
+        for story in self._stories.values():
+            if story.size < CORE_STORY:
+                continue
+            floor = CORE_SHARE * story.size
+            for word, count in story.df.items():
+                if count >= floor and word[0].isalpha() and rarity_of_stem(word) >= RARE_NAME:
+                    holders.setdefault(word, []).append(story)
+        kinds: dict[int, set[str]] = {}  # story → the kinds of event its headlines report
+        for doc in self._placed:
+            if doc.kinds:
+                kinds.setdefault(self.assignments[doc.article.id], set()).update(doc.kinds)
+        related = self.assignments.related
+        for doc in self._placed:
+            if not doc.rare_named or doc.generic or _is_tutorial(doc):
+                continue
+            own = self.assignments[doc.article.id]
+            mine = kinds.get(own)
+            for name in doc.rare_named & holders.keys():
+                for story in holders[name]:
+                    if story.ident == own or abs(doc.time - story.first) > self.window:
+                        continue
+                    theirs = kinds.get(story.ident)
+                    if mine and theirs and not mine & theirs:
+                        continue  # one name, two kinds of event: "OpenAI raises …", "OpenAI launches …"
+                    related.setdefault(own, set()).add(story.ident)
+                    related.setdefault(story.ident, set()).add(own)
+
+    def _relate_market_reports(self) -> None:
+        """Relate the stories of market reports less than BURST_WINDOW apart: a digest holds one
+        report of a day's trading, however differently outlets headline it."""
+        reports = sorted(
+            (doc.time, self.assignments[doc.article.id])
+            for doc in self._placed
+            if not doc.special and _is_market_report(doc.article.title.lower(), doc.title)
+        )
+        span = BURST_WINDOW.total_seconds()
+        recent: deque[tuple[float, int]] = deque()
+        related = self.assignments.related
+        for time, story in reports:
+            while recent and time - recent[0][0] > span:
+                recent.popleft()
+            for other in {other for _, other in recent if other != story}:
+                related.setdefault(story, set()).add(other)
+                related.setdefault(other, set()).add(story)
+            recent.append((time, story))
 
     # -- the decision ----------------------------------------------------------------------------
 
@@ -473,6 +571,7 @@ class StoryClusterer:
             events=title_set & _COMPANY_EVENTS,
             kinds=frozenset(word for word in title_set if word[0] == "~"),
             special=generic or bool(_EVERGREEN_RE.search(article.title.lower())),
+            generic=generic,
         )
 
 
@@ -634,6 +733,39 @@ def _entity_spellings() -> frozenset[str]:
                 if len(tokens) == 1 and _TOKEN_RE.fullmatch(tokens[0]):
                     words.add(tokens[0])
     return frozenset(words)
+
+
+def _is_tutorial(doc: _Doc) -> bool:
+    """Is the article a tutorial (an evergreen piece that teaches, not a take on an event)?"""
+    return doc.special and not doc.generic and bool(_TUTORIAL_RE.search(doc.article.title.lower()))
+
+
+def _is_market_report(title: str, stems: frozenset[str]) -> bool:
+    """Does a (lowercase) headline report the day's move of a market as a whole?"""
+    if not _MARKET_RE.search(title) or stems & _COMPANY_EVENTS or _NOT_MARKET_RE.search(title):
+        return False  # a company's results, deal or fine, or its listing ("NASDAQ:MSFT")
+    return bool(_MARKET_MOVE_RE.search(title))
+
+
+def _same_full_name(one: str, other: str) -> bool:
+    """Do two headlines name one person or product by a full name ("Neil Young", "Edward
+    Snowden"): two neighbouring words a sentence-case headline capitalises, found side by side
+    in the other? Each word alone may be common ("Young"); together they name someone."""
+    for title, rest in ((one, other), (other, one)):
+        if _is_title_case(title):
+            continue  # a title-cased headline capitalises everything: no name can be told
+        tokens = _TOKEN_RE.findall(title)
+        names = {
+            (first.lower(), second.lower())
+            for first, second in pairwise(tokens)
+            if first[0].isupper() and second[0].isupper()
+        }
+        names = {pair for pair in names if not set(pair) & (_STOPWORDS | _GENERIC)}
+        if names:
+            words = [token.lower() for token in _TOKEN_RE.findall(rest)]
+            if names & set(pairwise(words)):
+                return True
+    return False
 
 
 def _is_title_case(title: str) -> bool:

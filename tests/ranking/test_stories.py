@@ -231,3 +231,78 @@ def test_an_article_that_bridges_two_stories_folds_the_younger_into_the_older() 
 
     assert len(set(placed)) > 1  # the headlines first made two stories
     assert {clusterer.assignments[a.id] for a in articles} == {1}  # one now, under the older id
+
+
+GUARDS = json.loads((Path(__file__).parent / "cases" / "real_digest_guards.json").read_text("utf-8"))
+
+
+def guarded_articles() -> tuple[list[ArticleText], dict[str, list[int]]]:
+    """Every case of real_digest_guards.json in one batch (ids by case name), as a day's feeds
+    would bring them."""
+    articles: list[ArticleText] = []
+    ids: dict[str, list[int]] = {}
+    cases = [*GUARDS["one_in_a_digest"], *GUARDS["apart"]]
+    for number, case in enumerate(cases, start=1):
+        for k, a in enumerate(case["articles"]):
+            articles.append(make(100 * number + k, a["source"], a["minutes"] / 60, a["title"]))
+            ids.setdefault(case["name"], []).append(100 * number + k)
+    return articles, ids
+
+
+def one_in_a_digest(assignments: StoryAssignments, first: int, second: int) -> bool:
+    one, other = assignments[first], assignments[second]
+    return one == other or other in assignments.related.get(one, set())
+
+
+@pytest.mark.parametrize("case", GUARDS["one_in_a_digest"], ids=lambda c: c["name"])
+def test_real_headlines_of_one_event_never_share_a_digest(case: dict[str, Any]) -> None:
+    articles, ids = guarded_articles()
+
+    assignments = cluster_stories([*background(), *articles])
+
+    members = ids[case["name"]]
+    apart = [(a, b) for a in members for b in members if a < b and not one_in_a_digest(assignments, a, b)]
+    assert apart == [], case["why"]
+
+
+@pytest.mark.parametrize("case", GUARDS["apart"], ids=lambda c: c["name"])
+def test_real_headlines_of_two_events_stay_apart_in_digests(case: dict[str, Any]) -> None:
+    articles, ids = guarded_articles()
+
+    assignments = cluster_stories([*background(), *articles])
+
+    first, *others = ids[case["name"]]
+    assert [other for other in others if one_in_a_digest(assignments, first, other)] == [], case["why"]
+
+
+def test_an_opinion_on_a_release_shares_no_digest_with_it_but_a_tutorial_may() -> None:
+    """An opinion or a question on an event is a second take on it; a tutorial on the same tool
+    teaches, whatever the tool's news."""
+    articles = [
+        make(
+            1,
+            1,
+            0,
+            "What's new in Jetpack Compose 1.9: shared element transitions, autofill support",
+            "Jetpack Compose 1.9 is out with shared element transitions and autofill support.",
+        ),
+        make(
+            2,
+            2,
+            1,
+            "5 tips to build a list screen with Jetpack Compose",
+            "Lazy lists, stable keys and previews: build a list screen with Jetpack Compose.",
+        ),
+        make(
+            3,
+            3,
+            2,
+            "Should you move to Jetpack Compose 1.9 and its shared element transitions?",
+            "Jetpack Compose 1.9 brings shared element transitions and autofill support; is it time?",
+        ),
+    ]
+
+    assignments = cluster_stories([*background(), *articles])
+
+    assert len({assignments[i] for i in (1, 2, 3)}) == 3
+    assert assignments.related == {1: {3}, 3: {1}}
