@@ -150,6 +150,7 @@ class DigestService:
         self.domain = message_id_domain(settings.email)
         self._composer: Composer | None = None
         self._composer_built = 0.0
+        self._composer_articles: int | None = None  # the newest article id when the pool was built
         self._composer_lock = asyncio.Lock()
         # An article's item view is the same in every digest that picks it for the same reasons.
         self._item_views: dict[
@@ -267,11 +268,18 @@ class DigestService:
         return self._composer
 
     def _composer_stale(self) -> bool:
-        return self._composer is None or time.monotonic() - self._composer_built > COMPOSER_TTL
+        if self._composer is None or time.monotonic() - self._composer_built > COMPOSER_TTL:
+            return True
+        # Articles stored since the pool was built (one max(id) lookup): the drafting process warms
+        # its pool as `run` starts, before the first fetch has stored anything.
+        return self.store.newest_article_id() != self._composer_articles
 
     def _build_composer(self, now: datetime) -> Composer:
+        # read before the pool: an article stored while it builds makes the next check rebuild it
+        newest = self.store.newest_article_id()
         composer = Composer(self.store, self.settings, self.taxonomy, now=now)
         self._composer, self._composer_built = composer, time.monotonic()
+        self._composer_articles = newest
         return composer
 
     async def send(

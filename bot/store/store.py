@@ -320,6 +320,12 @@ class Store:
             newest: datetime | None = conn.scalar(select(func.max(ARTICLES.c.published_at)))
             return newest
 
+    def newest_article_id(self) -> int | None:
+        """The id of the article stored last (ids only grow): a cheap "did articles arrive?" mark."""
+        with self.engine.connect() as conn:
+            newest: int | None = conn.scalar(select(func.max(ARTICLES.c.id)))
+            return newest
+
     def article_counts(self) -> dict[int, int]:
         """Articles stored per source id."""
         with self.engine.connect() as conn:

@@ -215,3 +215,20 @@ async def test_each_send_goes_through_the_channel_the_registry_gives_for_the_des
     [row] = service.ledger.list()
     assert (row.channel, row.status) == ("recording", "sent")
     assert not settings.outbox_dir.exists()  # the outbox was never the channel
+
+
+def test_the_candidate_pool_is_rebuilt_once_new_articles_are_stored(settings: Settings) -> None:
+    """The drafting process builds its pool as `run` starts, before the first fetch has stored
+    anything: a digest drafted within the pool's lifetime must still see what arrived since."""
+    store = Store.open(settings)
+    source = store.add_source(NewSource("Py Weekly", "https://py.example/feed")).id
+    assert source
+    service = DigestService(store, settings, OutboxChannel(settings.outbox_dir, settings=settings.email))
+    empty = service.current_composer(NOW)
+    assert empty.articles == {}
+    assert service.current_composer(NOW) is empty  # nothing arrived: the pool is kept
+
+    store.save_entries(source, [article("fresh", "Python story just fetched", 0.5)], now=NOW)
+    rebuilt = service.current_composer(NOW)
+    assert rebuilt is not empty
+    assert [a.title for a in rebuilt.articles.values()] == ["Python story just fetched"]
