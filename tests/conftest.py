@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -29,6 +32,29 @@ if "faketime" in os.environ.get("LD_PRELOAD", ""):  # `make test-future`: the su
         select.select([], [], [], seconds)
 
     time.sleep = _relative_sleep
+
+    # With FAKETIME_DONT_FAKE_MONOTONIC, libfaketime calls getenv inside every clock read and
+    # timed wait, and a thread waiting for the GIL makes those without holding it; a setenv that
+    # grows the C environment meanwhile frees the array that getenv is reading (CI segfaulted in
+    # a server thread while a fixture called monkeypatch.setenv). So while other threads run,
+    # os.environ changes stay in Python, and child processes get os.environ explicitly.
+    _putenv, _unsetenv, _popen_init = os.putenv, os.unsetenv, subprocess.Popen.__init__
+
+    def _putenv_when_alone(key: Any, value: Any) -> None:
+        if threading.active_count() == 1:
+            _putenv(key, value)
+
+    def _unsetenv_when_alone(key: Any) -> None:
+        if threading.active_count() == 1:
+            _unsetenv(key)
+
+    def _popen_with_environ(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) <= 10 and kwargs.get("env") is None:  # env is Popen's 11th parameter
+            kwargs["env"] = dict(os.environ)
+        _popen_init(self, *args, **kwargs)
+
+    os.putenv, os.unsetenv = _putenv_when_alone, _unsetenv_when_alone
+    subprocess.Popen.__init__ = _popen_with_environ  # type: ignore[method-assign]
 
 
 @pytest.fixture
