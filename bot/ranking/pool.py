@@ -6,8 +6,8 @@ the shapes the scorer multiplies:
 - a sparse article × topic weight matrix (CSR), its dense transpose (topic × article, what a
   sparse subscriber × topic matrix is multiplied by) and, per article, its few topics as fixed-width
   "slots" (to find which followed topic an article mostly belongs to without a dense gather);
-- ages, source and story positions, story coverage (distinct sources per story) and the global
-  source weight, as vectors;
+- ages, source and story positions, story coverage (distinct sources per story, a roundup's
+  boost cut by ROUNDUP_FACTOR) and the global source weight, as vectors;
 - lazily and cached: per half-life the freshness × coverage × source-weight vector (and the topic
   matrix scaled by it) with a short "probe" list per topic (its best articles before any
   subscriber is known, which the batch ranker uses to guess a per-subscriber score threshold);
@@ -39,6 +39,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 MUTED_TOPIC_MIN_WEIGHT = 0.3  # an article carrying a muted topic at least this strongly is out
 COVERAGE_BOOST = 0.25  # boost = 1 + COVERAGE_BOOST × log2(distinct sources covering the story)
+# A roundup ("Business Highlights") gathers stories the digest likely holds already under headlines
+# that say what happened: it ranks after them, and fills a digest only when little else is left.
+ROUNDUP_FACTOR = 0.25
 ALSO_COVERED_CAP = 5  # other articles of a story listed on an item
 PROBE_DEPTH = 24  # articles per topic in the probe lists
 
@@ -94,6 +97,7 @@ class CandidatePool:
     story_related: list[tuple[int, ...]]  # per story number: the stories too similar to share a digest
     coverage: list[int]
     coverage_boost: npt.NDArray[np.float64]
+    roundups: frozenset[int]  # article ids of roundups (`StoryAssignments.roundups`)
     also_covered_by: list[tuple[int, ...]]
     texts: list[str]  # lowercase title + excerpt, for keyword mutes
 
@@ -257,6 +261,8 @@ class CandidatePool:
                     also = [aid for aid in ids if aid != me] + nearby
                     self.also_covered_by[pos] = tuple(also)[:ALSO_COVERED_CAP]
         self.coverage_boost = 1.0 + COVERAGE_BOOST * np.log2(np.array(self.coverage, dtype=np.float64))
+        self.roundups = frozenset(aid for aid in getattr(stories, "roundups", ()) if aid in self.position_of)
+        self.coverage_boost[[self.position_of[aid] for aid in self.roundups]] *= ROUNDUP_FACTOR
 
     # -- cached, per subscriber setting ----------------------------------------------------------
 

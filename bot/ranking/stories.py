@@ -33,6 +33,11 @@ Precision guards, checked before an article may join a story:
   ("Snowden speaks at SXSW", then "Snowden: I would do it again") that are the same story;
 - generic titles ("Weekly roundup") and evergreen ones (tutorials, opinions) stay on their own.
 
+Roundups ("Business Highlights", "Business in Brief", "Markets: as it happened") report several
+of the day's stories under a headline that names none: `StoryAssignments.roundups` lists them, and
+the candidate pool ranks them after the articles that say what happened (one of the stories a
+roundup holds is likely already in the digest, under its own headline).
+
 Once the batch is placed, stories a digest must not hold together are marked *related*
 (`StoryAssignments.related`), the second guard against a merge clustering missed:
 
@@ -69,7 +74,14 @@ from bot.ranking.rarity import rarity
 from bot.ranking.topics import load_taxonomy, phrase_tokens
 from bot.ranking.types import ArticleText
 
-__all__ = ["StoryAssignments", "StoryClusterer", "cluster_stories", "story_members", "story_sizes"]
+__all__ = [
+    "StoryAssignments",
+    "StoryClusterer",
+    "cluster_stories",
+    "is_roundup",
+    "story_members",
+    "story_sizes",
+]
 
 DEFAULT_WINDOW: Final = timedelta(hours=48)
 BURST_WINDOW: Final = timedelta(hours=24)  # "today's" articles, for how bursty a word is
@@ -179,13 +191,41 @@ _GENERIC: Final = frozenset(
     """.split()  # noqa: SIM905
 )
 
+# What a roundup's headline says: that it gathers ("Highlights", "in Brief", "as it happened") ...
+_ROUNDUP_RE: Final = re.compile(
+    r"\b(highlights|in brief|brief|briefs|briefing|round-?up|recap|digest|newsletter|as it happened|"
+    r"live blog|top stories|headlines|need to know|the day in)\b"
+)
+# ... and, besides those words, at most the section it covers, the day and filler.
+_SECTION_WORDS: Final = frozenset(
+    """
+    highlights brief briefs briefing roundup round up recap digest newsletter happened live blog
+    top stories headlines need know day business finance financial money market markets stock
+    stocks economy economic tech technology science world national local international politics
+    entertainment sports health today tonight week weekend morning afternoon evening daily weekly latest
+    key big biggest main
+    """.split()  # noqa: SIM905
+)
+
+
+def is_roundup(title: str) -> bool:
+    """Does the headline gather several stories without naming one ("Business Highlights",
+    "Business news and markets: as it happened - March 11, 2014")? "WWDC highlights" and
+    "Titanfall review roundup" name what they gather: one story each."""
+    lower = title.lower()
+    if not _ROUNDUP_RE.search(lower):
+        return False
+    ignored = _STOPWORDS | _GENERIC | _SECTION_WORDS
+    return all(word[0].isdigit() or word in ignored for word in _TOKEN_RE.findall(lower))
+
 
 class StoryAssignments(dict[int, int]):
     """Article id → story id (the id of the story's first article).
 
-    It also remembers each article's source, so `story_sizes` can count distinct sources, and
+    It also remembers each article's source, so `story_sizes` can count distinct sources,
     `related`: story id → the stories too alike to share a digest with it (both directions; see
-    `StoryClusterer.relate_alike`).
+    `StoryClusterer.relate_alike`), and `roundups`: the articles whose headline gathers several
+    stories and names none (see `is_roundup`).
     """
 
     def __init__(
@@ -197,6 +237,7 @@ class StoryAssignments(dict[int, int]):
         super().__init__(items)
         self.sources: dict[int, int] = dict(sources or {})
         self.related: dict[int, set[int]] = {story: set(ids) for story, ids in (related or {}).items()}
+        self.roundups: set[int] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +306,8 @@ class StoryClusterer:
         self._join(best, doc)
         self.assignments[article.id] = best.ident
         self.assignments.sources[article.id] = article.source_id
+        if is_roundup(article.title):
+            self.assignments.roundups.add(article.id)
         self._placed.append(doc)
         return best.ident
 

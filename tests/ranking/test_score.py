@@ -15,6 +15,7 @@ import pytest
 
 from bot.ranking.pool import CandidatePool
 from bot.ranking.score import Digest, rank, rank_many
+from bot.ranking.stories import cluster_stories
 from bot.ranking.types import ArticleText, Preferences, TopicMatch
 
 NOW = datetime(2025, 3, 14, 7, 0, tzinfo=UTC)
@@ -406,7 +407,10 @@ def plain_rank(pool: CandidatePool, prefs: Preferences, delivered: Collection[in
         relevance = sum(p for p, _ in parts)
         weight = prefs.source_weights.get(source, 0.7 if source == 1 else 1.3 if source == 2 else 1.0)
         freshness = 0.5 ** (age / seconds) if seconds > 0 else 1.0
-        score = relevance * freshness * (1 + 0.25 * math.log2(pool.coverage[pos])) * max(weight, 0.0)
+        roundup = 0.25 if aid in pool.roundups else 1.0
+        score = (
+            relevance * freshness * (1 + 0.25 * math.log2(pool.coverage[pos])) * roundup * max(weight, 0.0)
+        )
         if score > 0:
             bucket = min(parts, key=lambda p: (-p[0], p[1]))[1]
             candidates.append((-score, pos, bucket))
@@ -467,3 +471,23 @@ def test_a_story_related_to_a_picked_one_is_left_out_and_listed_as_also_covered(
     assert [item.article_id for item in guarded.items] == [1, 3]
     assert guarded.items[0].also_covered_by == (2,)
     assert rank_many(pool, [prefs, prefs], chunk=1) == [guarded, guarded]
+
+
+def test_a_roundup_ranks_after_the_articles_that_name_their_story_and_fills_what_is_left() -> None:
+    """ "Business Highlights" gathers stories the digest likely holds under their own headlines."""
+    now = datetime(2014, 3, 11, 22, 0, tzinfo=UTC)
+    titles = {
+        1: "Business Highlights",
+        2: "Sbarro files for bankruptcy protection for the second time",
+        3: "UniCredit posts record loss after writedowns",
+    }
+    articles = [ArticleText(i, i, t, "", (), now - timedelta(minutes=10 * i)) for i, t in titles.items()]
+    topics = {i: (TopicMatch("business", 0.9, ("business",)),) for i in titles}
+    stories = cluster_stories(articles)
+    pool = CandidatePool.build(articles, topics, stories, now=now)
+
+    assert stories.roundups == {1}
+    assert ids(rank(pool, follows("business"))) == [2, 3, 1]  # the freshest, yet last
+    assert ids(rank(pool, follows("business", max_items=2))) == [2, 3]
+    assert ids(rank(pool, follows("business"), delivered={2, 3})) == [1]  # nothing else left
+    assert ids(rank(CandidatePool.build(articles, topics, {}, now=now), follows("business"))) == [1, 2, 3]

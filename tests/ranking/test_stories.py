@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from bot.ranking.stories import StoryAssignments, StoryClusterer, cluster_stories, story_members, story_sizes
+from bot.ranking.stories import (
+    StoryAssignments,
+    StoryClusterer,
+    cluster_stories,
+    is_roundup,
+    story_members,
+    story_sizes,
+)
 from bot.ranking.types import ArticleText
 
 CASES = json.loads((Path(__file__).parent / "cases" / "clustering.json").read_text("utf-8"))
@@ -273,6 +280,18 @@ def test_real_headlines_of_two_events_stay_apart_in_digests(case: dict[str, Any]
 
     first, *others = ids[case["name"]]
     assert [other for other in others if one_in_a_digest(assignments, first, other)] == [], case["why"]
+
+
+@pytest.mark.parametrize("title", GUARDS["roundups"]["gather"])
+def test_a_headline_that_gathers_stories_and_names_none_is_a_roundup(title: str) -> None:
+    assert is_roundup(title)
+    assert cluster_stories([make(1, 1, 0, title)]).roundups == {1}
+
+
+@pytest.mark.parametrize("title", GUARDS["roundups"]["name_their_story"])
+def test_a_headline_with_a_roundups_words_that_names_its_story_is_no_roundup(title: str) -> None:
+    assert not is_roundup(title)
+    assert cluster_stories([make(1, 1, 0, title)]).roundups == set()
 
 
 def test_an_opinion_on_a_release_shares_no_digest_with_it_but_a_tutorial_may() -> None:
