@@ -72,7 +72,7 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from bot.ranking.rarity import rarity
 from bot.ranking.topics import load_taxonomy, phrase_tokens
-from bot.ranking.types import ArticleText
+from bot.ranking.types import ArticleText, Topic
 
 __all__ = [
     "StoryAssignments",
@@ -371,6 +371,7 @@ class StoryClusterer:
             related.setdefault(a, set()).add(b)
             related.setdefault(b, set()).add(a)
         self._relate_core_names()
+        self._relate_product_names()
         self._relate_market_reports()
 
     def _relate_core_names(self) -> None:
@@ -405,6 +406,48 @@ class StoryClusterer:
                         continue  # one name, two kinds of event: "OpenAI raises …", "OpenAI launches …"
                     related.setdefault(own, set()).add(story.ident)
                     related.setdefault(story.ident, set()).add(own)
+
+    def _relate_product_names(self) -> None:
+        """Relate an article to a story of several articles that keeps naming a product its
+        headline names ("You Can Now AirPlay to the Apple TV …" and the day's Apple TV update,
+        where most headlines say "Apple TV"): the day's news of that product, in a digest once.
+        A pair of capitalised words is a name only where a sentence-case headline of the batch
+        capitalises it ("restart your Apple TV"): in title case "Apple Faces …" is no name. A
+        platform named now and then ("Google Cloud") heads no story: nothing relates."""
+        confirmed: set[tuple[str, str]] = set()
+        named: list[tuple[_Doc, set[tuple[str, str]]]] = []
+        for doc in self._placed:
+            title = doc.article.title
+            pairs = _product_pairs(title)
+            if pairs:
+                if not _is_title_case(title):
+                    confirmed.update(pairs - {_first_pair(title)})
+                named.append((doc, pairs))
+        if not confirmed:
+            return
+        uses: dict[int, Counter[tuple[str, str]]] = {}
+        for doc, pairs in named:
+            uses.setdefault(self.assignments[doc.article.id], Counter()).update(pairs & confirmed)
+        holders: dict[tuple[str, str], list[_Story]] = {}
+        for ident, counts in uses.items():
+            story = self._stories[ident]
+            if story.size >= CORE_STORY:
+                for pair, count in counts.items():
+                    if count >= CORE_SHARE * story.size:
+                        holders.setdefault(pair, []).append(story)
+        # per story that keeps naming a product: itself and the stories of the headlines naming it
+        groups: dict[int, set[int]] = {}
+        for doc, pairs in named:
+            if doc.generic or _is_tutorial(doc):
+                continue
+            for pair in pairs & holders.keys():
+                for story in holders[pair]:
+                    if abs(doc.time - story.first) <= self.window:
+                        groups.setdefault(story.ident, {story.ident}).add(self.assignments[doc.article.id])
+        related = self.assignments.related
+        for group in groups.values():
+            for ident in group if len(group) > 1 else ():
+                related.setdefault(ident, set()).update(group - {ident})
 
     def _relate_market_reports(self) -> None:
         """Relate the stories of market reports less than BURST_WINDOW apart: a digest holds one
@@ -765,16 +808,27 @@ def _token_name(token: str, title_case: bool) -> str:
 
 
 @cache
+def _company_spellings() -> frozenset[str]:
+    """The one-word names of the taxonomy's companies (the topics under big-tech): "apple",
+    "google", "msft". Topic words such as "go" or "business" name no product."""
+    taxonomy = load_taxonomy()
+    return _one_word_spellings(t for t in taxonomy.topics if "big-tech" in taxonomy.broader.get(t.slug, ()))
+
+
+@cache
 def _entity_spellings() -> frozenset[str]:
     """The shipped taxonomy's one-word names for things, lowercase: topic names and the aliases
     feeds tag them with ("npm", "pypi", "kubernetes"; not its key phrases, such as "lunar")."""
+    return _one_word_spellings(topic for topic in load_taxonomy().topics if topic.kind == "topic")
+
+
+def _one_word_spellings(topics: Iterable[Topic]) -> frozenset[str]:
     words: set[str] = set()
-    for topic in load_taxonomy().topics:
-        if topic.kind == "topic":
-            for spelling in (topic.slug, topic.name, *topic.aliases):
-                tokens = phrase_tokens(spelling)
-                if len(tokens) == 1 and _TOKEN_RE.fullmatch(tokens[0]):
-                    words.add(tokens[0])
+    for topic in topics:
+        for spelling in (topic.slug, topic.name, *topic.aliases):
+            tokens = phrase_tokens(spelling)
+            if len(tokens) == 1 and _TOKEN_RE.fullmatch(tokens[0]):
+                words.add(tokens[0])
     return frozenset(words)
 
 
@@ -809,6 +863,39 @@ def _same_full_name(one: str, other: str) -> bool:
             if names & set(pairwise(words)):
                 return True
     return False
+
+
+# After a company's name: the company itself or one of its people, not a product ("Google Inc",
+# "Microsoft Corporation", "Facebook CEO" each head many of one day's stories).
+_NO_PRODUCT: Final = frozenset(
+    """
+    inc corp corporation co company ltd plc llc ag sa group holdings stock stocks shares share
+    ceo cfo coo cto chief founder cofounder president executive exec boss chairman chairwoman
+    """.split()  # noqa: SIM905
+)
+
+
+def _product_pairs(title: str) -> set[tuple[str, str]]:
+    """Neighbouring capitalised words of which one is a known company and the other no filler:
+    ("apple", "tv"), ("google", "docs")."""
+    entities = _company_spellings()
+    pairs = set()
+    for first, second in pairwise(_TOKEN_RE.findall(title)):
+        if not (first[0].isupper() and second[0].isupper()):
+            continue
+        pair = (first.lower(), second.lower())
+        if (pair[0] in entities) == (pair[1] in entities):
+            continue  # two companies ("Apple Google") or none
+        if set(pair) & (_STOPWORDS | _GENERIC | _NO_PRODUCT) or any(stem_of(w)[:1] == "~" for w in pair):
+            continue  # "Apple Launches", "Google Says", "Google Inc", "Facebook CEO"
+        pairs.add(pair)
+    return pairs
+
+
+def _first_pair(title: str) -> tuple[str, str] | None:
+    """A headline's first two words: capitalised as its opening, not as a name."""
+    tokens = _TOKEN_RE.findall(title)[:2]
+    return (tokens[0].lower(), tokens[1].lower()) if len(tokens) == 2 else None
 
 
 def _is_title_case(title: str) -> bool:

@@ -251,8 +251,9 @@ def guarded_articles() -> tuple[list[ArticleText], dict[str, list[int]]]:
     cases = [*GUARDS["one_in_a_digest"], *GUARDS["apart"]]
     for number, case in enumerate(cases, start=1):
         for k, a in enumerate(case["articles"]):
-            articles.append(make(100 * number + k, a["source"], a["minutes"] / 60, a["title"]))
-            ids.setdefault(case["name"], []).append(100 * number + k)
+            ident = 10_000 + 100 * number + k  # clear of background()'s 1000 + n
+            articles.append(make(ident, a["source"], a["minutes"] / 60, a["title"]))
+            ids.setdefault(case["name"], []).append(ident)
     return articles, ids
 
 
