@@ -3,6 +3,7 @@ and (when FLARESTART_TEST_POSTGRES_URL is given) PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import subprocess
@@ -22,6 +23,10 @@ from bot.store.migrate import upgrade
 from bot.testing.httpserver import FixtureServer
 
 POSTGRES_URL = os.environ.get("FLARESTART_TEST_POSTGRES_URL")
+
+# aiosmtpd's server threads log every connection at INFO; a line logged after its test ended
+# would print into the run's progress dots.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 if "faketime" in os.environ.get("LD_PRELOAD", ""):  # `make test-future`: the suite a year ahead
     # libfaketime 0.9.10 shifts CLOCK_MONOTONIC too unless told not to, and Python's timed waits
