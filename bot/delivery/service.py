@@ -175,13 +175,14 @@ class DigestService:
 
     def plan_due(self) -> int:
         """Enqueue this period's send for every active subscriber who is due, and the confirmation
-        mail for every pending one; returns how many jobs are new.
+        mail for every pending one whose mail is still owed; returns how many jobs are new.
 
         One query reads the schedule columns of every subscriber, each distinct schedule (time
         zone, time, frequency) is worked out once, and every job goes in with one transaction;
         jobs that exist already (an earlier run planned them) are skipped by their unique keys.
         """
-        schedules = self.subscribers.schedules(("active", "pending"))
+        # a pending reader whose opt-in mail went (or failed for good) needs no job each minute
+        schedules = self.subscribers.schedules(("active", "pending"), settled_mail=CONFIRM_PERIOD)
         created = self.queue.enqueue_many(self._due_jobs(schedules, self.clock()))
         if created:
             log.info(

@@ -26,12 +26,13 @@ from bot.errors import NotFoundError
 from bot.errors import StatusChangedError as StatusChangedError
 from bot.errors import SubscriberError as SubscriberError
 from bot.store.connections import connected, transaction
-from bot.store.models import Subscriber
+from bot.store.models import Delivery, Subscriber
 from bot.store.suppressions import SuppressionRecord, SuppressionStore, suppressed_address
 from bot.store.types import utcnow
 from bot.types import Destination, SubscriberColumns, subscriber_ref
 
 SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 STATUSES = ("active", "paused", "pending", "bouncing", "unsubscribed")
 # Columns callers may set; id, status and the timestamps have methods of their own.
 EDITABLE = frozenset(
@@ -208,10 +209,14 @@ class SubscriberStore:
             raise NotFoundError(f"no subscriber with id {subscriber_id}")
         return found
 
-    def schedules(self, statuses: Collection[str] = ("active",)) -> builtins.list[Schedule]:
+    def schedules(
+        self, statuses: Collection[str] = ("active",), *, settled_mail: str | None = None
+    ) -> builtins.list[Schedule]:
         """Id, status and delivery schedule of every subscriber with a destination (an email
         address that is not suppressed) and one of `statuses`, by id: what planning reads,
-        without loading whole rows."""
+        without loading whole rows. With `settled_mail` (a ledger period: the opt-in mail's),
+        pending subscribers whose mail of that period is sent or failed for good are left out:
+        a job for it would find nothing to do."""
         for status in statuses:
             _check_status(status)
         columns = SUBSCRIBERS.c
@@ -228,6 +233,15 @@ class SubscriberStore:
             .where(~suppressed_address(columns.email))  # never planned, whatever the row says
             .order_by(columns.id)
         )
+        if settled_mail is not None:
+            mail = DELIVERIES.c
+            settled = (
+                select(mail.id)
+                .where(mail.subscriber_id == columns.id, mail.period == settled_mail)
+                .where(mail.status.in_(("sent", "failed")))
+                .exists()
+            )
+            query = query.where(or_(columns.status != "pending", ~settled))
         with self.engine.connect() as conn:
             return [Schedule(*row) for row in conn.execute(query)]
 
