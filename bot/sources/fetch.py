@@ -34,11 +34,11 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import httpcore
-import httpx
 
 from bot.config import FetchSettings
 from bot.errors import UnsafeURLError
 from bot.sources import netguard
+from bot.sources.httpclient import httpx
 from bot.sources.types import FetchOutcome, FetchResult
 
 logger = logging.getLogger(__name__)

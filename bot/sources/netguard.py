@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import httpcore
-import httpx
 
 from bot.errors import UnsafeURLError
+from bot.sources.httpclient import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], str | None]

@@ -119,6 +119,8 @@ def test_fetch_leaves_parsing_and_tagging_to_the_parser_processes(tmp_path: Path
     assert modules.isdisjoint(parsing), sorted(modules & set(parsing))
     # nor the subscribers' files, schedule and sync (bot.app.types names its constants from bot.types)
     assert "bot.subscribers" not in modules
+    # nor httpx's command-line client and its click, which `import httpx` brings when installed
+    assert "click" not in modules
 
 
 # What the parser processes of a command started by the `flarestart` script hold: multiprocessing

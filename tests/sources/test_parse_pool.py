@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +62,47 @@ def test_a_parser_process_has_the_shipped_tagger_before_its_first_feed() -> None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     assert (hits, misses, size) == (0, 1, 1)  # built before the fork, not asked for since
+
+
+# A process that owns a pool, with a module preloaded before parse_warm that leaves a mark at its
+# process's exit in the forkserver and in the owner, if their interpreter's teardown runs.
+OWNER = """
+import bot.sources.parse_pool as parse_pool
+import bot.sources.parse_warm  # an ordinary import: this process still exits as usual
+from bot.config import load_settings
+
+parse_pool.PARSE_PRELOAD = ["mark_at_exit", *parse_pool.PARSE_PRELOAD]
+import mark_at_exit
+
+if __name__ == "__main__":
+    pool = parse_pool.make_parse_pool(load_settings({}, config_file=None))
+    print(pool.submit(len, "abc").result(timeout=60))
+    pool.shutdown(wait=True)
+"""
+MARK_AT_EXIT = """
+import atexit, os, sys
+from pathlib import Path
+
+atexit.register(lambda: (Path(os.environ["MARKS"]) / str(os.getpid())).write_text(sys.argv[0]))
+"""
+
+
+def test_the_forkserver_ends_without_the_interpreters_teardown(tmp_path: Path) -> None:
+    """When its owner has gone, the forkserver leaves at once: its teardown only freed the parser
+    and tagger, while whoever read the owner's output (it holds the same pipes) waited for it."""
+    (tmp_path / "mark_at_exit.py").write_text(MARK_AT_EXIT, encoding="utf-8")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    owner = tmp_path / "owner.py"
+    owner.write_text(OWNER, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(owner)],
+        cwd=tmp_path,  # where the forkserver finds mark_at_exit (Python 3.11's ignores the owner's sys.path)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MARKS": str(marks)},
+    )  # returns once every process holding its pipes has ended, the forkserver included
+
+    assert (done.returncode, done.stdout) == (0, "3\n"), done.stderr
+    assert [path.read_text() for path in marks.iterdir()] == [str(owner)]  # the owner's mark only
