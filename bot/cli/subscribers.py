@@ -317,7 +317,7 @@ def list_(
             s.timezone,
             s.delivery_time,
             s.frequency,
-            _topics_text(s.topics) or "-",
+            _topics_text(s.topics) or "all",
             describe_next(upcoming.get(s.id or 0), s.timezone, now),
         )
     console.print(table)
@@ -357,7 +357,7 @@ def show(
         ("status", f"[{STATUS_STYLE.get(found.status, '')}]{found.status}[/]{reason}"),
         ("schedule", f"{found.frequency} at {found.delivery_time} {found.timezone}"),
         ("next delivery", describe_next(upcoming, found.timezone, now)),
-        ("topics", (_topics_text(found.topics) or "-") + default),
+        ("topics", (_topics_text(found.topics) or "all") + default),
         *((label, value or "-") for label, value in mutes),
         ("source weights", _topics_text(found.source_weights) or "-"),
         ("max items", str(found.max_items)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,6 +136,15 @@ def test_add_list_show_pause_resume_remove(run: Runner) -> None:
 
     assert run("subscribers", "remove", "ada@example.com").code == 0
     assert run("subscribers", "list", "--json").json() == []
+
+
+def test_no_topics_reads_all_topics_in_add_show_and_list(run: Runner) -> None:
+    # An empty topic list means every topic: each message says "all", none a bare "-".
+    assert "topics all" in run("subscribers", "add", "ada@example.com").out
+    shown = run("subscribers", "show", "ada@example.com").out
+    assert re.search(r"topics\s*│\s*all\s", shown), shown
+    listed = run("subscribers", "list").out
+    assert re.search(r"│\s*all\s*│", listed), listed
 
 
 def test_unknown_subscribers_are_one_line_errors_with_a_hint(run: Runner) -> None:
