@@ -218,6 +218,7 @@ class UserTopic(_Section):
     slug: str | None = None
     phrases: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    not_phrases: list[str] = Field(default_factory=list)
 
 
 class Settings(_Section):

@@ -203,8 +203,21 @@ def _validate_topic(topic: Topic) -> None:
     for phrase in topic.phrases:
         if not phrase_tokens(phrase):
             raise ConfigError(f"{where}: phrase {phrase!r} has no words")
+    own = [phrase_tokens(phrase) for phrase in topic.phrases]
+    for phrase in topic.not_phrases:
+        tokens = phrase_tokens(phrase)
+        if not any(_holds(tokens, inner) for inner in own if len(inner) < len(tokens)):
+            raise ConfigError(
+                f"{where}: not-phrase {phrase!r} holds none of the topic's phrases; a not-phrase "
+                'is a longer phrase that means something else ("apple pie" for "apple")'
+            )
     if topic.kind == "topic" and not topic.phrases and not topic.aliases:
         raise ConfigError(f"{where}: give at least one phrase or alias to recognise it by")
+
+
+def _holds(tokens: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    size = len(inner)
+    return any(tokens[i : i + size] == inner for i in range(len(tokens) - size + 1))
 
 
 def _check_acyclic(broader: Mapping[str, Sequence[str]]) -> None:
@@ -253,6 +266,7 @@ def _shipped() -> _ShippedData:
                     kind="topic" if kind == "topic" else "kind",
                     aliases=tuple(str(a) for a in entry.get("aliases", ())),
                     phrases=tuple(str(p) for p in entry.get("phrases", ())),
+                    not_phrases=tuple(str(p) for p in entry.get("not_phrases", ())),
                 )
             )
             if entry.get("broader"):
@@ -283,17 +297,18 @@ def load_taxonomy(extra: Sequence[Topic] = ()) -> Taxonomy:
                 name=topic.name or known.name,
                 aliases=_unique(known.aliases + topic.aliases),
                 phrases=_unique(known.phrases + topic.phrases),
+                not_phrases=_unique(known.not_phrases + topic.not_phrases),
             )
     return Taxonomy(topics.values(), broader=shipped.broader, kind_rules=shipped.kind_rules)
 
 
 def topic_from_settings(mapping: Mapping[str, Any]) -> Topic:
-    """A user topic from the settings file: {name, phrases, slug?, aliases?}.
+    """A user topic from the settings file: {name, phrases, slug?, aliases?, not_phrases?}.
 
     The slug is derived from the name when missing ("Home Lab" → "home-lab"); phrases default to
     the name when missing or empty. Raises ConfigError naming the topic when a value has the wrong shape.
     """
-    allowed = {"slug", "name", "phrases", "aliases"}
+    allowed = {"slug", "name", "phrases", "aliases", "not_phrases"}
     label = str(mapping.get("slug") or mapping.get("name") or "?")
     where = f"topic '{label}'"
     unknown_keys = sorted(set(mapping) - allowed)
@@ -311,9 +326,10 @@ def topic_from_settings(mapping: Mapping[str, Any]) -> Topic:
         raise ConfigError(f"{where}: 'slug' must be lowercase words joined by '-', like 'home-lab'")
     phrases = _string_list(mapping.get("phrases") or [name], f"{where}: 'phrases'")
     aliases = _string_list(mapping.get("aliases") or [], f"{where}: 'aliases'")
+    not_phrases = _string_list(mapping.get("not_phrases") or [], f"{where}: 'not_phrases'")
     if not phrases:
         raise ConfigError(f"{where}: 'phrases' holds only blanks; give at least one phrase")
-    topic = Topic(slug=slug, name=name.strip(), aliases=aliases, phrases=phrases)
+    topic = Topic(slug=slug, name=name.strip(), aliases=aliases, phrases=phrases, not_phrases=not_phrases)
     _validate_topic(topic)
     return topic
 
@@ -422,12 +438,25 @@ class Tagger:
                         owners[tokens].append(i)
                     texts.setdefault(tokens, phrase)
 
+        # Not-phrases join the index owned by no topic: the longest match wins its span, so
+        # "apple pie" hides "apple" from every topic, and speaks for none.
+        meaningless: set[tuple[str, ...]] = set()
+        for topic in topics:
+            for phrase in topic.not_phrases:
+                for tokens in _variants(phrase_tokens(phrase)):
+                    owners.setdefault(tokens, [])
+                    texts.setdefault(tokens, phrase)
+                    meaningless.add(tokens)
+
         def phrase_weight(tokens: tuple[str, ...]) -> float:
             return min(1.0 + 0.3 * (len(tokens) - 1), 1.6) / math.sqrt(len(owners[tokens]))
 
         self._phrases: list[_Phrase] = []
         for tokens, topic_ids in owners.items():
-            weights = dict.fromkeys(topic_ids, phrase_weight(tokens))
+            weights = dict.fromkeys(topic_ids, phrase_weight(tokens)) if topic_ids else {}
+            if tokens in meaningless:
+                self._phrases.append(_Phrase(texts[tokens], tuple(weights.items())))
+                continue
             # The longest phrase wins a span of words, so it also speaks for the topics of the
             # phrases inside it: "pixel 10" (android) is also "pixel" (gadgets, google).
             for size in range(len(tokens) - 1, 0, -1):

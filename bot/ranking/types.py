@@ -18,6 +18,8 @@ class Topic:
     kind: TopicKind = "topic"
     aliases: tuple[str, ...] = ()  # spellings feeds use as tags: "ml", "machine-learning", "MachineLearning"
     phrases: tuple[str, ...] = ()  # key phrases matched in title and excerpt: "neural network"
+    # longer phrases that hold one of `phrases` but mean something else: "apple pie", "meta-analysis"
+    not_phrases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,19 @@ def test_user_topic_with_a_known_slug_extends_it() -> None:
     assert "python" not in slugs(TAGGER.tag(article("Reactive notebooks with marimo")))
 
 
+def test_user_topic_not_phrases_hide_its_phrase_and_a_user_topic_may_own_one() -> None:
+    # A user's own not-phrase extends the shipped topic's; a phrase of another topic that is also
+    # a not-phrase still counts for that topic, and only for it.
+    quiet = topic_from_settings({"slug": "apple", "name": "Apple", "not_phrases": ["apple crumble"]})
+    baking = topic_from_settings({"name": "Baking", "phrases": ["apple pie", "crumble"]})
+    tagger = Tagger(load_taxonomy([quiet, baking]))
+
+    assert "apple" in slugs(TAGGER.tag(article("Apple crumble for a crowd")))
+    assert "apple" not in slugs(tagger.tag(article("Apple crumble for a crowd")))
+    pie = slugs(tagger.tag(article("The apple pie that won the county fair")))
+    assert "baking" in pie and not {"apple", "big-tech"} & pie
+
+
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
@@ -182,6 +195,11 @@ def test_user_topic_with_a_known_slug_extends_it() -> None:
         ({"name": "Home Lab", "phrases": [1, 2]}, "topic 'Home Lab': 'phrases' must be a list of strings"),
         ({"phrases": ["x"]}, "'name' must be a non-empty string"),
         ({"name": "!!!"}, "cannot derive a slug"),
+        (
+            {"name": "Go", "phrases": ["golang"], "not_phrases": ["go home"]},
+            "not-phrase 'go home' holds none",
+        ),
+        ({"name": "Go", "phrases": ["golang"], "not_phrases": ["golang"]}, "not-phrase 'golang' holds none"),
     ],
 )
 def test_bad_user_topics_are_refused_naming_the_topic(mapping: dict[str, Any], message: str) -> None:
