@@ -9,7 +9,26 @@ Importing this package is cheap (the standard library and the settings' types on
 imports the part of the core it uses, so `flarestart --version` pays for none of it.
 """
 
-from bot.app.core import FlareStart, open_app
-from bot.types import Destination
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.app.core import FlareStart, open_app
+    from bot.types import Destination
 
 __all__ = ["Destination", "FlareStart", "open_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: the CLI imports bot.app.words for every command (even --help), and
+    # the core's verbs and types are ~5 ms it does not need there.
+    if name in ("FlareStart", "open_app"):
+        from bot.app import core
+
+        return getattr(core, name)
+    if name == "Destination":
+        from bot.types import Destination
+
+        return Destination
+    raise AttributeError(f"module 'bot.app' has no attribute {name!r}")

@@ -57,6 +57,7 @@ def test_version_and_help_import_no_settings_store_or_pipeline(tmp_path: Path, a
     modules = imported(tmp_path, *args)
     assert "bot.cli" in modules
     assert modules.isdisjoint(PIPELINE + STORE + SETTINGS), sorted(modules & {*PIPELINE, *STORE, *SETTINGS})
+    assert "bot.app.core" not in modules  # the verbs load with the first command that calls one
 
 
 @pytest.mark.parametrize("args", [["sources", "--help"], ["fetc"], ["preview", "--max", "0"]])
