@@ -85,8 +85,23 @@ def test_the_command_named_first_is_parsed_by_an_app_holding_only_it() -> None:
     assert names(app_for(["fetch", "--all"])) == ["fetch"]
     assert names(app_for(["run"])) == ["run"]  # registered without a name: the function's
     assert names(app_for(["sources", "list"])) == ["sources/"]
-    for args in ([], ["--help"], ["--config", "x.toml", "fetch"], ["fetc"], ["help"]):
-        assert app_for(args) is app, args  # the whole app: its help, its suggestions
+    assert app_for(["--config", "x.toml", "fetch"]) is app  # options first: the whole app parses
+    for args in ([], ["--help"], ["-h"], ["--version"], ["fetc"], ["help"]):
+        outline = app_for(args)  # the root's help and suggestions need names and help lines only
+        assert names(outline) == names(app), args
+        assert all(not g.typer_instance.registered_commands for g in outline.registered_groups), args
+    assert app.registered_groups[0].typer_instance.registered_commands  # the app itself is whole
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["--version"], ["fetc"], ["help"], ["subscriber"]])
+def test_the_outline_answers_the_root_as_the_whole_app(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    outline = cli(*args)
+    monkeypatch.setattr(bot.cli, "app_for", lambda _args: app)
+    whole = cli(*args)
+    assert (outline.code, outline.out, outline.err) == (whole.code, whole.out, whole.err)
+    assert outline.out or outline.err
 
 
 @pytest.mark.parametrize(
