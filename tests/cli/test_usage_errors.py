@@ -93,6 +93,18 @@ def test_the_command_named_first_is_parsed_by_an_app_holding_only_it() -> None:
     assert app.registered_groups[0].typer_instance.registered_commands  # the app itself is whole
 
 
+def test_shell_completion_still_offers_a_groups_commands() -> None:
+    # The shell runs `flarestart` with no arguments and the words in the environment: the outline
+    # (groups without their commands) would complete nothing after `flarestart sources `.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLARESTART_")}
+    env |= {"_FLARESTART_COMPLETE": "complete_bash", "COMP_WORDS": "flarestart sources ", "COMP_CWORD": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert {"add", "list", "remove"} <= set(done.stdout.split()), done.stdout
+
+
 @pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["--version"], ["fetc"], ["help"], ["subscriber"]])
 def test_the_outline_answers_the_root_as_the_whole_app(
     cli: Runner, monkeypatch: pytest.MonkeyPatch, args: list[str]
