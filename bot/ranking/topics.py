@@ -91,6 +91,7 @@ class Taxonomy:
         self._lookup: dict[str, str] = {}  # folded slug / name / alias → slug
         for topic in self.topics:
             _validate_topic(topic)
+            _check_not_phrases(topic)
             if topic.slug in self._by_slug:
                 raise ConfigError(f"topic '{topic.slug}' is defined twice")
             self._by_slug[topic.slug] = topic
@@ -203,16 +204,20 @@ def _validate_topic(topic: Topic) -> None:
     for phrase in topic.phrases:
         if not phrase_tokens(phrase):
             raise ConfigError(f"{where}: phrase {phrase!r} has no words")
+    if topic.kind == "topic" and not topic.phrases and not topic.aliases:
+        raise ConfigError(f"{where}: give at least one phrase or alias to recognise it by")
+
+
+def _check_not_phrases(topic: Topic) -> None:
+    """Checked in the taxonomy, once a user topic has extended the shipped one it names."""
     own = [phrase_tokens(phrase) for phrase in topic.phrases]
     for phrase in topic.not_phrases:
         tokens = phrase_tokens(phrase)
         if not any(_holds(tokens, inner) for inner in own if len(inner) < len(tokens)):
             raise ConfigError(
-                f"{where}: not-phrase {phrase!r} holds none of the topic's phrases; a not-phrase "
-                'is a longer phrase that means something else ("apple pie" for "apple")'
+                f"topic '{topic.slug}': not-phrase {phrase!r} holds none of the topic's phrases; a "
+                'not-phrase is a longer phrase that means something else ("apple pie" for "apple")'
             )
-    if topic.kind == "topic" and not topic.phrases and not topic.aliases:
-        raise ConfigError(f"{where}: give at least one phrase or alias to recognise it by")
 
 
 def _holds(tokens: tuple[str, ...], inner: tuple[str, ...]) -> bool:
