@@ -42,7 +42,7 @@ from bot.store.store import StoredArticle
 from bot.store.subscribers import Schedule, SubscriberStore
 from bot.store.suppressions import SuppressionStore
 from bot.store.types import utcnow
-from bot.subscribers.schedule import DuePeriod, due_period, parse_delivery_time
+from bot.subscribers.schedule import DuePeriod, due_period, next_delivery_at, parse_delivery_time
 from bot.types import subscriber_ref
 
 log = logging.getLogger(__name__)
@@ -219,13 +219,25 @@ class DigestService:
         within that period (when its delivery row was created), for an operator's retry after the
         finished job was pruned. None when the subscriber's schedule no longer puts `period` there."""
         assert subscriber.id is not None
-        due = due_period(
-            now=around,
-            timezone=subscriber.timezone,
-            delivery_time=parse_delivery_time(subscriber.delivery_time),
-            frequency=subscriber.frequency,
-            catch_up=timedelta.max,
-        )
+        timezone, frequency = subscriber.timezone, subscriber.frequency
+        delivery_time = parse_delivery_time(subscriber.delivery_time)
+
+        def due_at(moment: datetime) -> DuePeriod | None:
+            return due_period(
+                now=moment,
+                timezone=timezone,
+                delivery_time=delivery_time,
+                frequency=frequency,
+                catch_up=timedelta.max,
+            )
+
+        due = due_at(around)
+        if due is None or due.period != period:
+            # `send --now` before the delivery time sends the period whose delivery comes next
+            following = next_delivery_at(
+                now=around, timezone=timezone, delivery_time=delivery_time, frequency=frequency
+            )
+            due = due_at(following)
         if due is None or due.period != period:
             return None
         return send_job(

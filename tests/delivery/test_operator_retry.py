@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,32 @@ def test_a_pruned_job_is_enqueued_again_with_the_payload_plan_due_makes(
         planned.max_attempts,
     )
     assert (job.status, job.attempts) == ("queued", 0)
+
+
+def test_a_digest_sent_early_by_hand_is_retried_with_the_job_its_delivery_time_makes(
+    store: Store, service: DigestService
+) -> None:
+    # `send --now` at 03:00 sends that day's 07:00 digest early; it failed, its job is gone. The
+    # row's moment lies before its period's delivery: the retry finds the period in the schedule.
+    reader = SubscriberStore(store.engine).add(
+        {"email": "early@example.com", "timezone": "UTC", "delivery_time": "07:00", "topics": {"python": 1.0}}
+    )
+    assert reader.id is not None
+    early = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
+    opened = service.ledger.begin(reader.id, "2026-03-10", service.channels.name_for("email"), now=early)
+    service.ledger.mark_failed(opened.id, error="550 5.1.1 no such user", permanent=True, now=early)
+
+    [outcome] = retry_failed(service, since=early - HOUR)
+
+    assert (outcome.outcome, outcome.detail) == (REQUEUED, "new send job (the old one was pruned)")
+    [job] = all_jobs(store)
+    assert job.payload == {
+        "subscriber_id": reader.id,
+        "period": "2026-03-10",
+        "window_start": "2026-03-09T07:00:00+00:00",
+        "window_end": "2026-03-10T07:00:00+00:00",
+    }
+    assert service.send_job_for(reader, "2026-03-11", around=early) is None  # not a day further
 
 
 # -- the two guarded primitives --------------------------------------------------------------
