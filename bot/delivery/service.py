@@ -164,13 +164,16 @@ class DigestService:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def due(self, subscriber: Subscriber, now: datetime) -> DuePeriod | None:
+    def due(
+        self, subscriber: Subscriber, now: datetime, *, catch_up: timedelta | None = None
+    ) -> DuePeriod | None:
+        """The period due at `now`, within the settings' catch-up window unless `catch_up` is given."""
         return due_period(
             now=now,
             timezone=subscriber.timezone,
             delivery_time=parse_delivery_time(subscriber.delivery_time),
             frequency=subscriber.frequency,
-            catch_up=timedelta(hours=self.settings.delivery.catch_up_hours),
+            catch_up=timedelta(hours=self.settings.delivery.catch_up_hours) if catch_up is None else catch_up,
         )
 
     def plan_due(self) -> int:
@@ -219,25 +222,16 @@ class DigestService:
         within that period (when its delivery row was created), for an operator's retry after the
         finished job was pruned. None when the subscriber's schedule no longer puts `period` there."""
         assert subscriber.id is not None
-        timezone, frequency = subscriber.timezone, subscriber.frequency
-        delivery_time = parse_delivery_time(subscriber.delivery_time)
-
-        def due_at(moment: datetime) -> DuePeriod | None:
-            return due_period(
-                now=moment,
-                timezone=timezone,
-                delivery_time=delivery_time,
-                frequency=frequency,
-                catch_up=timedelta.max,
-            )
-
-        due = due_at(around)
+        due = self.due(subscriber, around, catch_up=timedelta.max)
         if due is None or due.period != period:
             # `send --now` before the delivery time sends the period whose delivery comes next
             following = next_delivery_at(
-                now=around, timezone=timezone, delivery_time=delivery_time, frequency=frequency
+                now=around,
+                timezone=subscriber.timezone,
+                delivery_time=parse_delivery_time(subscriber.delivery_time),
+                frequency=subscriber.frequency,
             )
-            due = due_at(following)
+            due = self.due(subscriber, following, catch_up=timedelta.max)
         if due is None or due.period != period:
             return None
         return send_job(
